@@ -1,0 +1,235 @@
+"""The one place where failures become reasons and reasons become verdicts.
+
+Probes only observe: they record what happened (an exception, an rcode, the
+addresses in an answer) and hand it here.  Everything in this module is a pure
+function of those observations, so every verdict netprobe can give is tested
+by tables without a network (tests/test_classify.py).
+
+A reason is `STAGE.FAILURE` (`dns.nxdomain`, `tcp.refused`, `tls.reset`, ...).
+Each reason has exactly one verdict, listed in REASONS with what it means.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.resolver
+
+from netprobe.addresses import IPNetwork, in_networks, is_bogon, is_teredo, parse_ip
+
+REACHABLE = "reachable"
+BLOCKED = "blocked"
+RESET = "reset"
+INCONCLUSIVE = "inconclusive"
+VERDICTS = (REACHABLE, BLOCKED, RESET, INCONCLUSIVE)
+
+# The failures that every connection-oriented stage can suffer.  A stage name
+# is prefixed to each (`tcp.timeout`, `tls.timeout`, `mtproto.reset`, ...).
+_STREAM_FAILURES = {
+    "timeout": (BLOCKED, "no answer before the deadline (packets dropped)"),
+    "refused": (RESET, "the connection attempt was answered with a TCP reset"),
+    "reset": (RESET, "an established connection was reset"),
+    "eof": (BLOCKED, "the peer closed the connection before answering"),
+    "unreachable": (BLOCKED, "an ICMP unreachable / administratively prohibited arrived"),
+    "no_route": (INCONCLUSIVE, "this vantage point has no route for the address (family)"),
+    "local_firewall": (INCONCLUSIVE, "a firewall on this machine refused the packet"),
+    "local_resources": (INCONCLUSIVE, "this machine ran out of sockets or memory"),
+    "unknown": (INCONCLUSIVE, "an error netprobe does not know how to read"),
+}
+
+REASONS: dict[str, tuple[str, str]] = {
+    **{f"{stage}.{failure}": meaning
+       for stage in ("tcp", "control", "tls", "http", "mtproto")
+       for failure, meaning in _STREAM_FAILURES.items()},
+    "dns.nxdomain": (BLOCKED, "the resolver says the name does not exist"),
+    "dns.servfail": (BLOCKED, "the resolver answered SERVFAIL"),
+    "dns.refused": (BLOCKED, "the resolver answered REFUSED"),
+    "dns.bad_rcode": (BLOCKED, "the resolver answered an unexpected error code"),
+    "dns.no_answer": (BLOCKED, "neither A nor AAAA records were returned"),
+    "dns.timeout": (BLOCKED, "no DNS answer before the deadline"),
+    "dns.reset": (RESET, "the DNS query over TCP was reset"),
+    "dns.eof": (BLOCKED, "the resolver closed the TCP connection without answering"),
+    "dns.port_unreachable": (BLOCKED, "the resolver's DNS port answered ICMP port unreachable"),
+    "dns.unreachable": (BLOCKED, "an ICMP unreachable arrived for the resolver"),
+    "dns.malformed": (BLOCKED, "the DNS answer could not be parsed"),
+    "dns.unexpected_source": (BLOCKED, "an answer came from an address we did not ask"),
+    "dns.bogon": (BLOCKED, "an answer is a private/reserved address outside the service's networks"),
+    "dns.teredo": (BLOCKED, "an AAAA answer lies in Teredo 2001::/32, a known forgery signature"),
+    "dns.outside_networks": (BLOCKED, "an answer lies outside the service's networks"),
+    "dns.no_route": (INCONCLUSIVE, "this vantage point has no route to the resolver"),
+    "dns.local_firewall": (INCONCLUSIVE, "a firewall on this machine refused the DNS packet"),
+    "dns.local_resources": (INCONCLUSIVE, "this machine ran out of sockets or memory"),
+    "dns.unknown": (INCONCLUSIVE, "an error netprobe does not know how to read"),
+    "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),
+}
+
+
+def verdict_for(reason: str | None) -> str:
+    if reason is None:
+        return REACHABLE
+    return REASONS[reason][0]
+
+
+def failure_of(reason: str) -> str:
+    return reason.partition(".")[2]
+
+
+# --- exceptions -> reasons ---------------------------------------------------
+
+_ERRNO_FAILURES = {
+    errno.ECONNREFUSED: "refused",
+    errno.ECONNRESET: "reset",
+    errno.ECONNABORTED: "reset",
+    errno.EPIPE: "reset",
+    errno.ENOTCONN: "reset",
+    errno.ETIMEDOUT: "timeout",
+    errno.EHOSTUNREACH: "unreachable",
+    errno.ENETUNREACH: "unreachable",
+    errno.EHOSTDOWN: "unreachable",
+    errno.ENONET: "unreachable",
+    errno.ENOPROTOOPT: "unreachable",  # ICMP protocol unreachable
+    errno.EPROTO: "unreachable",
+    errno.EMSGSIZE: "unreachable",  # ICMP fragmentation needed
+    errno.EOPNOTSUPP: "unreachable",  # ICMP source route failed
+    errno.ENETDOWN: "no_route",
+    errno.EADDRNOTAVAIL: "no_route",
+    errno.EAFNOSUPPORT: "no_route",
+    errno.EPROTONOSUPPORT: "no_route",
+    errno.EACCES: "local_firewall",
+    errno.EPERM: "local_firewall",
+    errno.EMFILE: "local_resources",
+    errno.ENFILE: "local_resources",
+    errno.ENOBUFS: "local_resources",
+    errno.ENOMEM: "local_resources",
+    errno.EADDRINUSE: "local_resources",  # no free local port left
+    errno.EAGAIN: "local_resources",
+}
+
+# Errors raised by connect() itself, before any packet left: the network
+# has not answered, so they say something about this machine, not the path.
+_IMMEDIATE_NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH}
+
+
+def errno_failure(err: int | None, *, immediate: bool = False) -> str:
+    if immediate and err in _IMMEDIATE_NO_ROUTE:
+        return "no_route"
+    return _ERRNO_FAILURES.get(err, "unknown")
+
+
+def stream_failure(exc: BaseException, *, immediate: bool = False) -> str:
+    """The failure part of a reason, for errors on a TCP-based stage."""
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "timeout"
+    if isinstance(exc, ssl.SSLEOFError):
+        return "eof"
+    if isinstance(exc, (EOFError, ConnectionClosed)):
+        return "eof"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return errno_failure(exc.errno, immediate=immediate)
+    if isinstance(exc, ConnectionResetError):
+        return "reset"
+    return "unknown"
+
+
+class ConnectionClosed(Exception):
+    """The peer closed the stream (orderly FIN) before a complete answer."""
+
+
+_DNS_EXCEPTION_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (dns.exception.Timeout, "timeout"),
+    (dns.resolver.NXDOMAIN, "nxdomain"),
+    (dns.resolver.NoAnswer, "no_answer"),
+    (dns.resolver.NoNameservers, "servfail"),
+    (dns.resolver.YXDOMAIN, "bad_rcode"),
+    (dns.query.UnexpectedSource, "unexpected_source"),
+    # Everything else dnspython raises while reading an answer means the bytes
+    # that came back were not a well-formed answer to our question.
+    (dns.exception.FormError, "malformed"),
+    (dns.exception.SyntaxError, "malformed"),
+    (dns.exception.TooBig, "malformed"),
+    (dns.message.UnknownHeaderField, "malformed"),
+    (dns.message.NotQueryResponse, "malformed"),
+    (dns.message.ChainTooLong, "malformed"),
+    (dns.message.AnswerForNXDOMAIN, "malformed"),
+    (dns.message.Truncated, "malformed"),
+    (dns.message.UnknownTSIGKey, "malformed"),
+    (dns.rcode.UnknownRcode, "malformed"),
+    (dns.name.BadEscape, "malformed"),
+    (dns.name.NameTooLong, "malformed"),
+    (dns.name.LabelTooLong, "malformed"),
+    (dns.name.IDNAException, "malformed"),
+)
+
+
+def dns_failure(exc: BaseException) -> str:
+    for kind, failure in _DNS_EXCEPTION_FAILURES:
+        if isinstance(exc, kind):
+            return failure
+    if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
+        return "port_unreachable"  # UDP: ICMP port unreachable; TCP: RST on port 53
+    return stream_failure(exc)
+
+
+def dns_reason(exc: BaseException) -> str:
+    return f"dns.{dns_failure(exc)}"
+
+
+def stream_reason(stage: str, exc: BaseException, *, immediate: bool = False) -> str:
+    return f"{stage}.{stream_failure(exc, immediate=immediate)}"
+
+
+# --- DNS answers -> reasons --------------------------------------------------
+
+@dataclass(frozen=True)
+class DnsQueryOutcome:
+    """What one A or AAAA query observed: an rcode and addresses, or an error."""
+
+    qtype: str
+    rcode: str | None = None
+    addresses: tuple[str, ...] = ()
+    error_reason: str | None = None
+
+
+_RCODE_REASONS = {"NXDOMAIN": "dns.nxdomain", "SERVFAIL": "dns.servfail", "REFUSED": "dns.refused"}
+
+
+def classify_dns(outcomes: Sequence[DnsQueryOutcome], networks: Iterable[IPNetwork]) -> str | None:
+    """Reason for a domain's A+AAAA outcomes, or None when the answers are genuine.
+
+    The strongest evidence wins: a failed query first, then an error rcode,
+    then forged-looking addresses, then an empty answer.
+    """
+    networks = tuple(networks)
+    for outcome in outcomes:
+        if outcome.error_reason:
+            return outcome.error_reason
+    for outcome in outcomes:
+        if outcome.rcode and outcome.rcode != "NOERROR":
+            return _RCODE_REASONS.get(outcome.rcode, "dns.bad_rcode")
+    addresses = [parse_ip(a) for o in outcomes for a in o.addresses]
+    if not addresses:
+        return "dns.no_answer"
+    foreign = [ip for ip in addresses if not in_networks(ip, networks)]
+    if any(is_teredo(ip) for ip in foreign):
+        return "dns.teredo"
+    if any(is_bogon(ip) for ip in foreign):
+        return "dns.bogon"
+    if foreign:
+        return "dns.outside_networks"
+    return None
+
+
+# --- the vantage point -------------------------------------------------------
+
+def offline_adjusted(verdict: str) -> str:
+    """With no control reachable, a failure says nothing about the service."""
+    return INCONCLUSIVE if verdict in (BLOCKED, RESET) else verdict

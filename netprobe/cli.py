@@ -1,0 +1,306 @@
+"""Command line: argument parsing and the edges (files, terminal, signals).
+
+Only click is imported at module level, so that `netprobe --version` and
+`--help` stay fast for cron; each command imports what it uses.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from netprobe import __version__
+
+EXIT_USER_ERROR = 2
+FORMATS = ("table", "jsonl", "json", "csv")
+
+
+class UserError(click.ClickException):
+    exit_code = EXIT_USER_ERROR
+
+
+def positive_float(ctx, param, value):
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"must be a number of seconds > 0, got {value}")
+    return value
+
+
+def positive_int(ctx, param, value):
+    if value is not None and value < 1:
+        raise click.BadParameter(f"must be a whole number >= 1, got {value}")
+    return value
+
+
+def common_options(func):
+    options = [
+        click.option("--targets", "targets_file", type=click.Path(dir_okay=False), default=None,
+                     help="TOML target file (default: the built-in Telegram set)."),
+        click.option("--resolver", "resolvers", multiple=True, metavar="IP[:PORT]",
+                     help="DNS resolver to ask; repeatable (default: /etc/resolv.conf)."),
+        click.option("--timeout", type=float, default=3.0, show_default=True, callback=positive_float,
+                     help="Deadline of one probe, in seconds."),
+        click.option("--deadline", type=float, default=None, callback=positive_float,
+                     help="Deadline of the whole run, in seconds (default: derived from the plan)."),
+        click.option("--concurrency", type=int, default=256, show_default=True, callback=positive_int,
+                     help="Probes in flight at once."),
+        click.option("--probes", "probe_kinds", default=None, metavar="LIST",
+                     help="Comma-separated probe kinds to run (default: all)."),
+        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                     help="Stdout format (default: table on a terminal, else jsonl)."),
+        click.option("--output", type=click.Path(dir_okay=False), default=None,
+                     help="Append every record to FILE as JSON lines, as it is measured."),
+        click.option("--label", default=None, help="Name of this vantage point, stored in each record."),
+        click.option("--seed", type=int, default=None, help="Seed for range sampling (reproducible plans)."),
+        click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None,
+                     help="PEM trust store for TLS probes (default: the system's)."),
+        click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout; errors still go to stderr."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="netprobe")
+def cli():
+    """Measure whether, and how, Telegram is blocked from this network.
+
+    Each probe's result is reachable, blocked, reset or inconclusive, with the
+    stage and reason that decided it and the evidence it was decided from.
+    """
+
+
+def load_targets(targets_file):
+    from netprobe.targets import TargetFileError, load_builtin, load_target_file
+    try:
+        return load_target_file(targets_file) if targets_file else load_builtin()
+    except TargetFileError as exc:
+        raise UserError(str(exc)) from None
+
+
+def make_plan(targets, options, kinds=None, probe_controls=True):
+    import random
+
+    from netprobe.plan import Plan, PlanError, parse_probe_kinds
+    from netprobe.resolvers import ResolverError, choose_resolvers
+    try:
+        kinds = kinds or parse_probe_kinds(options["probe_kinds"])
+    except PlanError as exc:
+        raise UserError(str(exc)) from None
+    resolvers = ()
+    if "dns" in kinds and targets.domains:
+        try:
+            resolvers = choose_resolvers(options["resolvers"])
+        except ResolverError as exc:
+            raise UserError(str(exc)) from None
+    if options["ca_bundle"] and not os.path.isfile(options["ca_bundle"]):
+        raise UserError(f"--ca-bundle: no such file: {options['ca_bundle']}")
+    seed = options["seed"] if options["seed"] is not None else random.SystemRandom().randrange(2**32)
+    return Plan(targets=targets, kinds=kinds, resolvers=resolvers, seed=seed, probe_controls=probe_controls)
+
+
+def execute_plan(plan, options) -> int:
+    """Run the plan, stream records to their sinks, print the report; the exit code."""
+    import asyncio
+    import signal
+
+    from rich.console import Console
+
+    from netprobe.engine import Runner, Settings, default_deadline
+    from netprobe.output import AppendFile, OutputError, StdoutWriter
+    from netprobe.records import RunInfo, encode, to_json_line
+    from netprobe.render import print_report
+
+    no_color = bool(os.environ.get("NO_COLOR"))
+    fmt = options["fmt"] or ("table" if sys.stdout.isatty() else "jsonl")
+    quiet = options["quiet"]
+    archive = None
+    if options["output"]:
+        try:
+            archive = AppendFile(options["output"])
+        except OutputError as exc:
+            raise UserError(str(exc)) from None
+    stdout = None if quiet else StdoutWriter(fmt)
+    run = RunInfo(label=options["label"])
+    settings = Settings(timeout=options["timeout"], concurrency=options["concurrency"])
+    total = len(plan)
+    settings = Settings(timeout=settings.timeout, concurrency=settings.concurrency,
+                        deadline=options["deadline"] or default_deadline(total, settings))
+    err_console = Console(stderr=True, no_color=no_color, highlight=False)
+    progress = None
+    if err_console.is_terminal and not quiet and not no_color:
+        from rich.progress import Progress
+        progress = Progress(console=err_console, transient=True)
+        progress_task = progress.add_task("probing", total=total)
+        progress.start()
+    failure: list[str] = []
+
+    def emit(result):
+        record = encode(result, run)
+        if archive is not None and not failure:
+            try:
+                archive.append(to_json_line(record))
+            except OutputError as exc:
+                failure.append(str(exc))
+                main_task.cancel()
+        if stdout is not None:
+            stdout.write(record)
+        if progress is not None:
+            progress.advance(progress_task)
+
+    received: list[int] = []
+    runner = Runner(plan, settings, emit)
+
+    async def main():
+        nonlocal main_task
+        main_task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda s=sig: (received.append(s), main_task.cancel()))
+        return await runner.run()
+
+    main_task = None
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:
+        pass
+    finally:
+        if progress is not None:
+            progress.stop()
+        if archive is not None:
+            archive.close()
+    if failure:
+        raise UserError(failure[0])
+    outcome = runner.outcome
+    notes = []
+    if outcome.concurrency_note:
+        notes.append(outcome.concurrency_note)
+        click.echo(f"netprobe: {outcome.concurrency_note}", err=True)
+    if outcome.cut_by_deadline or outcome.not_started:
+        notes.append(f"run deadline reached: {outcome.cut_by_deadline} probes cut short, "
+                     f"{outcome.not_started} not started")
+    if received:
+        name = signal.Signals(received[0]).name
+        click.echo(f"netprobe: interrupted by {name}; finished results were kept", err=True)
+        return 128 + received[0]
+    if stdout is not None:
+        out_console = Console(no_color=no_color, highlight=False, soft_wrap=False)
+        if fmt == "table":
+            print_report(out_console, stdout.kept, outcome.counts, outcome.vantage, notes)
+        else:
+            if fmt == "json":
+                sys.stdout.write(stdout.json_text())
+            print_report(err_console, [], outcome.counts, outcome.vantage, notes)
+    return 0
+
+
+@cli.command()
+@common_options
+def run(**options):
+    """Run every probe over a target set (default: the built-in Telegram set)."""
+    targets = load_targets(options["targets_file"])
+    return execute_plan(make_plan(targets, options), options)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@common_options
+def dns(names, **options):
+    """Ask the resolvers for NAME's A and AAAA records and judge the answers.
+
+    Answers are judged against the networks of --targets (default: Telegram's).
+    """
+    from dataclasses import replace
+
+    from netprobe.targets import Domain, normalize_domain
+    targets = load_targets(options["targets_file"])
+    try:
+        domains = tuple(dict.fromkeys(Domain(normalize_domain(n)) for n in names))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    adhoc = replace(targets, domains=domains, endpoints=(), ranges=())
+    plan = make_plan(adhoc, options, kinds=("dns",), probe_controls=bool(options["targets_file"]))
+    return execute_plan(plan, options)
+
+
+@cli.command()
+@click.argument("endpoints", nargs=-1, required=True, metavar="IP:PORT...")
+@common_options
+def tcp(endpoints, **options):
+    """Connect to each IP:PORT (IPv6 as [ADDR]:PORT) and judge the outcome.
+
+    Controls are probed first only when --targets names a file.
+    """
+    from dataclasses import replace
+
+    from netprobe.addresses import AddressError, parse_endpoint
+    from netprobe.targets import EndpointTarget
+    targets = load_targets(options["targets_file"])
+    try:
+        parsed = tuple(dict.fromkeys(EndpointTarget(parse_endpoint(e)) for e in endpoints))
+    except AddressError as exc:
+        raise UserError(f"{exc}") from None
+    adhoc = replace(targets, domains=(), endpoints=parsed, ranges=())
+    plan = make_plan(adhoc, options, kinds=("tcp",), probe_controls=bool(options["targets_file"]))
+    return execute_plan(plan, options)
+
+
+@cli.command()
+@common_options
+def targets(**options):
+    """Show the expanded plan: every probe a run would perform, without probing."""
+    from netprobe.output import StdoutWriter
+    target_set = load_targets(options["targets_file"])
+    plan = make_plan(target_set, options)
+    fmt = options["fmt"] or ("table" if sys.stdout.isatty() else "jsonl")
+    rows = [{"probe": t.kind, "target": t.target,
+             "address": str(t.endpoint or t.resolver or ""), **{k: v for k, v in t.context}}
+            for t in [*plan.controls(), *plan.tasks()]]
+    if options["quiet"]:
+        return 0
+    if fmt == "table":
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        from netprobe.render import printable
+        table = Table(title=f"plan for {printable(target_set.name)} (seed {plan.seed})")
+        for column in ("probe", "target", "address"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(Text(printable(row[c])) for c in ("probe", "target", "address")))
+        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+        click.echo(f"{len(rows)} probes")
+    else:
+        import json
+        if fmt == "json":
+            click.echo(json.dumps(rows, indent=2, default=str))
+        elif fmt == "csv":
+            import csv
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(["probe", "target", "address"])
+            for row in rows:
+                writer.writerow([row["probe"], row["target"], row["address"]])
+        else:
+            for row in rows:
+                click.echo(json.dumps(row, default=str))
+    return 0
+
+
+def main(argv=None) -> None:
+    """Entry point: user errors end in one line on stderr and exit 2, never a traceback."""
+    try:
+        code = cli.main(args=argv, prog_name="netprobe", auto_envvar_prefix="NETPROBE", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("netprobe: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        message = " ".join(exc.format_message().split())
+        click.echo(f"netprobe: error: {message}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        click.echo("netprobe: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

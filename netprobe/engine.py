@@ -1,0 +1,179 @@
+"""The run: controls first, then every planned probe, concurrently and on deadlines.
+
+A fixed pool of workers pulls tasks from the lazily expanded plan, so memory
+does not grow with the plan and at most `concurrency` probes are in flight.
+Every result is handed to `emit` the moment it exists, so an interrupted run
+keeps everything it measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import resource
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from netprobe.classify import BLOCKED, REACHABLE, RESET, offline_adjusted
+from netprobe.plan import Plan, Task
+from netprobe.records import Result
+
+# Grace beyond --timeout before the engine itself ends a probe that overran.
+PROBE_MARGIN_S = 0.5
+# File descriptors kept free for stdout, the output file, the event loop, ...
+RESERVED_FDS = 32
+# Sockets one probe may hold at once (DNS asks A and AAAA in parallel).
+FDS_PER_PROBE = 2
+
+
+@dataclass(frozen=True)
+class Settings:
+    timeout: float
+    concurrency: int
+    deadline: float | None = None
+
+
+@dataclass
+class RunOutcome:
+    counts: Counter = field(default_factory=Counter)  # (probe, verdict) -> n
+    vantage: str = "unknown"  # online | offline | unknown (no controls)
+    not_started: int = 0
+    cut_by_deadline: int = 0
+    interrupted: bool = False
+    concurrency: int = 0
+    concurrency_note: str | None = None
+    elapsed_s: float = 0.0
+
+
+def default_deadline(plan_size: int, settings: Settings, stages: int = 1) -> float:
+    """Enough for every probe to time out at the given concurrency, plus slack."""
+    waves = math.ceil(max(plan_size, 1) / max(settings.concurrency, 1))
+    return (waves + 1) * stages * (settings.timeout + PROBE_MARGIN_S) + 5.0
+
+
+def usable_concurrency(requested: int) -> tuple[int, str | None]:
+    """Concurrency the file-descriptor limit allows, raising the soft limit if it can."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = requested * FDS_PER_PROBE + RESERVED_FDS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return requested, None
+    allowed = max(1, (soft - RESERVED_FDS) // FDS_PER_PROBE)
+    if allowed < requested:
+        return allowed, (f"concurrency lowered from {requested} to {allowed}: "
+                         f"the open-file limit is {soft} (ulimit -n)")
+    return requested, None
+
+
+async def execute(task: Task, plan: Plan, settings: Settings) -> Result:
+    """Run one task's probe; the kinds' modules are imported only when used."""
+    if task.kind in ("tcp", "control"):
+        from netprobe.probes.tcp import probe_tcp
+        return await probe_tcp(task.endpoint, settings.timeout, kind=task.kind, context=dict(task.context))
+    if task.kind == "dns":
+        from netprobe.probes.dns import probe_dns
+        return await probe_dns(task.domain.name, task.resolver, plan.targets.networks, settings.timeout)
+    raise ValueError(f"no probe for kind {task.kind!r}")
+
+
+def overrun_result(task: Task, reason: str, started: float, note: str) -> Result:
+    address = str(task.endpoint) if task.endpoint else (str(task.resolver) if task.resolver else None)
+    elapsed = (time.monotonic() - started) * 1000
+    return Result(task.kind, task.target, address, reason, elapsed, {"ended_by": note, **dict(task.context)})
+
+
+async def guarded(task: Task, plan: Plan, settings: Settings) -> Result:
+    """A probe that cannot outlive --timeout by more than PROBE_MARGIN_S."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(settings.timeout + PROBE_MARGIN_S):
+            return await execute(task, plan, settings)
+    except TimeoutError:
+        stage = "tcp" if task.kind == "tcp" else task.kind
+        return overrun_result(task, f"{stage}.timeout", started, "probe deadline")
+
+
+class Runner:
+    def __init__(self, plan: Plan, settings: Settings, emit: Callable[[Result], None]):
+        self.plan = plan
+        self.settings = settings
+        self.emit_to_sink = emit
+        self.outcome = RunOutcome()
+        self.in_flight: dict[int, tuple[Task, float]] = {}
+
+    def emit(self, result: Result) -> None:
+        if self.outcome.vantage == "offline" and result.verdict in (BLOCKED, RESET):
+            result.evidence["vantage"] = "offline"
+            result.evidence["verdict_if_online"] = result.verdict
+            result.verdict = offline_adjusted(result.verdict)
+        self.outcome.counts[(result.probe, result.verdict)] += 1
+        self.emit_to_sink(result)
+
+    async def run(self) -> RunOutcome:
+        started = time.monotonic()
+        concurrency, note = usable_concurrency(self.settings.concurrency)
+        self.outcome.concurrency, self.outcome.concurrency_note = concurrency, note
+        deadline = self.settings.deadline
+        try:
+            async with asyncio.timeout(deadline):
+                await self.run_controls(concurrency)
+                await self.run_tasks(concurrency)
+        except TimeoutError:
+            self.cut_in_flight("run.deadline")
+        except asyncio.CancelledError:
+            self.outcome.interrupted = True
+            raise
+        finally:
+            self.outcome.elapsed_s = time.monotonic() - started
+        return self.outcome
+
+    async def run_controls(self, concurrency: int) -> None:
+        controls = self.plan.controls()
+        if not controls:
+            return
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(task: Task) -> Result:
+            async with semaphore:
+                return await guarded(task, self.plan, self.settings)
+
+        results = await asyncio.gather(*(one(t) for t in controls))
+        online = any(r.verdict == REACHABLE for r in results)
+        self.outcome.vantage = "online" if online else "offline"
+        for result in results:
+            self.emit(result)
+
+    async def run_tasks(self, concurrency: int) -> None:
+        tasks = self.plan.tasks()
+
+        async def worker(slot: int) -> None:
+            for task in tasks:
+                self.in_flight[slot] = (task, time.monotonic())
+                result = await guarded(task, self.plan, self.settings)
+                del self.in_flight[slot]
+                self.emit(result)
+
+        workers = [asyncio.create_task(worker(i)) for i in range(concurrency)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            self.outcome.not_started = sum(1 for _ in tasks)
+
+    def cut_in_flight(self, reason: str) -> None:
+        """Record the probes the run deadline ended, so no planned target goes missing silently."""
+        for task, started in list(self.in_flight.values()):
+            self.emit(overrun_result(task, reason, started, "run deadline"))
+            self.outcome.cut_by_deadline += 1
+        self.in_flight.clear()
+

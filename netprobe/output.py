@@ -1,0 +1,98 @@
+"""Where records go: an append-only JSON-lines file shared with other runs, and stdout.
+
+The file is the measurement archive: each line is written with one write()
+under an exclusive flock, so concurrent cron jobs never interleave, and a
+failed write is rolled back so that no partial record is left behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from netprobe.records import RECORD_FIELDS, to_json_line
+
+
+class OutputError(OSError):
+    """The output file cannot be written; the message is one line for the user."""
+
+
+class AppendFile:
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot open output file {path}: {exc.strerror}") from None
+
+    def append(self, line: bytes) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(self.fd).st_size
+            if size and not _ends_with_newline(self.path, size):
+                # A writer killed mid-line left a fragment: start on a fresh line
+                # so that our record stays whole (readers skip the fragment).
+                line = b"\n" + line
+            try:
+                written = os.write(self.fd, line)
+                if written != len(line):
+                    raise OSError(28, "No space left on device (short write)")
+            except OSError as exc:
+                os.ftruncate(self.fd, size)
+                raise OutputError(f"cannot write to output file {self.path}: {exc.strerror}") from None
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _ends_with_newline(path: str, size: int) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(size - 1)
+            return f.read(1) == b"\n"
+    except OSError:
+        return True
+
+
+def csv_row(record: dict[str, Any]) -> list[str]:
+    row = []
+    for name in RECORD_FIELDS:
+        value = record.get(name)
+        if isinstance(value, dict):
+            value = json.dumps(value, ensure_ascii=True, separators=(",", ":"), default=str)
+        row.append("" if value is None else str(value))
+    return row
+
+
+class StdoutWriter:
+    """Streams jsonl and csv as results arrive; json and table are printed at the end."""
+
+    def __init__(self, fmt: str, stream: TextIO | None = None):
+        self.fmt = fmt
+        self.stream = stream or sys.stdout
+        self.kept: list[dict[str, Any]] = []
+        if fmt == "csv":
+            self.csv = csv.writer(self.stream, lineterminator="\n")
+            self.csv.writerow(RECORD_FIELDS)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.fmt == "jsonl":
+            self.stream.write(to_json_line(record).decode("ascii"))
+            self.stream.flush()
+        elif self.fmt == "csv":
+            self.csv.writerow(csv_row(record))
+            self.stream.flush()
+        else:
+            self.kept.append(record)
+
+    def json_text(self) -> str:
+        buffer = io.StringIO()
+        json.dump(self.kept, buffer, ensure_ascii=True, indent=2, default=str)
+        return buffer.getvalue() + "\n"

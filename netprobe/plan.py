@@ -1,0 +1,94 @@
+"""From a target set to the probes a run performs, expanded lazily.
+
+A /16 range is 65,536 probes: the plan is a generator so that memory does not
+grow with its size, and its length is computed, not counted.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+from netprobe.addresses import Endpoint
+from netprobe.targets import Domain, Range, TargetSet
+
+# Probe kinds in the order a run performs them.
+PROBE_KINDS = ("dns", "tcp")
+
+
+class PlanError(ValueError):
+    """A plan that cannot be run as asked (e.g. an unknown probe kind)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    kind: str
+    target: str
+    endpoint: Endpoint | None = None
+    domain: Domain | None = None
+    resolver: Endpoint | None = None
+    context: tuple[tuple[str, object], ...] = ()
+
+
+def parse_probe_kinds(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return PROBE_KINDS
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    if not kinds:
+        raise PlanError("--probes: no probe kind given")
+    for kind in kinds:
+        if kind not in PROBE_KINDS:
+            raise PlanError(f"--probes: unknown probe kind {kind!r} (known: {', '.join(PROBE_KINDS)})")
+    return tuple(k for k in PROBE_KINDS if k in kinds)
+
+
+@dataclass(frozen=True)
+class Plan:
+    targets: TargetSet
+    kinds: tuple[str, ...]
+    resolvers: tuple[Endpoint, ...]
+    seed: int
+    probe_controls: bool = True
+
+    def controls(self) -> list[Task]:
+        if not self.probe_controls:
+            return []
+        return [Task("control", str(ep), endpoint=ep) for ep in self.targets.controls]
+
+    def tasks(self) -> Iterator[Task]:
+        if "dns" in self.kinds:
+            for domain in self.targets.domains:
+                for resolver in self.resolvers:
+                    yield Task("dns", domain.name, domain=domain, resolver=resolver)
+        if "tcp" in self.kinds:
+            for target in self.targets.endpoints:
+                context = (("dc", target.dc),) if target.dc is not None else ()
+                yield Task("tcp", str(target.endpoint), endpoint=target.endpoint, context=context)
+            for index, rng in enumerate(self.targets.ranges):
+                for endpoint in self.range_endpoints(index, rng):
+                    yield Task("tcp", str(endpoint), endpoint=endpoint,
+                               context=(("range", str(rng.cidr)), ("seed", self.seed)))
+
+    def range_endpoints(self, index: int, rng: Range) -> Iterator[Endpoint]:
+        for offset in self.range_offsets(index, rng):
+            address = rng.cidr[offset]
+            for port in rng.ports:
+                yield Endpoint(address, port)
+
+    def range_offsets(self, index: int, rng: Range) -> Iterator[int]:
+        if rng.sample == 0:
+            return iter(range(rng.cidr.num_addresses))
+        # One generator per range, seeded from the run seed and the range's place,
+        # so that the same seed picks the same addresses whatever else changed.
+        chooser = random.Random(f"{self.seed}:{index}:{rng.cidr}")
+        return iter(sorted(chooser.sample(range(rng.cidr.num_addresses), rng.sample)))
+
+    def __len__(self) -> int:
+        count = len(self.controls())
+        if "dns" in self.kinds:
+            count += len(self.targets.domains) * len(self.resolvers)
+        if "tcp" in self.kinds:
+            count += len(self.targets.endpoints)
+            count += sum(r.size * len(r.ports) for r in self.targets.ranges)
+        return count

@@ -1,0 +1,43 @@
+"""Which DNS resolvers a run asks: the user's --resolver, else the system's."""
+
+from __future__ import annotations
+
+from netprobe.addresses import AddressError, Endpoint, parse_endpoint
+
+RESOLV_CONF = "/etc/resolv.conf"
+
+
+class ResolverError(ValueError):
+    """No usable resolver; the message is one line for the user."""
+
+
+def parse_resolver(text: str) -> Endpoint:
+    try:
+        return parse_endpoint(text, default_port=53)
+    except AddressError as exc:
+        raise ResolverError(f"--resolver: {exc} (expected IP or IP:PORT, IPv6 as [ADDR]:PORT)") from None
+
+
+def system_resolvers(path: str = RESOLV_CONF) -> tuple[Endpoint, ...]:
+    """The `nameserver` lines of resolv.conf; zone-scoped IPv6 entries are skipped."""
+    found = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                words = line.split()
+                if len(words) >= 2 and words[0] == "nameserver" and "%" not in words[1]:
+                    try:
+                        found.append(parse_endpoint(words[1], default_port=53))
+                    except AddressError:
+                        continue
+    except OSError as exc:
+        raise ResolverError(f"cannot read {path}: {exc.strerror}; pass --resolver IP") from None
+    if not found:
+        raise ResolverError(f"{path} names no nameserver; pass --resolver IP")
+    return tuple(dict.fromkeys(found))
+
+
+def choose_resolvers(given: tuple[str, ...]) -> tuple[Endpoint, ...]:
+    if given:
+        return tuple(dict.fromkeys(parse_resolver(text) for text in given))
+    return system_resolvers()
