@@ -69,6 +69,15 @@ REASONS: dict[str, tuple[str, str]] = {
     "dns.local_firewall": (INCONCLUSIVE, "a firewall on this machine refused the DNS packet"),
     "dns.local_resources": (INCONCLUSIVE, "this machine ran out of sockets or memory"),
     "dns.unknown": (INCONCLUSIVE, "an error netprobe does not know how to read"),
+    "dns.injected": (BLOCKED, "an address that runs no DNS server answered: something on the path "
+                     "answers DNS in its place"),
+    "tls.bad_certificate": (BLOCKED, "the certificate does not verify for the name (interception?)"),
+    "tls.alert": (BLOCKED, "the TLS handshake was answered with an alert"),
+    "tls.protocol_error": (BLOCKED, "the answer to our ClientHello was not TLS"),
+    "http.blockpage": (BLOCKED, "an HTTP answer that is a blockpage (451, or a redirect off the service)"),
+    "http.bad_response": (BLOCKED, "the answer was not HTTP"),
+    "mtproto.bad_response": (BLOCKED, "the answer to req_pq_multi was not MTProto"),
+    "mtproto.nonce_mismatch": (BLOCKED, "a resPQ that does not echo our nonce"),
     "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),
 }
 
