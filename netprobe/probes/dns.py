@@ -1,7 +1,10 @@
 """DNS probe: A and AAAA for one domain at one resolver, under one deadline.
 
-dnspython does the wire format and the UDP→TCP fallback on truncation; this
-module only records what came back and hands it to classify.classify_dns.
+dnspython builds and parses the messages and does the TCP query on
+truncation; the UDP exchange is our own so that it can (1) see an ICMP error
+that arrives before we start reading, and (2) keep listening briefly after the
+first answer: an on-path injector races the real resolver, and a second,
+different answer to the same question is the evidence of it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import errno
 import time
 
 import dns.asyncquery
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -24,22 +28,65 @@ QTYPES = ("A", "AAAA")
 # Evidence keeps at most this many answer records per query (a hostile resolver
 # may send hundreds); the count of what was dropped is recorded.
 MAX_ANSWERS_KEPT = 32
+# How long to keep listening after the first UDP answer, for racing answers.
+LINGER_S = 0.25
+# Datagrams kept per query: the first answer plus a few racing ones.
+MAX_DATAGRAMS = 8
 
 
-async def _query(name: str, qtype: str, resolver: Endpoint, timeout: float) -> dict:
-    started = time.monotonic()
-    entry: dict = {"qtype": qtype}
-    query = dns.message.make_query(name, qtype, use_edns=0, payload=1232)
+class _Collector(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.datagrams: list[tuple[float, bytes]] = []
+        self.error: OSError | None = None
+        self.arrived = asyncio.Event()
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if len(self.datagrams) < MAX_DATAGRAMS:
+            self.datagrams.append((time.monotonic(), data[:65535]))
+        self.arrived.set()
+
+    def error_received(self, exc: OSError) -> None:
+        self.error = self.error or exc
+        self.arrived.set()
+
+
+async def udp_exchange(query: dns.message.Message, resolver: Endpoint, until: float,
+                       linger: float) -> tuple[list[tuple[float, dns.message.Message]], OSError | None]:
+    """Answers to `query` (with arrival times), waiting up to `until` for the first
+    and `linger` seconds more for racing ones; or the socket error that ended it."""
+    loop = asyncio.get_running_loop()
+    transport, collector = await loop.create_datagram_endpoint(
+        _Collector, remote_addr=(str(resolver.ip), resolver.port))
+    answers: list[tuple[float, dns.message.Message]] = []
+    seen = 0
     try:
-        response, used_tcp = await dns.asyncquery.udp_with_fallback(
-            query, str(resolver.ip), timeout=timeout, port=resolver.port)
-    except Exception as exc:  # every failure is evidence; classify names it
-        entry.update(error=type(exc).__name__, error_reason=dns_reason(exc), detail=str(exc)[:200])
-    else:
-        entry.update(transport="tcp" if used_tcp else "udp", rcode=dns.rcode.to_text(response.rcode()))
-        entry.update(_answers(response, qtype))
-    entry["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
-    return entry
+        transport.sendto(query.to_wire())
+        deadline = until
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(remaining):
+                    await collector.arrived.wait()
+            except TimeoutError:
+                break
+            collector.arrived.clear()
+            for arrived_at, wire in collector.datagrams[seen:]:
+                try:
+                    message = dns.message.from_wire(wire, ignore_trailing=True)
+                except Exception:  # not a DNS message: a racing packet, not ours
+                    continue
+                if query.is_response(message):
+                    answers.append((arrived_at, message))
+            seen = len(collector.datagrams)
+            if collector.error is not None and not answers:
+                return answers, collector.error
+            if answers and deadline == until:
+                deadline = min(until, answers[0][0] + linger)
+    finally:
+        transport.close()
+    return answers, None
 
 
 def _answers(response: dns.message.Message, qtype: str) -> dict:
@@ -48,13 +95,43 @@ def _answers(response: dns.message.Message, qtype: str) -> dict:
     for rrset in response.answer:
         for rdata in rrset:
             total += 1
-            if rrset.rdtype == wanted:
+            if rrset.rdtype == wanted and len(addresses) < MAX_ANSWERS_KEPT:
                 addresses.append(rdata.address)
             if len(answers) < MAX_ANSWERS_KEPT:
                 answers.append({"name": rrset.name.to_text(), "type": dns.rdatatype.to_text(rrset.rdtype),
                                 "ttl": rrset.ttl, "data": rdata.to_text()[:256]})
-    return {"answers": answers, "answers_dropped": total - len(answers),
-            "addresses": addresses[:MAX_ANSWERS_KEPT]}
+    return {"rcode": dns.rcode.to_text(response.rcode()), "answers": answers,
+            "answers_dropped": total - len(answers), "addresses": addresses}
+
+
+async def _query(name: str, qtype: str, resolver: Endpoint, timeout: float, linger: float) -> dict:
+    started = time.monotonic()
+    until = started + timeout
+    entry: dict = {"qtype": qtype}
+    query = dns.message.make_query(name, qtype, use_edns=0, payload=1232)
+    try:
+        answers, error = await udp_exchange(query, resolver, until, linger)
+        if error is not None:
+            raise error
+        if not answers:
+            raise TimeoutError("no answer over UDP")
+        first_at, first = answers[0]
+        if first.flags & dns.flags.TC:
+            response = await dns.asyncquery.tcp(query, str(resolver.ip), timeout=until - time.monotonic(),
+                                                port=resolver.port)
+            entry.update(transport="tcp", **_answers(response, qtype))
+        else:
+            entry.update(transport="udp", **_answers(first, qtype))
+        late = [(at, _answers(message, qtype)) for at, message in answers[1:]]
+        differing = [dict(after_ms=round((at - first_at) * 1000, 3), **answer) for at, answer in late
+                     if (answer["rcode"], sorted(answer["addresses"])) !=
+                     (entry["rcode"], sorted(entry["addresses"]))]
+        if differing:
+            entry["late_answers"] = differing
+    except Exception as exc:  # every failure is evidence; classify names it
+        entry.update(error=type(exc).__name__, error_reason=dns_reason(exc), detail=str(exc)[:200])
+    entry["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+    return entry
 
 
 def outcome_of(entry: dict) -> DnsQueryOutcome:
@@ -63,27 +140,17 @@ def outcome_of(entry: dict) -> DnsQueryOutcome:
                            error_reason=entry.get("error_reason"))
 
 
-async def probe_dns(name: str, resolver: Endpoint, networks: tuple[IPNetwork, ...], timeout: float) -> Result:
+async def probe_dns(name: str, resolver: Endpoint, networks: tuple[IPNetwork, ...], timeout: float,
+                    linger: float = LINGER_S) -> Result:
     started = time.monotonic()
     no_route = local_route_error(resolver)
     if no_route is not None:
         reason = f"dns.{errno_failure(no_route.errno, immediate=True)}"
         evidence = {"resolver": str(resolver), "route": "none", "errno": errno.errorcode.get(no_route.errno)}
         return Result("dns", name, str(resolver), reason, (time.monotonic() - started) * 1000, evidence)
-    tasks = {qtype: asyncio.ensure_future(_query(name, qtype, resolver, timeout)) for qtype in QTYPES}
-    done, pending = await asyncio.wait(tasks.values(), timeout=timeout)
-    for task in pending:
-        task.cancel()
-    entries = []
-    for qtype, task in tasks.items():
-        if task in done:
-            entries.append(task.result())
-        else:
-            entries.append({"qtype": qtype, "error": "TimeoutError", "error_reason": "dns.timeout",
-                            "duration_ms": round(timeout * 1000, 3)})
-    if pending:
-        await asyncio.wait(pending)
+    linger = min(linger, timeout / 4)
+    entries = await asyncio.gather(*(_query(name, qtype, resolver, timeout, linger) for qtype in QTYPES))
     reason = classify_dns([outcome_of(e) for e in entries], networks)
-    evidence = {"resolver": str(resolver), "queries": entries, "timeout_s": timeout}
+    evidence = {"resolver": str(resolver), "queries": list(entries), "timeout_s": timeout}
     elapsed = (time.monotonic() - started) * 1000
     return Result("dns", name, str(resolver), reason, elapsed, evidence)
