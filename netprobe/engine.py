@@ -28,6 +28,10 @@ RESERVED_FDS = 32
 FDS_PER_PROBE = 2
 
 
+# The stage a probe kind's overrun is charged to (its reasons' prefix).
+STAGE_OF_KIND = {"mtproto_abridged": "mtproto", "mtproto_obfuscated2": "mtproto", "https": "tls"}
+
+
 @dataclass(frozen=True)
 class Settings:
     timeout: float
@@ -78,6 +82,10 @@ async def execute(task: Task, plan: Plan, settings: Settings) -> Result:
     if task.kind in ("tcp", "control"):
         from netprobe.probes.tcp import probe_tcp
         return await probe_tcp(task.endpoint, settings.timeout, kind=task.kind, context=dict(task.context))
+    if task.kind.startswith("mtproto"):
+        from netprobe.probes.mtproto import MTPROTO_KINDS, probe_mtproto
+        return await probe_mtproto(task.endpoint, MTPROTO_KINDS[task.kind], settings.timeout,
+                                   context=dict(task.context))
     if task.kind == "dns":
         from netprobe.probes.dns import probe_dns
         return await probe_dns(task.domain.name, task.resolver, plan.targets.networks, settings.timeout)
@@ -97,7 +105,7 @@ async def guarded(task: Task, plan: Plan, settings: Settings) -> Result:
         async with asyncio.timeout(settings.timeout + PROBE_MARGIN_S):
             return await execute(task, plan, settings)
     except TimeoutError:
-        stage = "tcp" if task.kind == "tcp" else task.kind
+        stage = STAGE_OF_KIND.get(task.kind, task.kind)
         return overrun_result(task, f"{stage}.timeout", started, "probe deadline")
 
 

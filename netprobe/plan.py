@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from netprobe.addresses import Endpoint
-from netprobe.targets import Domain, Range, TargetSet
+from netprobe.targets import Domain, EndpointTarget, Range, TargetSet
 
 # Probe kinds in the order a run performs them.
-PROBE_KINDS = ("dns", "tcp")
+PROBE_KINDS = ("dns", "tcp", "mtproto", "mtproto_abridged", "mtproto_obfuscated2")
+MTPROTO_KINDS = ("mtproto", "mtproto_abridged", "mtproto_obfuscated2")
 
 
 class PlanError(ValueError):
@@ -63,12 +64,23 @@ class Plan:
                     yield Task("dns", domain.name, domain=domain, resolver=resolver)
         if "tcp" in self.kinds:
             for target in self.targets.endpoints:
-                context = (("dc", target.dc),) if target.dc is not None else ()
-                yield Task("tcp", str(target.endpoint), endpoint=target.endpoint, context=context)
+                yield Task("tcp", str(target.endpoint), endpoint=target.endpoint,
+                           context=self.endpoint_context(target))
             for index, rng in enumerate(self.targets.ranges):
                 for endpoint in self.range_endpoints(index, rng):
                     yield Task("tcp", str(endpoint), endpoint=endpoint,
                                context=(("range", str(rng.cidr)), ("seed", self.seed)))
+        # Each transport is a kind of its own, so that each keeps its own history:
+        # one that gets through while another is reset is evidence of fingerprinting.
+        for kind in MTPROTO_KINDS:
+            if kind in self.kinds:
+                for target in self.targets.endpoints:
+                    yield Task(kind, str(target.endpoint), endpoint=target.endpoint,
+                               context=self.endpoint_context(target))
+
+    @staticmethod
+    def endpoint_context(target: EndpointTarget) -> tuple[tuple[str, object], ...]:
+        return (("dc", target.dc),) if target.dc is not None else ()
 
     def range_endpoints(self, index: int, rng: Range) -> Iterator[Endpoint]:
         for offset in self.range_offsets(index, rng):
@@ -91,4 +103,5 @@ class Plan:
         if "tcp" in self.kinds:
             count += len(self.targets.endpoints)
             count += sum(r.size * len(r.ports) for r in self.targets.ranges)
+        count += len(self.targets.endpoints) * sum(kind in self.kinds for kind in MTPROTO_KINDS)
         return count
