@@ -12,6 +12,7 @@ Each reason has exactly one verdict, listed in REASONS with what it means.
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "http.bad_response": (BLOCKED, "the answer was not HTTP"),
     "mtproto.bad_response": (BLOCKED, "the answer to req_pq_multi was not MTProto"),
     "mtproto.nonce_mismatch": (BLOCKED, "a resPQ that does not echo our nonce"),
+    "summary.blocking_observed": (BLOCKED, "at least one technique of blocking was observed (see findings)"),
+    "summary.offline": (INCONCLUSIVE, "no control endpoint was reachable: nothing can be concluded"),
     "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),
 }
 
@@ -194,6 +197,56 @@ def dns_reason(exc: BaseException) -> str:
 
 def stream_reason(stage: str, exc: BaseException, *, immediate: bool = False) -> str:
     return f"{stage}.{stream_failure(exc, immediate=immediate)}"
+
+
+# --- TLS errors -> reasons ---------------------------------------------------
+
+# OpenSSL reason codes (the `[SSL: CODE]` of an SSLError) saying the bytes that
+# came back were not a TLS answer to our ClientHello (e.g. a plain-HTTP reply,
+# an injected page, a record of impossible size).
+_TLS_NOT_TLS_MARKERS = (
+    "WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL",
+    "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "WRONG_SSL_VERSION", "RECORD_LENGTH_MISMATCH",
+    "ENCRYPTED_LENGTH_TOO_LONG", "DATA_LENGTH_TOO_LONG", "BAD_RECORD_TYPE", "UNEXPECTED_RECORD",
+    "UNEXPECTED_MESSAGE", "BAD_PACKET_LENGTH", "LENGTH_MISMATCH", "BAD_LENGTH",
+    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC",
+)
+_SSL_CODE = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
+
+
+def ssl_error_code(exc: BaseException) -> str | None:
+    """OpenSSL's reason code of an SSLError (`WRONG_VERSION_NUMBER`, ...), if it names one."""
+    code = getattr(exc, "reason", None)
+    if isinstance(code, str) and code:
+        return code.upper()
+    match = _SSL_CODE.search(str(exc))
+    return match.group(1) if match else None
+
+
+def tls_failure(exc: BaseException) -> str:
+    """The failure part of a reason, for errors during (or after) a TLS handshake.
+
+    An SSLError's `errno` is OpenSSL's SSL_ERROR_* code, not an OS errno, so
+    SSL errors are read here and never handed to errno_failure.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "bad_certificate"
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return "eof"
+    if isinstance(exc, ssl.SSLError):
+        code = ssl_error_code(exc) or ""
+        if "ALERT" in code or "UNRECOGNIZED_NAME" in code:
+            return "alert"
+        if any(marker in code for marker in _TLS_NOT_TLS_MARKERS):
+            return "protocol_error"
+        if "RECORD LAYER FAILURE" in str(exc).upper():
+            return "protocol_error"
+        return "unknown"
+    return stream_failure(exc)
+
+
+def tls_reason(exc: BaseException) -> str:
+    return f"tls.{tls_failure(exc)}"
 
 
 # --- DNS answers -> reasons --------------------------------------------------

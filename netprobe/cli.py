@@ -188,11 +188,11 @@ def execute_plan(plan, options) -> int:
     if stdout is not None:
         out_console = Console(no_color=no_color, highlight=False, soft_wrap=False)
         if fmt == "table":
-            print_report(out_console, stdout.kept, outcome.counts, outcome.vantage, notes)
+            print_report(out_console, stdout.kept, outcome.counts, outcome.vantage, notes, outcome.findings)
         else:
             if fmt == "json":
                 sys.stdout.write(stdout.json_text())
-            print_report(err_console, [], outcome.counts, outcome.vantage, notes)
+            print_report(err_console, [], outcome.counts, outcome.vantage, notes, outcome.findings)
     return 0
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from netprobe.classify import BLOCKED, REACHABLE, RESET, offline_adjusted
+from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
 from netprobe.records import Result
 
@@ -29,7 +30,8 @@ FDS_PER_PROBE = 2
 
 
 # The stage a probe kind's overrun is charged to (its reasons' prefix).
-STAGE_OF_KIND = {"mtproto_abridged": "mtproto", "mtproto_obfuscated2": "mtproto", "https": "tls"}
+STAGE_OF_KIND = {"mtproto_abridged": "mtproto", "mtproto_obfuscated2": "mtproto", "https": "tls",
+                 "dns_injection": "dns"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class RunOutcome:
     concurrency: int = 0
     concurrency_note: str | None = None
     elapsed_s: float = 0.0
+    findings: list[str] = field(default_factory=list)
 
 
 def default_deadline(plan_size: int, settings: Settings, stages: int = 1) -> float:
@@ -86,6 +89,9 @@ async def execute(task: Task, plan: Plan, settings: Settings) -> Result:
         from netprobe.probes.mtproto import MTPROTO_KINDS, probe_mtproto
         return await probe_mtproto(task.endpoint, MTPROTO_KINDS[task.kind], settings.timeout,
                                    context=dict(task.context))
+    if task.kind == "dns_injection":
+        from netprobe.probes.dns import probe_dns_injection
+        return await probe_dns_injection(task.domain.name, task.resolver, settings.timeout)
     if task.kind == "dns":
         from netprobe.probes.dns import probe_dns
         return await probe_dns(task.domain.name, task.resolver, plan.targets.networks, settings.timeout)
@@ -115,6 +121,7 @@ class Runner:
         self.settings = settings
         self.emit_to_sink = emit
         self.outcome = RunOutcome()
+        self.diagnosis = Diagnosis(plan.targets.name)
         self.in_flight: dict[int, tuple[Task, float]] = {}
 
     def emit(self, result: Result) -> None:
@@ -123,6 +130,7 @@ class Runner:
             result.evidence["verdict_if_online"] = result.verdict
             result.verdict = offline_adjusted(result.verdict)
         self.outcome.counts[(result.probe, result.verdict)] += 1
+        self.diagnosis.add(result)
         self.emit_to_sink(result)
 
     async def run(self) -> RunOutcome:
@@ -141,6 +149,7 @@ class Runner:
             raise
         finally:
             self.outcome.elapsed_s = time.monotonic() - started
+        self.finish()
         return self.outcome
 
     async def run_controls(self, concurrency: int) -> None:
@@ -177,6 +186,13 @@ class Runner:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             self.outcome.not_started = sum(1 for _ in tasks)
+
+    def finish(self) -> None:
+        """The diagnosis of how the block is built, as the run's last record."""
+        self.diagnosis.vantage = self.outcome.vantage
+        summary = self.diagnosis.result()
+        self.outcome.findings = summary.evidence["findings"]
+        self.emit_to_sink(summary)
 
     def cut_in_flight(self, reason: str) -> None:
         """Record the probes the run deadline ended, so no planned target goes missing silently."""

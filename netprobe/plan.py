@@ -14,7 +14,7 @@ from netprobe.addresses import Endpoint
 from netprobe.targets import Domain, EndpointTarget, Range, TargetSet
 
 # Probe kinds in the order a run performs them.
-PROBE_KINDS = ("dns", "tcp", "mtproto", "mtproto_abridged", "mtproto_obfuscated2")
+PROBE_KINDS = ("dns", "dns_injection", "tcp", "mtproto", "mtproto_abridged", "mtproto_obfuscated2")
 MTPROTO_KINDS = ("mtproto", "mtproto_abridged", "mtproto_obfuscated2")
 
 
@@ -62,6 +62,10 @@ class Plan:
             for domain in self.targets.domains:
                 for resolver in self.resolvers:
                     yield Task("dns", domain.name, domain=domain, resolver=resolver)
+        if "dns_injection" in self.kinds:
+            for domain in self.targets.domains:
+                for canary in self.canaries():
+                    yield Task("dns_injection", domain.name, domain=domain, resolver=canary)
         if "tcp" in self.kinds:
             for target in self.targets.endpoints:
                 yield Task("tcp", str(target.endpoint), endpoint=target.endpoint,
@@ -77,6 +81,13 @@ class Plan:
                 for target in self.targets.endpoints:
                     yield Task(kind, str(target.endpoint), endpoint=target.endpoint,
                                context=self.endpoint_context(target))
+
+    def canaries(self) -> tuple[Endpoint, ...]:
+        """Addresses that run no DNS server: the file's dns_canary, else one data center."""
+        if self.targets.dns_canary:
+            return tuple(Endpoint(ip, 53) for ip in self.targets.dns_canary)
+        endpoints = sorted((t.endpoint for t in self.targets.endpoints), key=lambda e: e.family)
+        return (Endpoint(endpoints[0].ip, 53),) if endpoints else ()
 
     @staticmethod
     def endpoint_context(target: EndpointTarget) -> tuple[tuple[str, object], ...]:
@@ -100,6 +111,8 @@ class Plan:
         count = len(self.controls())
         if "dns" in self.kinds:
             count += len(self.targets.domains) * len(self.resolvers)
+        if "dns_injection" in self.kinds:
+            count += len(self.targets.domains) * len(self.canaries())
         if "tcp" in self.kinds:
             count += len(self.targets.endpoints)
             count += sum(r.size * len(r.ports) for r in self.targets.ranges)

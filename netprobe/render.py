@@ -69,13 +69,9 @@ def results_table(records: Iterable[dict[str, Any]]) -> Table:
 
 
 def summary_lines(counts: Counter, vantage: str) -> list[Text]:
-    """One line per probe kind, and a plain statement about the vantage point."""
+    """One line per probe kind; an offline vantage point is stated by the findings."""
     lines = []
-    if vantage == "offline":
-        lines.append(Text("This vantage point looks offline: no control endpoint was reachable, so no "
-                          "failure below is evidence of blocking (verdicts marked inconclusive).",
-                          style="bold yellow"))
-    elif vantage == "unknown":
+    if vantage == "unknown":
         lines.append(Text("No control endpoints were probed: a failure may mean this machine is offline.",
                           style="yellow"))
     kinds = sorted({probe for probe, _ in counts}, key=lambda k: (k != "control", k))
@@ -91,9 +87,14 @@ def summary_lines(counts: Counter, vantage: str) -> list[Text]:
 
 
 def print_report(console: Console, records: list[dict[str, Any]], counts: Counter, vantage: str,
-                 notes: Iterable[str] = ()) -> None:
+                 notes: Iterable[str] = (), findings: Iterable[str] = ()) -> None:
+    """Findings first (the headline: how the block is built), then the table and counts."""
+    for finding in findings:
+        console.print(Text(printable(finding, limit=1000), style="bold"))
+    records = [r for r in records if r["probe"] != "summary"]
     if records:
         console.print(results_table(records))
+    counts = Counter({key: n for key, n in counts.items() if key[0] != "summary"})
     for line in summary_lines(counts, vantage):
         console.print(line)
     for note in notes:

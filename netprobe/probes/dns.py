@@ -154,3 +154,30 @@ async def probe_dns(name: str, resolver: Endpoint, networks: tuple[IPNetwork, ..
     evidence = {"resolver": str(resolver), "queries": list(entries), "timeout_s": timeout}
     elapsed = (time.monotonic() - started) * 1000
     return Result("dns", name, str(resolver), reason, elapsed, evidence)
+
+
+async def probe_dns_injection(name: str, canary: Endpoint, timeout: float) -> Result:
+    """Ask `canary`, an address that runs no DNS server: any answer was made on the path.
+
+    Silence and an ICMP port unreachable are both what an honest path gives,
+    so both count as "no injection observed" (reachable).
+    """
+    started = time.monotonic()
+    evidence: dict = {"canary": str(canary), "timeout_s": timeout}
+    reason = None
+    no_route = local_route_error(canary)
+    if no_route is not None:
+        reason = f"dns.{errno_failure(no_route.errno, immediate=True)}"
+        evidence.update(route="none", errno=errno.errorcode.get(no_route.errno))
+    else:
+        query = dns.message.make_query(name, "A", use_edns=0, payload=1232)
+        answers, error = await udp_exchange(query, canary, started + timeout, linger=0.0)
+        if answers:
+            reason = "dns.injected"
+            evidence.update(transport="udp", **_answers(answers[0][1], "A"))
+        else:
+            evidence["observed"] = "icmp_error" if error is not None else "silence"
+            if error is not None:
+                evidence["errno"] = errno.errorcode.get(error.errno)
+    elapsed = (time.monotonic() - started) * 1000
+    return Result("dns_injection", name, str(canary), reason, elapsed, evidence)

@@ -1,0 +1,198 @@
+"""How the block is built: one summary over a run's results, per technique.
+
+It folds results as they stream past (memory bounded by the number of
+domains and endpoints, not by range sizes) and states, with counts, what each
+technique showed.  Partial blocking is reported as partial: "3/5", never
+rounded to "reachable" or "blocked".
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET
+from netprobe.records import Result
+
+FAILED = (BLOCKED, RESET)
+MAX_EXAMPLES = 3
+
+_PHRASES = {
+    "dns.nxdomain": "answered NXDOMAIN",
+    "dns.servfail": "answered SERVFAIL",
+    "dns.refused": "answered REFUSED",
+    "dns.no_answer": "returned no address",
+    "dns.timeout": "did not answer",
+    "dns.bogon": "answered a private/reserved address outside the service's networks",
+    "dns.teredo": "answered a forged-looking Teredo AAAA",
+    "dns.outside_networks": "answered outside the service's networks",
+    "tcp.timeout": "timeout",
+    "tcp.refused": "reset",
+    "tcp.reset": "reset",
+    "tcp.unreachable": "ICMP unreachable",
+}
+
+
+def phrase(reason: str) -> str:
+    return _PHRASES.get(reason, reason)
+
+
+def counted(counter: Counter) -> str:
+    return ", ".join(f"{n} {phrase(reason)}" for reason, n in counter.most_common())
+
+
+@dataclass
+class _Tally:
+    tested: set = field(default_factory=set)
+    failed: dict = field(default_factory=dict)  # target -> reason
+
+    def add(self, target: str, result: Result) -> None:
+        self.tested.add(target)
+        if result.verdict in FAILED:
+            self.failed.setdefault(target, result.reason)
+
+    def ratio(self) -> str:
+        return f"{len(self.failed)}/{len(self.tested)}"
+
+    def reasons(self) -> Counter:
+        return Counter(self.failed.values())
+
+
+class Diagnosis:
+    def __init__(self, service: str):
+        self.service = service
+        self.vantage = "unknown"
+        self.dns_by_resolver: dict[str, _Tally] = defaultdict(_Tally)
+        self.bogus_addresses: Counter = Counter()
+        self.racing: set[str] = set()
+        self.injection = _Tally()
+        self.endpoints = _Tally()
+        self.ranges: dict[str, _Tally] = defaultdict(_Tally)
+        self.https = _Tally()
+        self.https_connected: dict[str, bool] = {}
+        self.bad_certificates: dict[str, str] = {}
+        self.blockpages: dict[str, str] = {}
+        self.mtproto: dict[str, _Tally] = defaultdict(_Tally)
+        self.mtproto_verdicts: dict[str, dict[str, str]] = defaultdict(dict)
+        self.inconclusive = Counter()
+
+    # --- folding ---------------------------------------------------------------
+
+    def add(self, result: Result) -> None:
+        if result.verdict == INCONCLUSIVE and result.probe != "control":
+            self.inconclusive[result.probe] += 1
+        handler = getattr(self, f"_add_{result.probe}", None)
+        if handler is not None:
+            handler(result)
+
+    def _add_dns(self, result: Result) -> None:
+        self.dns_by_resolver[result.address or "?"].add(result.target, result)
+        for query in result.evidence.get("queries", []):
+            if result.reason in ("dns.bogon", "dns.outside_networks", "dns.teredo"):
+                self.bogus_addresses.update(query.get("addresses", []))
+            if query.get("late_answers"):
+                self.racing.add(result.target)
+
+    def _add_dns_injection(self, result: Result) -> None:
+        self.injection.add(result.target, result)
+
+    def _add_tcp(self, result: Result) -> None:
+        cidr = result.evidence.get("range")
+        (self.ranges[cidr] if cidr else self.endpoints).add(result.target, result)
+
+    def _add_https(self, result: Result) -> None:
+        self.https.add(result.target, result)
+        self.https_connected[result.target] = result.evidence.get("connect") == "ok"
+        if result.reason == "tls.bad_certificate":
+            self.bad_certificates[result.target] = str(result.evidence.get("verify_message", ""))[:120]
+        if result.reason == "http.blockpage":
+            self.blockpages[result.target] = str(result.evidence.get("status", ""))
+
+    def _add_mtproto(self, result: Result) -> None:
+        transport = result.evidence.get("transport", result.probe)
+        self.mtproto[transport].add(result.target, result)
+        self.mtproto_verdicts[result.target][transport] = result.verdict
+
+    _add_mtproto_abridged = _add_mtproto
+    _add_mtproto_obfuscated2 = _add_mtproto
+
+    # --- stating ---------------------------------------------------------------
+
+    def findings(self) -> list[str]:
+        lines = []
+        if self.vantage == "offline":
+            lines.append("This vantage point looks offline: no control endpoint was reachable, so no "
+                         "failure is evidence of blocking (verdicts marked inconclusive).")
+        for resolver, tally in sorted(self.dns_by_resolver.items()):
+            if tally.failed:
+                line = f"DNS: {tally.ratio()} domains failed at {resolver} ({counted(tally.reasons())})"
+                if self.bogus_addresses:
+                    shown = ", ".join(a for a, _ in self.bogus_addresses.most_common(MAX_EXAMPLES))
+                    line += f"; bogus addresses {shown}"
+                lines.append(line)
+        if self.racing:
+            lines.append(f"DNS injection: {len(self.racing)} domains got a second, different answer "
+                         "racing the first (on-path injection)")
+        if self.injection.failed:
+            lines.append(f"DNS injection: {self.injection.ratio()} domains were answered by an address "
+                         "that runs no DNS server (something on the path answers DNS)")
+        if self.endpoints.failed:
+            lines.append(f"IP: {self.endpoints.ratio()} data-center endpoints failed "
+                         f"({counted(self.endpoints.reasons())})")
+        for cidr, tally in sorted(self.ranges.items()):
+            if tally.failed:
+                lines.append(f"IP: {tally.ratio()} probed addresses of {cidr} failed ({counted(tally.reasons())})")
+        sni = sorted(d for d, r in self.https.failed.items()
+                     if r in ("tls.reset", "tls.timeout", "tls.eof", "tls.alert") and self.https_connected.get(d))
+        if sni:
+            reasons = Counter(self.https.failed[d] for d in sni)
+            lines.append(f"SNI: {len(sni)}/{len(self.https.tested)} domains failed during the TLS handshake "
+                         f"while TCP to the same address connects ({counted(reasons)}): "
+                         f"{', '.join(sni[:MAX_EXAMPLES])}")
+        if self.bad_certificates:
+            domain, message = sorted(self.bad_certificates.items())[0]
+            lines.append(f"TLS interception: {len(self.bad_certificates)} domains presented a certificate that "
+                         f"does not verify (e.g. {domain}: {message})")
+        if self.blockpages:
+            lines.append(f"HTTP: {len(self.blockpages)} domains answered with a blockpage: "
+                         f"{', '.join(sorted(self.blockpages)[:MAX_EXAMPLES])}")
+        mtproto_line = self._mtproto_line()
+        if mtproto_line:
+            lines.append(mtproto_line)
+        if not lines:
+            lines.append("No blocking observed: every probe that could conclude got through.")
+        return lines
+
+    def _mtproto_line(self) -> str | None:
+        if not any(t.failed for t in self.mtproto.values()):
+            return None
+        parts = []
+        for transport, tally in sorted(self.mtproto.items()):
+            if tally.failed:
+                parts.append(f"{transport} {tally.ratio()} failed ({counted(tally.reasons())})")
+            else:
+                parts.append(f"{transport} reachable")
+        line = "MTProto: " + "; ".join(parts)
+        fingerprinted = [target for target, verdicts in self.mtproto_verdicts.items()
+                         if REACHABLE in verdicts.values() and any(v in FAILED for v in verdicts.values())]
+        if fingerprinted:
+            line += (f" — on {len(fingerprinted)} endpoints one transport gets through while another fails: "
+                     "protocol fingerprinting")
+        return line
+
+    def blocking_observed(self) -> bool:
+        return bool(self.dns_by_resolver and any(t.failed for t in self.dns_by_resolver.values())
+                    or self.injection.failed or self.endpoints.failed or self.https.failed
+                    or any(t.failed for t in self.ranges.values())
+                    or any(t.failed for t in self.mtproto.values()) or self.racing)
+
+    def result(self) -> Result:
+        if self.vantage == "offline":
+            reason = "summary.offline"
+        elif self.blocking_observed():
+            reason = "summary.blocking_observed"
+        else:
+            reason = None
+        evidence = {"findings": self.findings(), "vantage": self.vantage,
+                    "inconclusive": dict(self.inconclusive)}
+        return Result("summary", self.service, None, reason, 0.0, evidence)
