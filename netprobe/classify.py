@@ -70,6 +70,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "dns.local_firewall": (INCONCLUSIVE, "a firewall on this machine refused the DNS packet"),
     "dns.local_resources": (INCONCLUSIVE, "this machine ran out of sockets or memory"),
     "dns.unknown": (INCONCLUSIVE, "an error netprobe does not know how to read"),
+    "dns.doh_http_error": (BLOCKED, "the DNS-over-HTTPS server answered an HTTP error or not DNS"),
+    "dns.doh_tls_error": (BLOCKED, "the TLS handshake with the DNS-over-HTTPS server failed"),
     "dns.injected": (BLOCKED, "an address that runs no DNS server answered: something on the path "
                      "answers DNS in its place"),
     "tls.bad_certificate": (BLOCKED, "the certificate does not verify for the name (interception?)"),
@@ -193,6 +195,43 @@ def dns_failure(exc: BaseException) -> str:
 
 def dns_reason(exc: BaseException) -> str:
     return f"dns.{dns_failure(exc)}"
+
+
+def doh_reason(exc: BaseException) -> str:
+    """Reason for a failed DNS-over-HTTPS exchange (requests' exceptions)."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "dns.timeout"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "dns.doh_tls_error"
+    if isinstance(exc, requests.exceptions.HTTPError):
+        return "dns.doh_http_error"
+    cause = _root_os_error(exc)
+    if cause is not None:
+        failure = stream_failure(cause)
+        return f"dns.{'port_unreachable' if failure == 'refused' else failure}"
+    if isinstance(exc, requests.exceptions.RequestException):
+        return "dns.doh_http_error"
+    return dns_reason(exc)
+
+
+def _root_os_error(exc: BaseException) -> OSError | None:
+    """The socket error under requests' and urllib3's wrappers, if there is one."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno is not None:
+            return current
+        stack.extend(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))
+        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+            if isinstance(linked, BaseException):
+                stack.append(linked)
+    return None
 
 
 def stream_reason(stage: str, exc: BaseException, *, immediate: bool = False) -> str:

@@ -127,7 +127,8 @@ def execute_plan(plan, options) -> int:
     settings = Settings(timeout=options["timeout"], concurrency=options["concurrency"])
     total = len(plan)
     settings = Settings(timeout=settings.timeout, concurrency=settings.concurrency,
-                        deadline=options["deadline"] or default_deadline(total, settings))
+                        deadline=options["deadline"] or default_deadline(total, settings),
+                        ca_bundle=options["ca_bundle"])
     err_console = Console(stderr=True, no_color=no_color, highlight=False)
     progress = None
     if err_console.is_terminal and not quiet and not no_color:

@@ -26,6 +26,7 @@ _PHRASES = {
     "dns.bogon": "answered a private/reserved address outside the service's networks",
     "dns.teredo": "answered a forged-looking Teredo AAAA",
     "dns.outside_networks": "answered outside the service's networks",
+    "genuine": "genuine answers",
     "tcp.timeout": "timeout",
     "tcp.refused": "reset",
     "tcp.reset": "reset",
@@ -65,6 +66,7 @@ class Diagnosis:
         self.dns_by_resolver: dict[str, _Tally] = defaultdict(_Tally)
         self.bogus_addresses: Counter = Counter()
         self.racing: set[str] = set()
+        self.dns_outcomes: dict[str, dict[str, str]] = defaultdict(dict)  # domain -> resolver -> reason
         self.injection = _Tally()
         self.endpoints = _Tally()
         self.ranges: dict[str, _Tally] = defaultdict(_Tally)
@@ -87,6 +89,7 @@ class Diagnosis:
 
     def _add_dns(self, result: Result) -> None:
         self.dns_by_resolver[result.address or "?"].add(result.target, result)
+        self.dns_outcomes[result.target][result.address or "?"] = result.reason or "genuine"
         for query in result.evidence.get("queries", []):
             if result.reason in ("dns.bogon", "dns.outside_networks", "dns.teredo"):
                 self.bogus_addresses.update(query.get("addresses", []))
@@ -130,6 +133,12 @@ class Diagnosis:
                     shown = ", ".join(a for a, _ in self.bogus_addresses.most_common(MAX_EXAMPLES))
                     line += f"; bogus addresses {shown}"
                 lines.append(line)
+        disagreements = self.resolver_disagreements()
+        if disagreements:
+            domain, outcomes = disagreements[0]
+            example = " vs ".join(f"{phrase(reason)} at {resolver}" for resolver, reason in sorted(outcomes.items()))
+            lines.append(f"DNS: resolvers disagree on {len(disagreements)}/{len(self.dns_outcomes)} domains "
+                         f"(e.g. {domain}: {example})")
         if self.racing:
             lines.append(f"DNS injection: {len(self.racing)} domains got a second, different answer "
                          "racing the first (on-path injection)")
@@ -163,6 +172,11 @@ class Diagnosis:
             lines.append("No blocking observed: every probe that could conclude got through.")
         return lines
 
+    def resolver_disagreements(self) -> list[tuple[str, dict[str, str]]]:
+        """Domains whose answers were judged differently at different resolvers."""
+        return sorted((domain, outcomes) for domain, outcomes in self.dns_outcomes.items()
+                      if len(outcomes) > 1 and len(set(outcomes.values())) > 1)
+
     def _mtproto_line(self) -> str | None:
         if not any(t.failed for t in self.mtproto.values()):
             return None
@@ -194,5 +208,6 @@ class Diagnosis:
         else:
             reason = None
         evidence = {"findings": self.findings(), "vantage": self.vantage,
+                    "resolver_disagreements": dict(self.resolver_disagreements()[:50]),
                     "inconclusive": dict(self.inconclusive)}
         return Result("summary", self.service, None, reason, 0.0, evidence)

@@ -39,6 +39,7 @@ class Settings:
     timeout: float
     concurrency: int
     deadline: float | None = None
+    ca_bundle: str | None = None
 
 
 @dataclass
@@ -94,7 +95,8 @@ async def execute(task: Task, plan: Plan, settings: Settings) -> Result:
         return await probe_dns_injection(task.domain.name, task.resolver, settings.timeout)
     if task.kind == "dns":
         from netprobe.probes.dns import probe_dns
-        return await probe_dns(task.domain.name, task.resolver, plan.targets.networks, settings.timeout)
+        return await probe_dns(task.domain.name, task.resolver, plan.targets.networks, settings.timeout,
+                               ca_bundle=settings.ca_bundle)
     raise ValueError(f"no probe for kind {task.kind!r}")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
 from netprobe.addresses import AddressError, Endpoint, parse_endpoint
 
 RESOLV_CONF = "/etc/resolv.conf"
@@ -11,7 +14,28 @@ class ResolverError(ValueError):
     """No usable resolver; the message is one line for the user."""
 
 
-def parse_resolver(text: str) -> Endpoint:
+@dataclass(frozen=True)
+class DohResolver:
+    """A DNS-over-HTTPS resolver (RFC 8484), to compare with the local one."""
+
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def parse_resolver(text: str) -> Endpoint | DohResolver:
+    if text.lower().startswith("https://"):
+        parts = urlsplit(text)
+        try:
+            parts.port
+        except ValueError:
+            raise ResolverError(f"--resolver: bad port in {text!r}") from None
+        if not parts.hostname:
+            raise ResolverError(f"--resolver: no host in {text!r}")
+        return DohResolver(text)
+    if "://" in text:
+        raise ResolverError(f"--resolver: only https:// URLs (DNS over HTTPS) are supported: {text!r}")
     try:
         return parse_endpoint(text, default_port=53)
     except AddressError as exc:
@@ -37,7 +61,7 @@ def system_resolvers(path: str = RESOLV_CONF) -> tuple[Endpoint, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def choose_resolvers(given: tuple[str, ...]) -> tuple[Endpoint, ...]:
+def choose_resolvers(given: tuple[str, ...]) -> tuple[Endpoint | DohResolver, ...]:
     if given:
         return tuple(dict.fromkeys(parse_resolver(text) for text in given))
     return system_resolvers()

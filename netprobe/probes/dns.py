@@ -14,15 +14,17 @@ import errno
 import time
 
 import dns.asyncquery
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
 
 from netprobe.addresses import Endpoint, IPNetwork
-from netprobe.classify import DnsQueryOutcome, classify_dns, dns_reason, errno_failure
+from netprobe.classify import DnsQueryOutcome, classify_dns, dns_reason, doh_reason, errno_failure
 from netprobe.probes.route import local_route_error
 from netprobe.records import Result
+from netprobe.resolvers import DohResolver
 
 QTYPES = ("A", "AAAA")
 # Evidence keeps at most this many answer records per query (a hostile resolver
@@ -104,6 +106,44 @@ def _answers(response: dns.message.Message, qtype: str) -> dict:
             "answers_dropped": total - len(answers), "addresses": addresses}
 
 
+# What is read of a DNS-over-HTTPS answer at most (a DNS message is ≤ 64 KiB).
+MAX_DOH_BYTES = 65535
+
+
+def _doh_exchange(query: dns.message.Message, url: str, timeout: float, ca_bundle: str | None) -> bytes:
+    """POST one RFC 8484 query with requests; runs in a worker thread."""
+    import requests
+
+    with requests.post(url, data=query.to_wire(), timeout=timeout, stream=True, allow_redirects=False,
+                       verify=ca_bundle or True,
+                       headers={"content-type": "application/dns-message",
+                                "accept": "application/dns-message"}) as response:
+        response.raise_for_status()
+        body = response.raw.read(MAX_DOH_BYTES + 1, decode_content=True)
+    if len(body) > MAX_DOH_BYTES:
+        raise dns.exception.TooBig("DNS-over-HTTPS answer larger than a DNS message")
+    return body
+
+
+async def _doh_query(name: str, qtype: str, resolver: DohResolver, timeout: float,
+                     ca_bundle: str | None) -> dict:
+    started = time.monotonic()
+    entry: dict = {"qtype": qtype, "transport": "https"}
+    query = dns.message.make_query(name, qtype, use_edns=0)
+    query.id = 0  # RFC 8484 §4.1: cache-friendly
+    try:
+        async with asyncio.timeout(timeout):
+            wire = await asyncio.to_thread(_doh_exchange, query, resolver.url, timeout, ca_bundle)
+        response = dns.message.from_wire(wire)
+        if not query.is_response(response):
+            raise dns.message.NotQueryResponse("the DNS-over-HTTPS answer is not for our question")
+        entry.update(_answers(response, qtype))
+    except Exception as exc:  # every failure is evidence; classify names it
+        entry.update(error=type(exc).__name__, error_reason=doh_reason(exc), detail=str(exc)[:200])
+    entry["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
+    return entry
+
+
 async def _query(name: str, qtype: str, resolver: Endpoint, timeout: float, linger: float) -> dict:
     started = time.monotonic()
     until = started + timeout
@@ -140,9 +180,13 @@ def outcome_of(entry: dict) -> DnsQueryOutcome:
                            error_reason=entry.get("error_reason"))
 
 
-async def probe_dns(name: str, resolver: Endpoint, networks: tuple[IPNetwork, ...], timeout: float,
-                    linger: float = LINGER_S) -> Result:
+async def probe_dns(name: str, resolver: Endpoint | DohResolver, networks: tuple[IPNetwork, ...],
+                    timeout: float, linger: float = LINGER_S, ca_bundle: str | None = None) -> Result:
     started = time.monotonic()
+    if isinstance(resolver, DohResolver):
+        entries = await asyncio.gather(*(_doh_query(name, qtype, resolver, timeout, ca_bundle)
+                                         for qtype in QTYPES))
+        return _result(name, resolver, entries, networks, timeout, started)
     no_route = local_route_error(resolver)
     if no_route is not None:
         reason = f"dns.{errno_failure(no_route.errno, immediate=True)}"
@@ -150,6 +194,10 @@ async def probe_dns(name: str, resolver: Endpoint, networks: tuple[IPNetwork, ..
         return Result("dns", name, str(resolver), reason, (time.monotonic() - started) * 1000, evidence)
     linger = min(linger, timeout / 4)
     entries = await asyncio.gather(*(_query(name, qtype, resolver, timeout, linger) for qtype in QTYPES))
+    return _result(name, resolver, entries, networks, timeout, started)
+
+
+def _result(name: str, resolver, entries, networks, timeout: float, started: float) -> Result:
     reason = classify_dns([outcome_of(e) for e in entries], networks)
     evidence = {"resolver": str(resolver), "queries": list(entries), "timeout_s": timeout}
     elapsed = (time.monotonic() - started) * 1000

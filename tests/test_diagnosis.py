@@ -1,0 +1,106 @@
+"""The diagnosis states each technique with counts, and partial blocking as partial."""
+
+from __future__ import annotations
+
+from netprobe.diagnosis import Diagnosis
+from netprobe.records import Result
+
+
+def dns(domain, reason, resolver="10.0.0.1:53", addresses=()):
+    evidence = {"queries": [{"qtype": "A", "addresses": list(addresses)}]}
+    return Result("dns", domain, resolver, reason, 1.0, evidence)
+
+
+def tcp(target, reason, **evidence):
+    return Result("tcp", target, target, reason, 1.0, evidence)
+
+
+def https(domain, reason, connected=True, **evidence):
+    return Result("https", domain, "10.77.1.10:443", reason, 1.0,
+                  {"connect": "ok" if connected else "failed", **evidence})
+
+
+def mtproto(kind, transport, target, reason):
+    return Result(kind, target, target, reason, 1.0, {"transport": transport})
+
+
+def diagnose(*results, vantage="online"):
+    diagnosis = Diagnosis("telegram")
+    diagnosis.vantage = vantage
+    for result in results:
+        diagnosis.add(result)
+    return diagnosis
+
+
+def test_nothing_failed_says_no_blocking_and_reason_is_null():
+    d = diagnose(dns("a.org", None), tcp("1.2.3.4:443", None))
+    assert d.findings() == ["No blocking observed: every probe that could conclude got through."]
+    summary = d.result()
+    assert (summary.probe, summary.verdict, summary.reason) == ("summary", "reachable", None)
+
+
+def test_partial_dns_blocking_is_counted_with_the_bogus_address():
+    d = diagnose(dns("a.org", "dns.outside_networks", addresses=["10.0.0.80"]),
+                 dns("b.org", "dns.outside_networks", addresses=["10.0.0.80"]),
+                 dns("c.org", None, addresses=["149.154.167.99"]))
+    [line] = d.findings()
+    assert line.startswith("DNS: 2/3 domains failed at 10.0.0.1:53 (2 answered outside the service's networks)")
+    assert "bogus addresses 10.0.0.80" in line
+    assert d.result().verdict == "blocked"
+
+
+def test_ip_blocking_of_some_data_centers_and_a_range():
+    d = diagnose(tcp("1.1.1.1:443", "tcp.timeout"), tcp("1.1.1.2:443", "tcp.refused"), tcp("1.1.1.3:443", None),
+                 tcp("10.77.64.1:443", "tcp.timeout", range="10.77.64.0/28"),
+                 tcp("10.77.64.2:443", None, range="10.77.64.0/28"))
+    lines = d.findings()
+    assert "IP: 2/3 data-center endpoints failed (1 timeout, 1 reset)" in lines
+    assert "IP: 1/2 probed addresses of 10.77.64.0/28 failed (1 timeout)" in lines
+
+
+def test_sni_needs_a_connect_that_succeeded():
+    d = diagnose(https("web.telegram.lab", "tls.reset"), https("t.lab", "tls.timeout", connected=False),
+                 https("telegram.lab", None))
+    [line] = d.findings()
+    assert line.startswith("SNI: 1/3 domains failed during the TLS handshake while TCP to the same address connects")
+    assert "web.telegram.lab" in line and "t.lab" not in line.split(":")[-1]
+
+
+def test_mtproto_fingerprinting_is_named():
+    target = "10.77.2.1:443"
+    d = diagnose(mtproto("mtproto", "intermediate", target, "mtproto.reset"),
+                 mtproto("mtproto_abridged", "abridged", target, "mtproto.reset"),
+                 mtproto("mtproto_obfuscated2", "obfuscated2", target, None))
+    [line] = d.findings()
+    assert "intermediate 1/1 failed (1 mtproto.reset)" in line
+    assert "obfuscated2 reachable" in line
+    assert "protocol fingerprinting" in line
+
+
+def test_resolvers_that_disagree_are_reported():
+    d = diagnose(dns("a.org", "dns.nxdomain", resolver="10.0.0.1:53"),
+                 dns("a.org", None, resolver="https://doh.example/dns-query"),
+                 dns("b.org", None, resolver="10.0.0.1:53"),
+                 dns("b.org", None, resolver="https://doh.example/dns-query"))
+    lines = d.findings()
+    assert any(line.startswith("DNS: resolvers disagree on 1/2 domains (e.g. a.org:") for line in lines), lines
+    assert d.result().evidence["resolver_disagreements"] == {
+        "a.org": {"10.0.0.1:53": "dns.nxdomain", "https://doh.example/dns-query": "genuine"}}
+
+
+def test_offline_vantage_makes_the_summary_inconclusive():
+    d = diagnose(vantage="offline")
+    assert d.findings()[0].startswith("This vantage point looks offline")
+    summary = d.result()
+    assert (summary.verdict, summary.reason) == ("inconclusive", "summary.offline")
+
+
+def test_injection_and_racing_answers():
+    racing = Result("dns", "a.org", "10.0.0.1:53", "dns.outside_networks", 1.0,
+                    {"queries": [{"qtype": "A", "addresses": ["8.8.4.4"],
+                                  "late_answers": [{"addresses": ["149.154.167.99"]}]}]})
+    injected = Result("dns_injection", "a.org", "149.154.167.51:53", "dns.injected", 1.0, {})
+    lines = diagnose(racing, injected).findings()
+    assert any("racing the first" in line for line in lines)
+    assert any(line.startswith("DNS injection: 1/1 domains were answered by an address that runs no DNS")
+               for line in lines)
