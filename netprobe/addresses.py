@@ -48,10 +48,9 @@ def parse_ip(text: str) -> IPAddress:
 def parse_port(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise AddressError(f"not a port number: {value!r}")
-    try:
-        port = int(value)
-    except ValueError:
-        raise AddressError(f"not a port number: {value!r}") from None
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise AddressError(f"not a port number: {value!r}")
+    port = int(value)
     if not 1 <= port <= 65535:
         raise AddressError(f"port out of range 1-65535: {value!r}")
     return port
@@ -90,7 +89,10 @@ def parse_endpoint(text: str, default_port: int | None = None) -> Endpoint:
         if default_port is None:
             raise AddressError(f"missing ':PORT' in {text!r}")
         return Endpoint(ip, default_port)
-    return Endpoint(ip, parse_port(port_text))
+    try:
+        return Endpoint(ip, parse_port(port_text))
+    except AddressError as exc:
+        raise AddressError(f"{exc} in {text!r}") from None
 
 
 def parse_network(text: str) -> IPNetwork:

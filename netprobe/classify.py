@@ -143,13 +143,17 @@ def stream_failure(exc: BaseException, *, immediate: bool = False) -> str:
     """The failure part of a reason, for errors on a TCP-based stage."""
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return "timeout"
-    if isinstance(exc, ssl.SSLEOFError):
-        return "eof"
+    if isinstance(exc, ssl.SSLError):
+        # An SSLError's errno is OpenSSL's code, not an OS errno.
+        return tls_failure(exc)
     if isinstance(exc, (EOFError, ConnectionClosed)):
         return "eof"
     if isinstance(exc, OSError) and exc.errno is not None:
         return errno_failure(exc.errno, immediate=immediate)
-    if isinstance(exc, ConnectionResetError):
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionError):
+        # asyncio raises these without an errno when the peer resets or aborts.
         return "reset"
     return "unknown"
 
@@ -181,6 +185,9 @@ _DNS_EXCEPTION_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (dns.name.NameTooLong, "malformed"),
     (dns.name.LabelTooLong, "malformed"),
     (dns.name.IDNAException, "malformed"),
+    # Any other dnspython error met while reading an answer: not a well-formed
+    # answer to our question either.
+    (dns.exception.DNSException, "malformed"),
 )
 
 
@@ -324,7 +331,8 @@ def classify_dns(outcomes: Sequence[DnsQueryOutcome], networks: Iterable[IPNetwo
         return "dns.teredo"
     if any(is_bogon(ip) for ip in foreign):
         return "dns.bogon"
-    if foreign:
+    if foreign and networks:
+        # Without declared networks only forged-looking addresses can be judged.
         return "dns.outside_networks"
     return None
 

@@ -1,7 +1,8 @@
 """Command line: argument parsing and the edges (files, terminal, signals).
 
 Only click is imported at module level, so that `netprobe --version` and
-`--help` stay fast for cron; each command imports what it uses.
+`--help` stay fast for cron; each command imports what it uses.  Every common
+option can also be set as NETPROBE_<OPTION> in the environment.
 """
 
 from __future__ import annotations
@@ -35,25 +36,25 @@ def positive_int(ctx, param, value):
 
 def common_options(func):
     options = [
-        click.option("--targets", "targets_file", type=click.Path(dir_okay=False), default=None,
+        click.option("--targets", "targets_file", envvar="NETPROBE_TARGETS", type=click.Path(dir_okay=False), default=None,
                      help="TOML target file (default: the built-in Telegram set)."),
-        click.option("--resolver", "resolvers", multiple=True, metavar="IP[:PORT]",
+        click.option("--resolver", "resolvers", envvar="NETPROBE_RESOLVER", multiple=True, metavar="IP[:PORT]",
                      help="DNS resolver to ask; repeatable (default: /etc/resolv.conf)."),
-        click.option("--timeout", type=float, default=3.0, show_default=True, callback=positive_float,
+        click.option("--timeout", envvar="NETPROBE_TIMEOUT", type=float, default=3.0, show_default=True, callback=positive_float,
                      help="Deadline of one probe, in seconds."),
-        click.option("--deadline", type=float, default=None, callback=positive_float,
+        click.option("--deadline", envvar="NETPROBE_DEADLINE", type=float, default=None, callback=positive_float,
                      help="Deadline of the whole run, in seconds (default: derived from the plan)."),
-        click.option("--concurrency", type=int, default=256, show_default=True, callback=positive_int,
+        click.option("--concurrency", envvar="NETPROBE_CONCURRENCY", type=int, default=256, show_default=True, callback=positive_int,
                      help="Probes in flight at once."),
-        click.option("--probes", "probe_kinds", default=None, metavar="LIST",
+        click.option("--probes", "probe_kinds", envvar="NETPROBE_PROBES", default=None, metavar="LIST",
                      help="Comma-separated probe kinds to run (default: all)."),
-        click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+        click.option("--format", "fmt", envvar="NETPROBE_FORMAT", type=click.Choice(FORMATS), default=None,
                      help="Stdout format (default: table on a terminal, else jsonl)."),
-        click.option("--output", type=click.Path(dir_okay=False), default=None,
+        click.option("--output", envvar="NETPROBE_OUTPUT", type=click.Path(dir_okay=False), default=None,
                      help="Append every record to FILE as JSON lines, as it is measured."),
-        click.option("--label", default=None, help="Name of this vantage point, stored in each record."),
-        click.option("--seed", type=int, default=None, help="Seed for range sampling (reproducible plans)."),
-        click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None,
+        click.option("--label", envvar="NETPROBE_LABEL", default=None, help="Name of this vantage point, stored in each record."),
+        click.option("--seed", envvar="NETPROBE_SEED", type=int, default=None, help="Seed for range sampling (reproducible plans)."),
+        click.option("--ca-bundle", envvar="NETPROBE_CA_BUNDLE", type=click.Path(dir_okay=False), default=None,
                      help="PEM trust store for TLS probes (default: the system's)."),
         click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout; errors still go to stderr."),
     ]
@@ -90,11 +91,11 @@ def make_plan(targets, options, kinds=None, probe_controls=True):
     except PlanError as exc:
         raise UserError(str(exc)) from None
     resolvers = ()
-    if "dns" in kinds and targets.domains:
-        try:
+    try:
+        if options["resolvers"] or ("dns" in kinds and targets.domains):
             resolvers = choose_resolvers(options["resolvers"])
-        except ResolverError as exc:
-            raise UserError(str(exc)) from None
+    except ResolverError as exc:
+        raise UserError(str(exc)) from None
     if options["ca_bundle"] and not os.path.isfile(options["ca_bundle"]):
         raise UserError(f"--ca-bundle: no such file: {options['ca_bundle']}")
     seed = options["seed"] if options["seed"] is not None else random.SystemRandom().randrange(2**32)
@@ -293,7 +294,10 @@ def targets(**options):
 def main(argv=None) -> None:
     """Entry point: user errors end in one line on stderr and exit 2, never a traceback."""
     try:
-        code = cli.main(args=argv, prog_name="netprobe", auto_envvar_prefix="NETPROBE", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="netprobe", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        sys.exit(EXIT_USER_ERROR)
     except click.exceptions.Abort:
         click.echo("netprobe: interrupted", err=True)
         sys.exit(130)

@@ -43,7 +43,10 @@ class AppendFile:
                 if written != len(line):
                     raise OSError(28, "No space left on device (short write)")
             except OSError as exc:
-                os.ftruncate(self.fd, size)
+                try:
+                    os.ftruncate(self.fd, size)  # leave no partial record behind
+                except OSError:
+                    pass  # not a regular file (/dev/full, a pipe): nothing to roll back
                 raise OutputError(f"cannot write to output file {self.path}: {exc.strerror}") from None
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)

@@ -7,6 +7,7 @@ grow with its size, and its length is computed, not counted.
 from __future__ import annotations
 
 import random
+import sys
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -105,7 +106,15 @@ class Plan:
         # One generator per range, seeded from the run seed and the range's place,
         # so that the same seed picks the same addresses whatever else changed.
         chooser = random.Random(f"{self.seed}:{index}:{rng.cidr}")
-        return iter(sorted(chooser.sample(range(rng.cidr.num_addresses), rng.sample)))
+        size = rng.cidr.num_addresses
+        if size <= sys.maxsize:
+            return iter(sorted(chooser.sample(range(size), rng.sample)))
+        # IPv6 ranges outgrow random.sample; with a few draws from 2**64+ addresses
+        # a repeat is all but impossible, and the set rules it out anyway.
+        picked: set[int] = set()
+        while len(picked) < rng.sample:
+            picked.add(chooser.randrange(size))
+        return iter(sorted(picked))
 
     def __len__(self) -> int:
         count = len(self.controls())

@@ -89,6 +89,8 @@ def normalize_domain(text: object) -> str:
     labels = name.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
         raise ValueError(f"bad domain name {text!r}")
+    if labels[-1].isdigit():
+        raise ValueError(f"{text!r} is an IP address, not a domain name")
     return name
 
 
@@ -155,10 +157,10 @@ class _Parser:
         if unknown:
             raise self.fail(where, f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
 
-    def array(self, key: str, table: dict[str, Any]) -> list[Any]:
+    def array(self, key: str, table: dict[str, Any], where: str | None = None) -> list[Any]:
         value = table.get(key, [])
         if not isinstance(value, list):
-            raise self.fail(key, f"expected an array, got {value!r}")
+            raise self.fail(where or key, f"expected an array, got {value!r}")
         return value
 
     def convert(self, key: str, parse, value: Any):
@@ -187,7 +189,7 @@ class _Parser:
         name = self.convert(f"{key}.name", normalize_domain, value["name"])
         addresses = self.unique(f"{key}.addresses", [
             self.convert(f"{key}.addresses[{i}]", parse_ip, a)
-            for i, a in enumerate(self.array("addresses", value))])
+            for i, a in enumerate(self.array("addresses", value, f"{key}.addresses"))])
         for i, address in enumerate(addresses):
             if networks and not in_networks(address, networks):
                 raise self.fail(f"{key}.addresses[{i}]", f"pinned address {address} lies outside the "
@@ -215,7 +217,7 @@ class _Parser:
             raise self.fail(key, "missing 'cidr'")
         cidr = self.convert(f"{key}.cidr", parse_network, value["cidr"])
         ports = self.unique(f"{key}.ports", [self.convert(f"{key}.ports[{i}]", parse_port, p)
-                                             for i, p in enumerate(self.array("ports", value))])
+                                             for i, p in enumerate(self.array("ports", value, f"{key}.ports"))])
         if not ports:
             raise self.fail(f"{key}.ports", "at least one port is needed")
         sample = value.get("sample", 0)

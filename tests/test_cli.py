@@ -1,0 +1,386 @@
+"""The command line: option checking, the exit-code/stderr contract, and real runs
+against 127.0.0.x only.
+
+Every probe these tests cause goes to a loopback socket opened (or deliberately
+closed) by the test itself; no test runs `netprobe run` without --targets.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from netprobe import __version__
+from netprobe.cli import cli, main
+from netprobe.records import RECORD_FIELDS
+
+# --- loopback fixtures ---------------------------------------------------------------
+
+
+@pytest.fixture
+def listener():
+    """A listening TCP socket on 127.0.0.1; the kernel completes handshakes without accept()."""
+    sockets = []
+
+    def make(host: str = "127.0.0.1") -> int:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((host, 0))
+        sock.listen(64)
+        sockets.append(sock)
+        return sock.getsockname()[1]
+
+    yield make
+    for sock in sockets:
+        sock.close()
+
+
+def closed_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def local(tmp_path, listener):
+    """A target file that only points at loopback: one control (open, on 127.0.0.2),
+    one open and one closed endpoint on 127.0.0.1, no domains."""
+    control, open_port, shut = listener("127.0.0.2"), listener(), closed_port()
+    path = tmp_path / "local.toml"
+    path.write_text(textwrap.dedent(f"""\
+        name = "loopback"
+        networks = ["127.0.0.1/32"]
+        controls = ["127.0.0.2:{control}"]
+        endpoints = ["127.0.0.1:{open_port}", {{ address = "127.0.0.1:{shut}", dc = 2 }}]
+    """))
+    return {"path": str(path), "control": f"127.0.0.2:{control}", "open": f"127.0.0.1:{open_port}",
+            "closed": f"127.0.0.1:{shut}"}
+
+
+@pytest.fixture
+def local_dns(tmp_path, local):
+    """The same, plus a domain; runs using it must pass --resolver 127.0.0.1:<nothing>."""
+    path = tmp_path / "local-dns.toml"
+    path.write_text(Path(local["path"]).read_text() + 'domains = ["example.test"]\n')
+    return {**local, "path": str(path), "resolver": f"127.0.0.1:{closed_port(socket.SOCK_DGRAM)}"}
+
+
+def netprobe(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("NETPROBE")}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-m", "netprobe", *args], capture_output=True, text=True,
+                          timeout=60, env=environment, cwd=cwd, check=False)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("netprobe: error: ")
+    assert proc.stdout == ""
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def records_of(stdout: str) -> list[dict]:
+    records = [json.loads(line) for line in stdout.splitlines()]
+    for record in records:
+        assert tuple(record) == RECORD_FIELDS
+        assert record["schema"] == "netprobe/1"
+    return records
+
+
+# --- version and help -------------------------------------------------------------------
+
+def test_version():
+    proc = netprobe("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"netprobe, version {__version__}"
+    assert proc.stderr == ""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["-h"]])
+def test_help(args):
+    proc = netprobe(*args)
+    assert proc.returncode == 0
+    for command in ("run", "dns", "tcp", "targets"):
+        assert command in proc.stdout
+
+
+def test_command_help_lists_the_options():
+    result = CliRunner().invoke(cli, ["run", "--help"])
+    assert result.exit_code == 0
+    for option in ("--targets", "--resolver", "--timeout", "--concurrency", "--probes", "--format", "--output",
+                   "--label", "--seed", "--ca-bundle", "--quiet"):
+        assert option in result.output
+
+
+# --- user errors: exit 2, exactly one line on stderr, no traceback ----------------------
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "--bogus"], "--bogus"),
+    (["bogus-command"], "bogus-command"),
+    (["run", "--timeout", "0"], "--timeout"),
+    (["run", "--timeout", "-1"], "--timeout"),
+    (["run", "--timeout", "abc"], "--timeout"),
+    (["run", "--deadline", "0"], "--deadline"),
+    (["run", "--concurrency", "0"], "--concurrency"),
+    (["run", "--concurrency", "-5"], "--concurrency"),
+    (["run", "--probes", "bogus"], "bogus"),
+    (["run", "--probes", ""], "--probes"),
+    (["run", "--format", "xml"], "xml"),
+    (["run", "--ca-bundle", "/nonexistent/ca.pem"], "/nonexistent/ca.pem"),
+    (["run", "--output", "/nonexistent-dir/x.jsonl"], "/nonexistent-dir/x.jsonl"),
+    (["targets", "--probes", "tcp,http9"], "http9"),
+    (["tcp", "1.2.3.4"], "1.2.3.4"),
+    (["tcp", "2001:db8::1:443"], "2001:db8::1:443"),
+    (["tcp", "127.0.0.1:0"], "'0'"),
+    (["tcp"], "IP:PORT"),
+    (["dns", "not a name"], "not a name"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_user_errors(local, args, fragment):
+    # --targets is always the loopback file: even if validation were skipped, nothing
+    # but 127.0.0.x would be probed.
+    proc = netprobe(*args, "--targets", local["path"]) if args != ["bogus-command"] else netprobe(*args)
+    assert_user_error(proc, fragment)
+
+
+def test_bad_resolver_is_a_user_error(local_dns):
+    assert_user_error(netprobe("run", "--targets", local_dns["path"], "--resolver", "notanip"), "notanip")
+
+
+def test_bad_resolver_is_a_user_error_even_without_domains(local):
+    assert_user_error(netprobe("targets", "--targets", local["path"], "--resolver", "notanip"), "notanip")
+
+
+BAD_TARGET_FILES = {
+    "malformed-toml": (b'name = "x"\nendpoints = ["127.0.0.1:1"]\nname = "y"\n', "line 3"),
+    "unknown-key": (b'colour = "red"\nendpoints = ["127.0.0.1:1"]\n', "'colour'"),
+    "wrong-type": (b'networks = "127.0.0.0/8"\nendpoints = ["127.0.0.1:1"]\n', "networks"),
+    "bad-cidr": (b'networks = ["127.0.0.1/8"]\nendpoints = ["127.0.0.1:1"]\n', "127.0.0.1/8"),
+    "bad-port": (b'endpoints = ["127.0.0.1:65536"]\n', "65536"),
+    "ipv6-without-brackets": (b'endpoints = ["::1:443"]\n', "::1:443"),
+    "range-too-large": (b'ranges = [{ cidr = "127.0.0.0/8", ports = [1] }]\n', "127.0.0.0/8"),
+    "duplicate": (b'endpoints = ["127.0.0.1:1", "127.0.0.1:1"]\n', "duplicate"),
+    "control-inside-networks": (
+        b'networks = ["127.0.0.0/8"]\ncontrols = ["127.0.0.2:1"]\nendpoints = ["127.0.0.1:1"]\n', "controls[0]"),
+    "bad-domain": (b'domains = ["a..b"]\n', "a..b"),
+    "empty": (b'name = "nothing"\n', "nothing to probe"),
+    "not-utf8": (b'name = "caf\xe9"\nendpoints = ["127.0.0.1:1"]\n', "UTF-8"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(BAD_TARGET_FILES))
+def test_bad_target_file(tmp_path, family):
+    content, fragment = BAD_TARGET_FILES[family]
+    path = tmp_path / f"{family}.toml"
+    path.write_bytes(content)
+    assert_user_error(netprobe("run", "--targets", str(path)), str(path), fragment)
+
+
+@pytest.mark.parametrize("make", [lambda d: d / "missing.toml", lambda d: d / "no-dir" / "t.toml"],
+                         ids=["missing-file", "missing-dir"])
+def test_missing_target_file(tmp_path, make):
+    path = make(tmp_path)
+    assert_user_error(netprobe("run", "--targets", str(path)), str(path), "cannot read")
+
+
+@pytest.mark.parametrize("command", ["run", "targets"])
+def test_env_var_netprobe_timeout(local, command):
+    proc = netprobe(command, "--targets", local["path"], "--probes", "tcp", "-q", env={"NETPROBE_TIMEOUT": "0"})
+    assert_user_error(proc, "--timeout")
+
+
+def test_output_device_full_is_a_user_error(local):
+    assert_user_error(netprobe("run", "--targets", local["path"], "--output", "/dev/full", "-q"), "/dev/full")
+
+
+def test_output_write_failure_mid_run_is_a_user_error(local):
+    # /proc/version opens for writing as root and fails on write(); as a user, open fails.
+    proc = netprobe("run", "--targets", local["path"], "--output", "/proc/version", "-q")
+    assert_user_error(proc, "/proc/version")
+
+
+def test_main_in_process_user_error(capsys, local):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--targets", local["path"], "--concurrency", "0"])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("netprobe: error: ") and captured.err.count("\n") == 1
+
+
+# --- targets: the plan, without probing --------------------------------------------------
+
+def test_targets_prints_the_plan_as_jsonl(local):
+    result = CliRunner().invoke(cli, ["targets", "--targets", local["path"], "--format", "jsonl", "--probes", "tcp"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert rows == [
+        {"probe": "control", "target": local["control"], "address": local["control"]},
+        {"probe": "tcp", "target": local["open"], "address": local["open"]},
+        {"probe": "tcp", "target": local["closed"], "address": local["closed"], "dc": 2},
+    ]
+
+
+def test_targets_default_plan_has_every_kind_controls_first(local):
+    from netprobe.plan import PROBE_KINDS
+    result = CliRunner().invoke(cli, ["targets", "--targets", local["path"], "--format", "jsonl"])
+    assert result.exit_code == 0, result.output
+    kinds = [json.loads(line)["probe"] for line in result.output.splitlines()]
+    assert kinds[0] == "control" and "control" not in kinds[1:]
+    endpoint_kinds = [k for k in PROBE_KINDS if not k.startswith("dns")]  # no domains in this file
+    assert kinds[1:] == sorted(kinds[1:], key=PROBE_KINDS.index)
+    assert set(kinds[1:]) == set(endpoint_kinds)
+    assert len(kinds) == 1 + 2 * len(endpoint_kinds)
+
+
+def test_targets_plan_includes_dns_and_sampled_ranges(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('domains = ["example.test"]\nranges = [{ cidr = "127.0.0.0/24", ports = [1], sample = 3 }]\n')
+    args = ["targets", "--targets", str(path), "--format", "jsonl", "--resolver", "127.0.0.1:5353", "--seed", "7",
+            "--probes", "dns,tcp"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    rows = [json.loads(line) for line in first.output.splitlines()]
+    assert rows[0] == {"probe": "dns", "target": "example.test", "address": "127.0.0.1:5353"}
+    assert [r["probe"] for r in rows[1:]] == ["tcp"] * 3
+    assert all(r["range"] == "127.0.0.0/24" and r["seed"] == 7 for r in rows[1:])
+    assert CliRunner().invoke(cli, args).output == first.output
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_targets_other_formats(local, fmt):
+    result = CliRunner().invoke(cli, ["targets", "--targets", local["path"], "--format", fmt, "--probes", "tcp"])
+    assert result.exit_code == 0, result.output
+    if fmt == "json":
+        assert [r["probe"] for r in json.loads(result.output)] == ["control", "tcp", "tcp"]
+    elif fmt == "csv":
+        rows = list(csv.reader(io.StringIO(result.output)))
+        assert rows[0] == ["probe", "target", "address"] and len(rows) == 4
+    else:
+        assert local["open"] in result.output and "3 probes" in result.output
+
+
+def test_targets_quiet_prints_nothing(local):
+    result = CliRunner().invoke(cli, ["targets", "--targets", local["path"], "-q"])
+    assert result.exit_code == 0
+    assert result.output == ""
+
+
+def test_targets_cli_runner_user_error_exit_code(local):
+    result = CliRunner().invoke(cli, ["targets", "--targets", local["path"], "--probes", "bogus"])
+    assert result.exit_code == 2
+    assert "bogus" in result.output + (result.stderr or "")
+
+
+# --- real runs against loopback ------------------------------------------------------------
+
+def check_summary(record: dict, name: str = "loopback") -> None:
+    assert record["probe"] == "summary"
+    assert record["target"] == name
+    assert isinstance(record["evidence"]["findings"], list)
+
+
+def test_run_jsonl_against_loopback(local):
+    proc = netprobe("run", "--targets", local["path"], "--probes", "tcp", "--format", "jsonl", "--timeout", "0.5",
+                    "--label", "ci")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    records = records_of(proc.stdout)
+    assert [r["probe"] for r in records] == ["control", "tcp", "tcp", "summary"]
+    check_summary(records[-1])
+    by_target = {r["target"]: r for r in records}
+    assert by_target[local["control"]]["verdict"] == "reachable"
+    assert by_target[local["open"]]["verdict"] == "reachable"
+    assert by_target[local["open"]]["reason"] is None
+    assert by_target[local["closed"]]["reason"] == "tcp.refused"
+    assert by_target[local["closed"]]["verdict"] == "reset"
+    assert by_target[local["closed"]]["evidence"]["dc"] == 2
+    assert {r["label"] for r in records} == {"ci"}
+    assert len({r["run_id"] for r in records}) == 1
+
+
+def test_run_every_kind_against_loopback(local):
+    from netprobe.plan import PROBE_KINDS
+    proc = netprobe("run", "--targets", local["path"], "--timeout", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    records = records_of(proc.stdout)
+    assert records[0]["probe"] == "control" and records[-1]["probe"] == "summary"
+    endpoint_kinds = {k for k in PROBE_KINDS if not k.startswith("dns")}
+    assert {r["probe"] for r in records[1:-1]} == endpoint_kinds
+    assert len(records) == 1 + 2 * len(endpoint_kinds) + 1
+    assert all(r["verdict"] in ("reachable", "blocked", "reset", "inconclusive") for r in records)
+
+
+def test_run_output_file_appends_the_same_records(tmp_path, local):
+    archive = tmp_path / "archive.jsonl"
+    common = ("run", "--targets", local["path"], "--probes", "tcp", "--timeout", "0.5", "--output", str(archive))
+    first = netprobe(*common)
+    assert first.returncode == 0, first.stderr
+    assert archive.read_text() == first.stdout
+    second = netprobe(*common, "-q")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == ""
+    lines = archive.read_text().splitlines()
+    assert len(lines) == 8
+    assert lines[:4] == first.stdout.splitlines()
+    assert len({r["run_id"] for r in records_of(archive.read_text())}) == 2
+
+
+def test_run_quiet_prints_nothing(local):
+    proc = netprobe("run", "--targets", local["path"], "--probes", "tcp", "--timeout", "0.5", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_run_dns_against_a_closed_loopback_resolver(local_dns):
+    proc = netprobe("run", "--targets", local_dns["path"], "--resolver", local_dns["resolver"],
+                    "--timeout", "0.5", "--probes", "dns")
+    assert proc.returncode == 0, proc.stderr
+    records = records_of(proc.stdout)
+    assert [r["probe"] for r in records] == ["control", "dns", "summary"]
+    dns_record = records[1]
+    assert dns_record["target"] == "example.test"
+    assert dns_record["address"] == local_dns["resolver"]
+    assert dns_record["reason"] in ("dns.port_unreachable", "dns.timeout")
+    assert dns_record["verdict"] == "blocked"
+
+
+def test_tcp_command_against_loopback(local):
+    proc = netprobe("tcp", local["open"], local["closed"], "--targets", local["path"], "--timeout", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    records = records_of(proc.stdout)
+    assert [(r["probe"], r["target"], r["verdict"]) for r in records[:-1]] == [
+        ("control", local["control"], "reachable"),
+        ("tcp", local["open"], "reachable"),
+        ("tcp", local["closed"], "reset"),
+    ]
+    assert records[-1]["probe"] == "summary"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "table"])
+def test_run_other_formats(local, fmt):
+    proc = netprobe("run", "--targets", local["path"], "--probes", "tcp", "--timeout", "0.5", "--format", fmt)
+    assert proc.returncode == 0, proc.stderr
+    if fmt == "csv":
+        rows = list(csv.reader(io.StringIO(proc.stdout)))
+        assert rows[0] == list(RECORD_FIELDS)
+        assert [row[3] for row in rows[1:]] == ["control", "tcp", "tcp", "summary"]
+    elif fmt == "json":
+        assert [r["probe"] for r in json.loads(proc.stdout)] == ["control", "tcp", "tcp", "summary"]
+    else:
+        assert "reachable" in proc.stdout and "tcp.refused" in proc.stdout
+        assert "\x1b" not in proc.stdout  # not a terminal: no styling

@@ -1,0 +1,251 @@
+"""Where records go (the append-only archive, stdout) and how they are shown (render)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import re
+from collections import Counter
+
+import pytest
+from rich.console import Console
+
+from netprobe.output import AppendFile, OutputError, StdoutWriter
+from netprobe.records import RECORD_FIELDS, Result, RunInfo, encode, to_json_line
+from netprobe.render import print_report, printable, results_table
+
+
+def record(**overrides) -> dict:
+    fields = dict(probe="tcp", target="149.154.167.51:443", address="149.154.167.51:443", reason="tcp.refused",
+                  duration_ms=12.5, evidence={"connect": "failed", "dc": 2})
+    fields.update(overrides)
+    return encode(Result(**fields), RunInfo(label="lab"))
+
+
+# --- AppendFile ---------------------------------------------------------------------
+
+def test_append_file_appends_lines(tmp_path):
+    path = tmp_path / "archive.jsonl"
+    path.write_bytes(b'{"old":1}\n')
+    archive = AppendFile(str(path))
+    archive.append(b'{"a":1}\n')
+    archive.append(b'{"b":2}\n')
+    archive.close()
+    assert path.read_bytes() == b'{"old":1}\n{"a":1}\n{"b":2}\n'
+
+
+def test_append_file_creates_the_file(tmp_path):
+    path = tmp_path / "new.jsonl"
+    archive = AppendFile(str(path))
+    archive.append(b'{"a":1}\n')
+    archive.close()
+    assert path.read_bytes() == b'{"a":1}\n'
+
+
+def test_a_fragment_left_by_a_killed_writer_gets_its_own_line(tmp_path):
+    path = tmp_path / "archive.jsonl"
+    path.write_bytes(b'{"a":1}\n{"schema":"netprob')
+    archive = AppendFile(str(path))
+    archive.append(b'{"b":2}\n')
+    archive.append(b'{"c":3}\n')
+    archive.close()
+    assert path.read_bytes() == b'{"a":1}\n{"schema":"netprob\n{"b":2}\n{"c":3}\n'
+
+
+def _append_many(path: str, writer: int, lines: int, start) -> None:
+    archive = AppendFile(path)
+    start.wait()
+    for seq in range(lines):
+        line = to_json_line({"writer": writer, "seq": seq, "pad": chr(ord("a") + writer) * 4000})
+        archive.append(line)
+    archive.close()
+
+
+def test_concurrent_appends_never_interleave(tmp_path):
+    path = str(tmp_path / "shared.jsonl")
+    writers, lines = 8, 200
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Barrier(writers)
+    procs = [ctx.Process(target=_append_many, args=(path, w, lines, start)) for w in range(writers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    with open(path, "rb") as f:
+        raw = f.read()
+    assert raw.endswith(b"\n")
+    seen = Counter()
+    for line in raw.split(b"\n")[:-1]:
+        obj = json.loads(line)  # a torn or interleaved line would not parse
+        assert obj["pad"] == chr(ord("a") + obj["writer"]) * 4000
+        seen[(obj["writer"], obj["seq"])] += 1
+    assert len(seen) == writers * lines
+    assert set(seen.values()) == {1}
+
+
+def _open_and_append(path: str) -> None:
+    archive = AppendFile(path)
+    try:
+        archive.append(b'{"a":1}\n')
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("path", ["/nonexistent-dir/x.jsonl", "/proc/version", "/sys/kernel/notes"])
+def test_unwritable_output_is_an_output_error(tmp_path, path):
+    if not path.startswith("/nonexistent") and not os.path.exists(path):
+        pytest.skip(f"{path} not on this system")
+    with pytest.raises(OutputError) as info:
+        _open_and_append(path)
+    message = str(info.value)
+    assert path in message
+    assert "\n" not in message
+    assert message.startswith("cannot ")
+
+
+def test_a_directory_is_not_an_output_file(tmp_path):
+    with pytest.raises(OutputError) as info:
+        AppendFile(str(tmp_path))
+    assert str(tmp_path) in str(info.value)
+
+
+def test_a_full_device_is_an_output_error():
+    with pytest.raises(OutputError) as info:
+        _open_and_append("/dev/full")
+    assert "No space left" in str(info.value)
+
+
+# --- StdoutWriter --------------------------------------------------------------------
+
+def test_stdout_jsonl_streams_one_line_per_record():
+    stream = io.StringIO()
+    writer = StdoutWriter("jsonl", stream)
+    first, second = record(), record(target="\x1b[2J", reason=None)
+    writer.write(first)
+    assert stream.getvalue() == to_json_line(first).decode()
+    writer.write(second)
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(x) for x in lines] == [first, second]
+    assert "\x1b" not in stream.getvalue()
+    assert writer.kept == []
+
+
+def test_stdout_csv_has_a_header_and_one_row_per_record():
+    stream = io.StringIO()
+    writer = StdoutWriter("csv", stream)
+    assert stream.getvalue() == ",".join(RECORD_FIELDS) + "\n"
+    writer.write(record(reason=None, address=None))
+    rows = list(csv.reader(io.StringIO(stream.getvalue())))
+    assert rows[0] == list(RECORD_FIELDS)
+    row = dict(zip(rows[0], rows[1]))
+    assert row["verdict"] == "reachable"
+    assert row["reason"] == "" and row["address"] == ""
+    assert json.loads(row["evidence"]) == {"connect": "failed", "dc": 2}
+    assert row["schema"] == "netprobe/1"
+
+
+def test_stdout_json_keeps_records_for_one_document():
+    stream = io.StringIO()
+    writer = StdoutWriter("json", stream)
+    records = [record(), record(target="t.me", probe="dns", reason="dns.nxdomain")]
+    for r in records:
+        writer.write(r)
+    assert stream.getvalue() == ""
+    text = writer.json_text()
+    assert text.endswith("\n") and text.isascii()
+    assert json.loads(text) == records
+
+
+def test_stdout_table_keeps_records():
+    stream = io.StringIO()
+    writer = StdoutWriter("table", stream)
+    kept = record()
+    writer.write(kept)
+    assert writer.kept == [kept]
+    assert stream.getvalue() == ""
+
+
+# --- render ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, shown", [
+    ("\x1b[2J", "\\x1b[2J"),
+    ("a\rb", "a\\x0db"),
+    ("a\nb", "a\\x0ab"),
+    ("a\tb", "a\\x09b"),
+    ("\x00", "\\x00"),
+    ("\x7f", "\\x7f"),
+    ("\x9b31m", "\\x9b31m"),
+    ("abc\u202edef", "abc\\u202edef"),
+    ("\u2028", "\\u2028"),
+    ("[bold red]x", "[bold red]x"),
+    ("тест.рф", "тест.рф"),
+    (None, ""),
+    (443, "443"),
+])
+def test_printable(text, shown):
+    assert printable(text) == shown
+
+
+def test_printable_caps_long_text():
+    assert printable("x" * 200, limit=10) == "x" * 10 + "…"
+    assert printable("x" * 10, limit=10) == "x" * 10
+
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")  # rich's own styling (colors, bold)
+
+
+def render(records, **report) -> str:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=250, color_system="truecolor")
+    if report:
+        print_report(console, records, **report)
+    else:
+        console.print(results_table(records))
+    return out.getvalue()
+
+
+HOSTILE_RECORDS = [
+    record(target="[bold red]x\x1b[2J", address="[link=http://evil]y[/link]"),
+    record(probe="dns", target="t.me", address="127.0.0.1:53", reason="dns.outside_networks",
+           evidence={"queries": [{"qtype": "A", "addresses": ["\x1b]0;pwned\x07", "[bold red]z"]}]}),
+]
+
+
+def test_results_table_shows_markup_literally_and_no_remote_escapes():
+    output = render(HOSTILE_RECORDS)
+    assert "[bold red]x" in output
+    assert "[bold red]z" in output
+    assert "[link=http://evil]y[/link]" in output
+    assert "\\x1b[2J" in output
+    assert "\x1b[2J" not in output
+    assert "\x1b]" not in output and "\x07" not in output
+    assert "\x1b" not in SGR.sub("", output)
+
+
+def test_print_report_notes_are_escaped_too():
+    counts = Counter({("tcp", "reset"): 1, ("dns", "blocked"): 1})
+    output = render(HOSTILE_RECORDS, counts=counts, vantage="online", notes=["note \x1b[2J[bold]n"])
+    assert "note \\x1b[2J[bold]n" in output
+    assert "\x1b" not in SGR.sub("", output)
+    assert "tcp: 1 reset" in SGR.sub("", output)
+
+
+def test_report_says_when_no_controls_were_probed():
+    output = SGR.sub("", render([], counts=Counter({("tcp", "inconclusive"): 2}), vantage="unknown"))
+    assert "No control endpoints" in output
+    assert "tcp: 2 inconclusive" in output
+
+
+def test_report_puts_escaped_findings_first_and_leaves_summary_out_of_the_table():
+    summary = record(probe="summary", target="loopback", address=None, reason="summary.blocking_observed",
+                     evidence={"findings": ["x"]})
+    output = SGR.sub("", render([*HOSTILE_RECORDS, summary], counts=Counter({("tcp", "reset"): 1,
+                                                                             ("summary", "blocked"): 1}),
+                                vantage="online", findings=["IP: 1/2 failed \x1b[2J[red]"]))
+    assert output.startswith("IP: 1/2 failed \\x1b[2J[red]")
+    assert "summary" not in output
+    assert "\x1b" not in output
