@@ -25,7 +25,7 @@ import dns.query
 import dns.rcode
 import dns.resolver
 
-from netprobe.addresses import IPNetwork, in_networks, is_bogon, is_teredo, parse_ip
+from netprobe.addresses import IPAddress, IPNetwork, in_networks, is_bogon, is_teredo, parse_ip
 
 REACHABLE = "reachable"
 BLOCKED = "blocked"
@@ -133,9 +133,17 @@ _ERRNO_FAILURES = {
 _IMMEDIATE_NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH}
 
 
+# After a packet left, EACCES comes from the path: Linux reports an ICMPv6
+# "administratively prohibited" that way. This machine's own netfilter refuses
+# with EPERM, or with EACCES before anything is sent.
+_PROHIBITED_BY_PATH = {errno.EACCES}
+
+
 def errno_failure(err: int | None, *, immediate: bool = False) -> str:
     if immediate and err in _IMMEDIATE_NO_ROUTE:
         return "no_route"
+    if not immediate and err in _PROHIBITED_BY_PATH:
+        return "unreachable"
     return _ERRNO_FAILURES.get(err, "unknown")
 
 
@@ -337,8 +345,35 @@ def classify_dns(outcomes: Sequence[DnsQueryOutcome], networks: Iterable[IPNetwo
     return None
 
 
+def choose_addresses(dns_addresses: Iterable[str], dns_reason: str | None, pinned: Sequence[IPAddress],
+                     networks: Iterable[IPNetwork]) -> tuple[list[IPAddress], str, str | None]:
+    """Which addresses HTTPS should contact, where they came from, and the DNS reason.
+
+    Genuine DNS answers first; when DNS lies or fails, the domain's pinned
+    addresses, so that SNI blocking is still measured on a domain whose DNS is
+    poisoned.  IPv4 first: an IPv6-less vantage point would otherwise only
+    learn that it has no IPv6.
+    """
+    networks = tuple(networks)
+    answered = [parse_ip(a) for a in dns_addresses]
+    genuine = [ip for ip in answered if in_networks(ip, networks)] if networks else answered
+    ordered = lambda ips: sorted(ips, key=lambda ip: ip.version)  # noqa: E731 - stable, IPv4 first
+    if genuine:
+        return ordered(genuine), "dns", dns_reason
+    if pinned:
+        return ordered(pinned), "pinned", dns_reason
+    return [], "none", dns_reason or "dns.no_answer"
+
+
 # --- the vantage point -------------------------------------------------------
 
-def offline_adjusted(verdict: str) -> str:
+# Probe kinds whose "reachable" rests on silence (nothing injected an answer):
+# from an offline vantage point silence proves nothing either.
+REACHABLE_BY_SILENCE = frozenset({"dns_injection"})
+
+
+def offline_adjusted(verdict: str, kind: str = "") -> str:
     """With no control reachable, a failure says nothing about the service."""
-    return INCONCLUSIVE if verdict in (BLOCKED, RESET) else verdict
+    if verdict in (BLOCKED, RESET) or (verdict == REACHABLE and kind in REACHABLE_BY_SILENCE):
+        return INCONCLUSIVE
+    return verdict

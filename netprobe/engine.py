@@ -16,9 +16,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from netprobe.classify import BLOCKED, REACHABLE, RESET, offline_adjusted
+from netprobe.classify import REACHABLE, choose_addresses, offline_adjusted
 from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
+from netprobe.targets import Domain
 from netprobe.records import Result
 
 # Grace beyond --timeout before the engine itself ends a probe that overran.
@@ -29,6 +30,8 @@ RESERVED_FDS = 32
 FDS_PER_PROBE = 2
 
 
+# Probe kinds that contact a domain at the addresses DNS (or the target file) gave.
+WEB_KINDS = ("https", "http")
 # The stage a probe kind's overrun is charged to (its reasons' prefix).
 STAGE_OF_KIND = {"mtproto_abridged": "mtproto", "mtproto_obfuscated2": "mtproto", "https": "tls",
                  "dns_injection": "dns"}
@@ -81,8 +84,16 @@ def usable_concurrency(requested: int) -> tuple[int, str | None]:
     return requested, None
 
 
-async def execute(task: Task, plan: Plan, settings: Settings) -> Result:
+async def execute(task: Task, plan: Plan, settings: Settings, prepared: dict) -> Result:
     """Run one task's probe; the kinds' modules are imported only when used."""
+    if task.kind in WEB_KINDS:
+        from netprobe.probes.https import probe_http, probe_https
+        service_domains = tuple(d.name for d in plan.targets.domains)
+        if task.kind == "https":
+            return await probe_https(task.domain.name, networks=plan.targets.networks, timeout=settings.timeout,
+                                     ca_bundle=settings.ca_bundle, service_domains=service_domains, **prepared)
+        return await probe_http(task.domain.name, networks=plan.targets.networks, timeout=settings.timeout,
+                                service_domains=service_domains, **prepared)
     if task.kind in ("tcp", "control"):
         from netprobe.probes.tcp import probe_tcp
         return await probe_tcp(task.endpoint, settings.timeout, kind=task.kind, context=dict(task.context))
@@ -106,12 +117,12 @@ def overrun_result(task: Task, reason: str, started: float, note: str) -> Result
     return Result(task.kind, task.target, address, reason, elapsed, {"ended_by": note, **dict(task.context)})
 
 
-async def guarded(task: Task, plan: Plan, settings: Settings) -> Result:
+async def guarded(task: Task, plan: Plan, settings: Settings, prepared: dict | None = None) -> Result:
     """A probe that cannot outlive --timeout by more than PROBE_MARGIN_S."""
     started = time.monotonic()
     try:
         async with asyncio.timeout(settings.timeout + PROBE_MARGIN_S):
-            return await execute(task, plan, settings)
+            return await execute(task, plan, settings, prepared or {})
     except TimeoutError:
         stage = STAGE_OF_KIND.get(task.kind, task.kind)
         return overrun_result(task, f"{stage}.timeout", started, "probe deadline")
@@ -125,12 +136,49 @@ class Runner:
         self.outcome = RunOutcome()
         self.diagnosis = Diagnosis(plan.targets.name)
         self.in_flight: dict[int, tuple[Task, float]] = {}
+        # The first resolver's DNS result per domain, shared with the web probes.
+        self.dns_answers: dict[str, asyncio.Future] = {}
+        self.dns_planned = "dns" in plan.kinds and bool(plan.resolvers)
+
+    async def run_task(self, task: Task) -> Result:
+        """One probe; a web probe first waits for its domain's DNS result, which is
+        bounded by that probe's own deadline, so each stage keeps its --timeout."""
+        prepared = await self.address_choice(task.domain) if task.kind in WEB_KINDS else None
+        result = await guarded(task, self.plan, self.settings, prepared)
+        if task.kind == "dns" and task.resolver == self.plan.resolvers[0]:
+            future = self.dns_answer(task.domain)
+            if not future.done():
+                future.set_result(result)
+        return result
+
+    def dns_answer(self, domain: Domain) -> asyncio.Future:
+        future = self.dns_answers.get(domain.name)
+        if future is None:
+            future = self.dns_answers[domain.name] = asyncio.get_running_loop().create_future()
+            if not self.dns_planned:
+                # No DNS probe will measure this domain: look it up here, unrecorded.
+                task = Task("dns", domain.name, domain=domain, resolver=self.plan.resolvers[0])
+                lookup = asyncio.ensure_future(guarded(task, self.plan, self.settings))
+                lookup.add_done_callback(lambda done: future.done() or future.set_result(done.result()))
+        return future
+
+    async def address_choice(self, domain: Domain) -> dict:
+        if not self.plan.resolvers:
+            addresses, source, reason = choose_addresses((), None, domain.addresses, self.plan.targets.networks)
+            return {"addresses": addresses, "address_source": source, "dns_reason": reason}
+        answer = await self.dns_answer(domain)
+        answered = [a for query in answer.evidence.get("queries", []) for a in query.get("addresses", [])]
+        addresses, source, reason = choose_addresses(answered, answer.reason, domain.addresses,
+                                                     self.plan.targets.networks)
+        return {"addresses": addresses, "address_source": source, "dns_reason": reason}
 
     def emit(self, result: Result) -> None:
-        if self.outcome.vantage == "offline" and result.verdict in (BLOCKED, RESET):
-            result.evidence["vantage"] = "offline"
-            result.evidence["verdict_if_online"] = result.verdict
-            result.verdict = offline_adjusted(result.verdict)
+        if self.outcome.vantage == "offline":
+            adjusted = offline_adjusted(result.verdict, result.probe)
+            if adjusted != result.verdict:
+                result.evidence["vantage"] = "offline"
+                result.evidence["verdict_if_online"] = result.verdict
+                result.verdict = adjusted
         self.outcome.counts[(result.probe, result.verdict)] += 1
         self.diagnosis.add(result)
         self.emit_to_sink(result)
@@ -176,7 +224,7 @@ class Runner:
         async def worker(slot: int) -> None:
             for task in tasks:
                 self.in_flight[slot] = (task, time.monotonic())
-                result = await guarded(task, self.plan, self.settings)
+                result = await self.run_task(task)
                 del self.in_flight[slot]
                 self.emit(result)
 

@@ -15,7 +15,7 @@ from netprobe.addresses import Endpoint
 from netprobe.targets import Domain, EndpointTarget, Range, TargetSet
 
 # Probe kinds in the order a run performs them.
-PROBE_KINDS = ("dns", "dns_injection", "tcp", "mtproto", "mtproto_abridged", "mtproto_obfuscated2")
+PROBE_KINDS = ("dns", "dns_injection", "tcp", "https", "http", "mtproto", "mtproto_abridged", "mtproto_obfuscated2")
 MTPROTO_KINDS = ("mtproto", "mtproto_abridged", "mtproto_obfuscated2")
 
 
@@ -75,6 +75,10 @@ class Plan:
                 for endpoint in self.range_endpoints(index, rng):
                     yield Task("tcp", str(endpoint), endpoint=endpoint,
                                context=(("range", str(rng.cidr)), ("seed", self.seed)))
+        for kind in ("https", "http"):
+            if kind in self.kinds:
+                for domain in self.targets.domains:
+                    yield Task(kind, domain.name, domain=domain)
         # Each transport is a kind of its own, so that each keeps its own history:
         # one that gets through while another is reset is evidence of fingerprinting.
         for kind in MTPROTO_KINDS:
@@ -116,6 +120,11 @@ class Plan:
             picked.add(chooser.randrange(size))
         return iter(sorted(picked))
 
+    @property
+    def stages(self) -> int:
+        """Probes that wait on another probe: web probes wait on DNS."""
+        return 2 if {"https", "http"} & set(self.kinds) else 1
+
     def __len__(self) -> int:
         count = len(self.controls())
         if "dns" in self.kinds:
@@ -126,4 +135,5 @@ class Plan:
             count += len(self.targets.endpoints)
             count += sum(r.size * len(r.ports) for r in self.targets.ranges)
         count += len(self.targets.endpoints) * sum(kind in self.kinds for kind in MTPROTO_KINDS)
+        count += len(self.targets.domains) * (("https" in self.kinds) + ("http" in self.kinds))
         return count

@@ -241,7 +241,8 @@ def test_targets_default_plan_has_every_kind_controls_first(local):
     assert result.exit_code == 0, result.output
     kinds = [json.loads(line)["probe"] for line in result.output.splitlines()]
     assert kinds[0] == "control" and "control" not in kinds[1:]
-    endpoint_kinds = [k for k in PROBE_KINDS if not k.startswith("dns")]  # no domains in this file
+    # No domains in this file: no DNS and no web probes.
+    endpoint_kinds = [k for k in PROBE_KINDS if not k.startswith("dns") and k not in ("https", "http")]
     assert kinds[1:] == sorted(kinds[1:], key=PROBE_KINDS.index)
     assert set(kinds[1:]) == set(endpoint_kinds)
     assert len(kinds) == 1 + 2 * len(endpoint_kinds)
@@ -319,7 +320,7 @@ def test_run_every_kind_against_loopback(local):
     assert proc.returncode == 0, proc.stderr
     records = records_of(proc.stdout)
     assert records[0]["probe"] == "control" and records[-1]["probe"] == "summary"
-    endpoint_kinds = {k for k in PROBE_KINDS if not k.startswith("dns")}
+    endpoint_kinds = {k for k in PROBE_KINDS if not k.startswith("dns") and k not in ("https", "http")}
     assert {r["probe"] for r in records[1:-1]} == endpoint_kinds
     assert len(records) == 1 + 2 * len(endpoint_kinds) + 1
     assert all(r["verdict"] in ("reachable", "blocked", "reset", "inconclusive") for r in records)
