@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from netprobe import mtproto_wire as wire  # noqa: E402
+from netprobe import mtproto_wire as wire
 
 LAB_PQ = bytes.fromhex("17ED48941A08F981")
 LAB_FINGERPRINT = 0xC3B42B026CE86B21

@@ -1,0 +1,166 @@
+"""Run a scenario (apply the censor's rules, run netprobe, run the peers) and judge it.
+
+Shared by tests/lab/test_lab.py and tests/lab/report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import peers as P
+import scenarios as S
+import topology as T
+
+IGNORED_PROBES = ("summary",)
+
+
+@dataclass
+class ScenarioResult:
+    scenario: S.Scenario
+    netprobe: T.NetprobeRun
+    observations: list[P.Observation]
+    seconds: float
+    rules: str = ""
+    _records: list[dict] | None = field(default=None, repr=False)
+
+    @property
+    def records(self) -> list[dict]:
+        if self._records is None:
+            self._records = [r for r in self.netprobe.records if r.get("probe") not in IGNORED_PROBES]
+        return self._records
+
+    def matching(self, probe: str, target: str, family: int | None = None) -> list[dict]:
+        return [r for r in self.records
+                if r.get("probe") == probe and r.get("target") == target
+                and (family is None or record_family(r) == family)]
+
+    def observations_of(self, peer: str) -> list[P.Observation]:
+        return [o for o in self.observations if o.peer == peer]
+
+
+def record_family(record: dict) -> int | None:
+    """Address family of the address a record was measured at (address is IP, IP:PORT or [IPv6]:PORT)."""
+    address = record.get("address")
+    if not address:
+        return None
+    if address.startswith("["):
+        return 6
+    return 6 if address.count(":") > 1 else 4
+
+
+def run_scenario(lab: T.Lab, scenario: S.Scenario) -> ScenarioResult:
+    started = time.monotonic()
+    lab.apply(scenario)
+    rules = "\n".join(str(r) for r in scenario.rules)
+    run = lab.run_netprobe(probe_timeout=scenario.timeout)
+    observations = P.observe(lab, scenario, S.TCP_TARGETS, list(T.CONTROLS))
+    return ScenarioResult(scenario, run, observations, time.monotonic() - started, rules)
+
+
+def describe(record: dict | None) -> str:
+    if record is None:
+        return "-"
+    reason = record.get("reason")
+    return record.get("verdict", "?") + (f" ({reason})" if reason else "")
+
+
+def check_expectation(result: ScenarioResult, expect: S.Expect) -> tuple[str, list[str]]:
+    """('ok' | 'missing' | 'mismatch', problems) for one expectation."""
+    found = result.matching(expect.probe, expect.target, expect.family)
+    if not found:
+        return "missing", [f"netprobe emitted no {expect.probe!r} record for {expect.target!r}"
+                           + (f" over IPv{expect.family}" if expect.family else "")]
+    problems = []
+    for rec in found:
+        if rec.get("verdict") != expect.verdict or (expect.reason is not S.ANY and rec.get("reason") != expect.reason):
+            want = expect.verdict + ("" if expect.reason is S.ANY else f" ({expect.reason})")
+            problems.append(f"{expect.probe} {expect.target} at {rec.get('address')}: expected {want}, "
+                            f"netprobe said {describe(rec)}; evidence {rec.get('evidence')}")
+    return ("mismatch" if problems else "ok"), problems
+
+
+def expectation_for(scenario: S.Scenario, key: tuple) -> S.Expect | None:
+    """The expectation for (probe, target, family), falling back to the any-family one."""
+    table = {e.key: e for e in scenario.expect}
+    return table.get(key) or table.get((key[0], key[1], None))
+
+
+def peer_vs_expected(result: ScenarioResult, peer: str) -> tuple[int, list[str]]:
+    """Does the peer see what the scenario is supposed to do?  (Validates the lab itself.)"""
+    compared, problems = 0, []
+    for obs in result.observations_of(peer):
+        expect = expectation_for(result.scenario, obs.key)
+        if expect is None:
+            continue
+        want = P.reason_class(expect.probe, expect.observed)
+        if want is None:
+            continue
+        compared += 1
+        if obs.klass != want:
+            problems.append(f"{peer} on {obs.target}{_fam(obs)}: expected {want} "
+                            f"(for {expect.observed or 'reachable'}), saw {obs.raw}  [{obs.command}]")
+    return compared, problems
+
+
+def netprobe_vs_peer(result: ScenarioResult, peer: str) -> tuple[int, list[str]]:
+    """Does netprobe agree with the peer wherever the peer can observe the case?"""
+    compared, problems = 0, []
+    for obs in result.observations_of(peer):
+        records = result.matching(obs.probe, obs.target, obs.family)
+        if not records and obs.family and result.matching(obs.probe, obs.target):
+            continue  # netprobe measured this name over the other family only: nothing to compare
+        if not records:
+            compared += 1
+            problems.append(f"{peer} observed {obs.target}{_fam(obs)} ({obs.raw}) but netprobe emitted "
+                            f"no {obs.probe!r} record for it")
+            continue
+        for rec in records:
+            mine = P.reason_class(obs.probe, rec.get("reason"))
+            compared += 1
+            if mine != obs.klass:
+                problems.append(f"{obs.target}{_fam(obs)}: netprobe {describe(rec)} "
+                                f"(= {mine or 'nothing a peer can see'}) but {peer} saw {obs.raw}")
+    return compared, problems
+
+
+def _fam(obs: P.Observation) -> str:
+    return f" over IPv{obs.family}" if obs.family else ""
+
+
+def record_problems(result: ScenarioResult) -> list[str]:
+    """Contract checks on the run itself: exit code, JSON lines, fields, schema."""
+    run = result.netprobe
+    problems = []
+    if run.returncode != 0:
+        problems.append(f"netprobe exited {run.returncode}; stderr:\n{run.stderr[-2000:]}")
+    bad = run.invalid_lines()
+    if bad:
+        problems.append(f"{len(bad)} stdout lines are not JSON objects, e.g. {bad[0][:200]!r}")
+    fields = ("schema", "run_id", "measured_at", "probe", "target", "address", "verdict", "reason",
+              "duration_ms", "evidence", "label", "netprobe_version")
+    for rec in run.records:
+        missing = [f for f in fields if f not in rec]
+        if missing and rec.get("probe") not in IGNORED_PROBES:
+            problems.append(f"record lacks {missing}: {rec}")
+            break
+        if rec.get("schema") != "netprobe/1":
+            problems.append(f"schema is {rec.get('schema')!r}, not 'netprobe/1'")
+            break
+        if rec.get("probe") not in IGNORED_PROBES and rec.get("verdict") not in (
+                "reachable", "blocked", "reset", "inconclusive"):
+            problems.append(f"unknown verdict {rec.get('verdict')!r}")
+            break
+        if rec.get("verdict") == "reachable" and rec.get("reason") is not None:
+            problems.append(f"reachable with a reason: {rec}")
+            break
+    if len({r.get("run_id") for r in run.records}) > 1:
+        problems.append("records of one run carry different run_ids")
+    if not [r for r in result.records]:
+        problems.append("netprobe emitted no records")
+    return problems
+
+
+def inconclusive_problems(result: ScenarioResult) -> list[str]:
+    return [f"{r.get('probe')} {r.get('target')}: {describe(r)}"
+            for r in result.records if r.get("verdict") != "inconclusive"]

@@ -1,0 +1,363 @@
+"""The censor's configurations, as data: rules to apply and the verdicts netprobe should give.
+
+Each scenario is applied fresh (the censor's filter and nat tables are replaced
+whole).  Its expectations list, for every (probe, target) the lab can speak
+about, the verdict and reason netprobe must report; anything not listed is
+not asserted.
+
+Techniques reproduced (all in the censor namespace, chain FORWARD unless said):
+  DNS interception  nat PREROUTING DNAT of udp/tcp 53 to a lying dnsmasq
+  DNS blackhole     DROP udp/tcp 53
+  IP blocking       DROP / REJECT tcp-reset / REJECT icmp(6)-adm-prohibited by destination
+  SNI filtering     -m string --string "web.telegram.lab" on tcp 443 -> tcp-reset or DROP
+  fingerprinting    -m string --hex-string "|eeeeeeee|" (MTProto intermediate) and -m u32
+                    "first payload byte 0xef" (abridged) on the DCs -> tcp-reset
+  TLS MITM          nat PREROUTING DNAT of tcp 443 to the censor's nginx (rogue CA)
+  offline           DROP everything: the vantage point itself is cut off
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import topology as T
+
+
+
+class _Any:
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY = _Any()  # a reason that is not asserted
+
+
+@dataclass(frozen=True)
+class Rule:
+    family: int   # 4 -> iptables, 6 -> ip6tables
+    table: str    # "filter" | "nat"
+    rule: str     # as iptables-save prints it: "-A FORWARD -d 10.77.2.0/24 -j DROP"
+
+    def __str__(self) -> str:
+        tool = "iptables" if self.family == 4 else "ip6tables"
+        return f"{tool} -t {self.table} {self.rule}"
+
+
+@dataclass(frozen=True)
+class Expect:
+    probe: str
+    target: str
+    verdict: str
+    reason: object = None        # str, None (reachable) or ANY
+    family: int | None = None    # for per-address probes of a domain (https): which family's record
+    raw: str | None = None       # what a peer sees, when `reason` is ANY/changed (e.g. offline)
+    required: bool = True        # False: checked only when netprobe emitted such a record
+
+    @property
+    def key(self) -> tuple:
+        return (self.probe, self.target, self.family)
+
+    @property
+    def id(self) -> str:
+        fam = f"-v{self.family}" if self.family else ""
+        return f"{self.probe}-{self.target}{fam}"
+
+    @property
+    def observed(self) -> str | None:
+        """The failure a peer should observe (the reason before any vantage adjustment)."""
+        if self.raw is not None:
+            return self.raw
+        return None if self.reason is ANY else self.reason  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    technique: str
+    description: str
+    rules: tuple[Rule, ...]
+    expect: tuple[Expect, ...]
+    all_inconclusive: bool = False   # every record of every probe must be inconclusive
+    curl: bool = False               # whether curl (HTTPS) is a meaningful peer here
+    timeout: float = 1.0             # netprobe --timeout for this scenario
+
+
+def rule4(table: str, rule: str) -> Rule:
+    return Rule(4, table, rule)
+
+
+def rule6(table: str, rule: str) -> Rule:
+    return Rule(6, table, rule)
+
+
+# --- what exists in the lab ----------------------------------------------------
+
+V4_ENDPOINTS = [e for e in T.ENDPOINTS if not e.startswith("[")]
+V6_ENDPOINTS = [e for e in T.ENDPOINTS if e.startswith("[")]
+RANGE_ENDPOINTS = [T.endpoint(a, T.RANGE_PORT) for c in T.RANGES for a in T.range_addresses(c)]
+TCP_TARGETS = list(T.ENDPOINTS) + RANGE_ENDPOINTS
+
+
+def _family(endpoint_or_ip: str) -> int:
+    host = endpoint_or_ip
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    return ipaddress.ip_address(host).version
+
+
+def baseline(https: bool = True, mtproto: bool = True) -> dict[tuple, Expect]:
+    """Everything reachable: the expectations of an uncensored network."""
+    out: list[Expect] = []
+    out += [Expect("control", c, "reachable") for c in T.CONTROLS]
+    out += [Expect("dns", d, "reachable") for d in T.DOMAINS]
+    out += [Expect("dns_injection", d, "reachable") for d in T.DOMAINS]
+    out += [Expect("tcp", t, "reachable") for t in TCP_TARGETS]
+    if https:  # whichever address(es) the probe picks: family None matches every record
+        out += [Expect("https", d, "reachable") for d in T.DOMAINS]
+    if mtproto:
+        for e in T.ENDPOINTS:
+            out.append(Expect("mtproto", e, "reachable"))
+            out.append(Expect("mtproto_abridged", e, "reachable"))
+            out.append(Expect("mtproto_obfuscated2", e, "reachable"))
+    return {e.key: e for e in out}
+
+
+def build(base: dict[tuple, Expect], *changes: Expect, drop: tuple = ()) -> tuple[Expect, ...]:
+    table = {k: v for k, v in base.items() if k not in drop}
+    for change in changes:
+        table[change.key] = change
+    return tuple(table.values())
+
+
+def tcp(targets, verdict: str, reason) -> list[Expect]:
+    return [Expect("tcp", t, verdict, reason) for t in targets]
+
+
+def dns_all(verdict: str, reason) -> list[Expect]:
+    return [Expect("dns", d, verdict, reason) for d in T.DOMAINS]
+
+
+def injected() -> list[Expect]:
+    """Interception answers the canary too (an address running no DNS server): dns.injected."""
+    return [Expect("dns_injection", d, "blocked", "dns.injected") for d in T.DOMAINS]
+
+
+def https(domains, family: int | None, verdict: str, reason, required: bool = True) -> list[Expect]:
+    return [Expect("https", d, verdict, reason, family=family, required=required)
+            for d in domains]
+
+
+# --- rules building blocks ----------------------------------------------------------
+
+def dns_intercept(mode: str) -> tuple[Rule, ...]:
+    port = T.LIAR_PORTS[mode]
+    return tuple(
+        rule4("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -p {proto} --dport 53 "
+                     f"-j DNAT --to-destination {T.CENSOR_SVC_V4}:{port}")
+        for proto in ("udp", "tcp"))
+
+
+DROP_DNS = tuple(rule(("filter"), f"-A FORWARD -p {proto} --dport 53 -j DROP")
+                 for rule in (rule4, rule6) for proto in ("udp", "tcp"))
+
+WEB = "web.telegram.lab"
+V6_ONLY = "ipv6.telegram.lab"
+DUAL_TELEGRAM = [d for d, addrs in T.WEB_HOSTS.items() if len(addrs) == 2 and d.endswith("telegram.lab")]
+# First TCP payload byte == 0xef (MTProto abridged).  IPv4: skip the IP header (IHL) and the TCP
+# header (data offset); IPv6 (no extension headers): the TCP header starts at byte 40.
+ABRIDGED_U32_V4 = "0>>22&0x3C@12>>26&0x3C@0>>24=0xef"
+ABRIDGED_U32_V6 = "52>>26&0x3C@40>>24=0xef"
+RANGE_DROPPED = "10.77.64.4/30"   # .4-.7 dropped
+RANGE_RESET = "10.77.64.12/31"    # .12-.13 reset
+
+
+def _in(endpoint: str, cidr: str) -> bool:
+    host = endpoint[1:].partition("]")[0] if endpoint.startswith("[") else endpoint.partition(":")[0]
+    ip, net = ipaddress.ip_address(host), ipaddress.ip_network(cidr)
+    return ip.version == net.version and ip in net
+
+
+RANGE_V4_ENDPOINTS = [e for e in RANGE_ENDPOINTS if _family(e) == 4]
+
+
+# --- the scenarios ------------------------------------------------------------------
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "baseline", "no censorship",
+        "The censor only forwards: every control, domain, endpoint and range address answers.",
+        rules=(),
+        expect=build(baseline()), curl=True),
+
+    Scenario(
+        "dns_nxdomain", "DNS interception: forged NXDOMAIN",
+        "udp/tcp 53 from the client is DNATed to a dnsmasq in the censor that answers NXDOMAIN "
+        "for every service domain.",
+        rules=dns_intercept("nxdomain"),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.nxdomain"), *injected())),
+
+    Scenario(
+        "dns_bogon", "DNS interception: forged private address",
+        "The liar answers 10.99.99.99 / fd99::99: private, outside the service networks -> dns.bogon.",
+        rules=dns_intercept("bogon"),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected())),
+
+    Scenario(
+        "dns_docrange", "DNS interception: forged documentation-range address",
+        "The liar answers 198.51.100.80 / 2001:db8::80.  Those are not globally routable "
+        "(documentation ranges), so netprobe calls them bogons, not dns.outside_networks: "
+        "the lab uses no public address, so dns.outside_networks is left to unit tests.",
+        rules=dns_intercept("docrange"),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected())),
+
+    Scenario(
+        "dns_teredo", "DNS interception: forged Teredo AAAA (GFW signature)",
+        "The liar answers A 10.99.99.99 and AAAA in Teredo 2001::/32 -> dns.teredo wins over dns.bogon.",
+        rules=dns_intercept("teredo"),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.teredo"), *injected())),
+
+    Scenario(
+        "dns_timeout", "DNS blackhole",
+        "udp and tcp port 53 are dropped in FORWARD: no answer ever comes.",
+        rules=DROP_DNS,
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.timeout"))),
+
+    Scenario(
+        "ip_drop", "IP blocking: DROP",
+        "Every packet to the data centers' IPv4 network is dropped (IPv6 is forgotten, as censors do).",
+        rules=(rule4("filter", f"-A FORWARD -d {T.DC_NET_V4} -j DROP"),),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V4_ENDPOINTS, "blocked", "tcp.timeout"))),
+
+    Scenario(
+        "ip_reset", "IP blocking: TCP reset",
+        "SYNs to the data centers' IPv4 network are answered with a forged RST (REJECT tcp-reset).",
+        rules=(rule4("filter", f"-A FORWARD -p tcp -d {T.DC_NET_V4} -j REJECT --reject-with tcp-reset"),),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V4_ENDPOINTS, "reset", "tcp.refused"))),
+
+    Scenario(
+        "ip_icmp_prohibited", "IP blocking: ICMP administratively prohibited",
+        "Packets to the data centers' IPv4 network get ICMP type 3 code 13 (REJECT icmp-admin-prohibited).",
+        rules=(rule4("filter", f"-A FORWARD -d {T.DC_NET_V4} -j REJECT --reject-with icmp-admin-prohibited"),),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V4_ENDPOINTS, "blocked", "tcp.unreachable"))),
+
+    Scenario(
+        "range_partial", "IP blocking: part of a range",
+        f"In {T.RANGE_V4}, {RANGE_DROPPED} is dropped and {RANGE_RESET} is reset; every other "
+        "address answers (AnyIP): verdicts are per address.",
+        rules=(rule4("filter", f"-A FORWARD -d {RANGE_DROPPED} -j DROP"),
+               rule4("filter", f"-A FORWARD -p tcp -d {RANGE_RESET} -j REJECT --reject-with tcp-reset")),
+        expect=build(baseline(https=False, mtproto=False),
+                     *tcp([e for e in RANGE_V4_ENDPOINTS if _in(e, RANGE_DROPPED)], "blocked", "tcp.timeout"),
+                     *tcp([e for e in RANGE_V4_ENDPOINTS if _in(e, RANGE_RESET)], "reset", "tcp.refused"))),
+
+    Scenario(
+        "sni_reset", "SNI filtering: reset",
+        f'-m string --string "{WEB}" --algo bm on tcp 443 -> REJECT tcp-reset: the ClientHello naming '
+        "the domain is answered with a RST; plain TCP connects and other names work.",
+        rules=tuple(r("filter", f'-A FORWARD -p tcp --dport 443 -m string --string "{WEB}" --algo bm '
+                                "-j REJECT --reject-with tcp-reset") for r in (rule4, rule6)),
+        expect=build(baseline(mtproto=False), *https([WEB], None, "reset", "tls.reset")), curl=True),
+
+    Scenario(
+        "sni_drop", "SNI filtering: drop",
+        f'-m string --string "{WEB}" --algo bm on tcp 443 -> DROP: the handshake stalls.',
+        rules=tuple(r("filter", f'-A FORWARD -p tcp --dport 443 -m string --string "{WEB}" --algo bm -j DROP')
+                    for r in (rule4, rule6)),
+        expect=build(baseline(mtproto=False), *https([WEB], None, "blocked", "tls.timeout")), curl=True),
+
+    Scenario(
+        "mtproto_fingerprint", "protocol fingerprinting: MTProto intermediate and abridged",
+        '-m string --hex-string "|eeeeeeee|" (intermediate\'s tag) and a u32 match on a first payload byte '
+        "0xef (abridged's tag) on the data centers' port 443 -> tcp-reset.  TCP connects, the plain "
+        "transports' first packet is reset, obfuscated2 (random-looking) passes.",
+        rules=tuple(r("filter", f'-A FORWARD -p tcp -d {net} --dport {T.DC_PORT} -m string --hex-string '
+                                '"|eeeeeeee|" --algo bm -j REJECT --reject-with tcp-reset')
+                    for r, net in ((rule4, T.DC_NET_V4), (rule6, T.DC_NET_V6)))
+        + tuple(r("filter", f'-A FORWARD -p tcp -d {net} --dport {T.DC_PORT} -m u32 --u32 "{expr}" '
+                            "-j REJECT --reject-with tcp-reset")
+                for r, net, expr in ((rule4, T.DC_NET_V4, ABRIDGED_U32_V4), (rule6, T.DC_NET_V6, ABRIDGED_U32_V6))),
+        expect=build(baseline(https=False),
+                     *[Expect(p, e, "reset", "mtproto.reset")
+                       for p in ("mtproto", "mtproto_abridged") for e in T.ENDPOINTS])),
+
+    Scenario(
+        "tls_mitm", "TLS man-in-the-middle",
+        "tcp 443 to the web hosts is DNATed to the censor's nginx, whose certificate is signed by a CA "
+        "the client does not trust.",
+        rules=(rule4("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -p tcp -d {T.WEB_NET_V4} --dport 443 "
+                            f"-j DNAT --to-destination {T.CENSOR_SVC_V4}:{T.MITM_PORT}"),
+               rule6("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -p tcp -d {T.WEB_NET_V6} --dport 443 "
+                            f"-j DNAT --to-destination [{T.CENSOR_SVC_V6}]:{T.MITM_PORT}")),
+        expect=build(baseline(mtproto=False), *https(T.DOMAINS, None, "blocked", "tls.bad_certificate")),
+        curl=True),
+
+    Scenario(
+        "offline", "vantage point offline",
+        "The censor drops everything, controls included: netprobe cannot tell censorship from a dead "
+        "uplink, so every verdict is inconclusive.",
+        rules=(rule4("filter", "-A FORWARD -j DROP"), rule6("filter", "-A FORWARD -j DROP")),
+        expect=build(baseline(https=False, mtproto=False),
+                     *[Expect("control", c, "inconclusive", ANY, raw="tcp.timeout") for c in T.CONTROLS],
+                     *[Expect("dns", d, "inconclusive", ANY, raw="dns.timeout") for d in T.DOMAINS],
+                     *[Expect("tcp", t, "inconclusive", ANY, raw="tcp.timeout") for t in TCP_TARGETS],
+                     *[Expect("dns_injection", d, "inconclusive", ANY)
+                       for d in T.DOMAINS]),
+        all_inconclusive=True),
+
+    Scenario(
+        "ipv6_ip_drop", "IPv6 IP blocking: DROP",
+        "ip6tables drops the data centers' IPv6 network; IPv4 still works.",
+        rules=(rule6("filter", f"-A FORWARD -d {T.DC_NET_V6} -j DROP"),),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V6_ENDPOINTS, "blocked", "tcp.timeout"))),
+
+    Scenario(
+        "ipv6_ip_reset", "IPv6 IP blocking: TCP reset",
+        "ip6tables answers SYNs to the data centers' IPv6 network with a RST.",
+        rules=(rule6("filter", f"-A FORWARD -p tcp -d {T.DC_NET_V6} -j REJECT --reject-with tcp-reset"),),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V6_ENDPOINTS, "reset", "tcp.refused"))),
+
+    Scenario(
+        "ipv6_icmp_prohibited", "IPv6 IP blocking: ICMPv6 administratively prohibited",
+        "ip6tables answers packets to the data centers' IPv6 network with ICMPv6 type 1 code 1 "
+        "(REJECT icmp6-adm-prohibited); Linux reports that as EACCES.",
+        rules=(rule6("filter", f"-A FORWARD -d {T.DC_NET_V6} -j REJECT --reject-with icmp6-adm-prohibited"),),
+        expect=build(baseline(https=False, mtproto=False),
+                     *[Expect("tcp", e, "blocked", "tcp.unreachable") for e in V6_ENDPOINTS]),
+        # Over veth the first ICMPv6 error arrives while connect() still holds the socket lock, so
+        # Linux only reports it with the SYN retransmission at ~1 s: give the probe 2 s.
+        timeout=2.0,
+        ),
+
+    Scenario(
+        "ipv6_range_drop", "IPv6 IP blocking: a range",
+        f"ip6tables drops all of {T.RANGE_V6}; the IPv4 range is untouched.",
+        rules=(rule6("filter", f"-A FORWARD -d {T.RANGE_V6} -j DROP"),),
+        expect=build(baseline(https=False, mtproto=False),
+                     *tcp([e for e in RANGE_ENDPOINTS if _family(e) == 6], "blocked", "tcp.timeout"))),
+
+    Scenario(
+        "ipv6_sni_reset", "IPv6 SNI filtering: reset",
+        'ip6tables only: "telegram.lab" in a tcp 443 packet -> RST.  ipv6.telegram.lab (AAAA only) is reset '
+        "whatever address the probe picks; dual-stack names are reset over IPv6 and work over IPv4.",
+        rules=(rule6("filter", '-A FORWARD -p tcp --dport 443 -m string --string "telegram.lab" --algo bm '
+                               "-j REJECT --reject-with tcp-reset"),),
+        expect=build(baseline(mtproto=False),
+                     *https([V6_ONLY], None, "reset", "tls.reset"),
+                     *https(DUAL_TELEGRAM, 6, "reset", "tls.reset", required=False),
+                     *https(DUAL_TELEGRAM, 4, "reachable", None, required=False),
+                     drop=tuple(("https", d, None) for d in DUAL_TELEGRAM)),
+        curl=True),
+)
+
+_BY_NAME = {s.name: s for s in SCENARIOS}
+assert len(_BY_NAME) == len(SCENARIOS), "scenario names must be unique"
+
+
+def by_name(name: str) -> Scenario:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(_BY_NAME)}") from None
