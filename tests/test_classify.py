@@ -119,7 +119,7 @@ ERRNO_TABLE = [
     (errno.ENETDOWN, "no_route"),
     (errno.EADDRNOTAVAIL, "no_route"),
     (errno.EAFNOSUPPORT, "no_route"),
-    (errno.EACCES, "local_firewall"),
+    (errno.EACCES, "unreachable"),  # after sending: ICMPv6 administratively prohibited
     (errno.EPERM, "local_firewall"),
     (errno.EMFILE, "local_resources"),
     (errno.ENFILE, "local_resources"),
