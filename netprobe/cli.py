@@ -92,14 +92,26 @@ def make_plan(targets, options, kinds=None, probe_controls=True):
         raise UserError(str(exc)) from None
     resolvers = ()
     try:
-        if options["resolvers"] or ("dns" in kinds and targets.domains):
+        if options["resolvers"] or (targets.domains and {"dns", "https", "http"} & set(kinds)):
             resolvers = choose_resolvers(options["resolvers"])
     except ResolverError as exc:
         raise UserError(str(exc)) from None
-    if options["ca_bundle"] and not os.path.isfile(options["ca_bundle"]):
-        raise UserError(f"--ca-bundle: no such file: {options['ca_bundle']}")
+    if options["ca_bundle"]:
+        check_ca_bundle(options["ca_bundle"])
     seed = options["seed"] if options["seed"] is not None else random.SystemRandom().randrange(2**32)
     return Plan(targets=targets, kinds=kinds, resolvers=resolvers, seed=seed, probe_controls=probe_controls)
+
+
+def check_ca_bundle(path: str) -> None:
+    import ssl
+
+    from netprobe.probes.https import make_context
+    if not os.path.isfile(path):
+        raise UserError(f"--ca-bundle: no such file: {path}")
+    try:
+        make_context(path)
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"--ca-bundle: {path} is not a usable PEM trust store ({exc})") from None
 
 
 def execute_plan(plan, options) -> int:
@@ -128,7 +140,7 @@ def execute_plan(plan, options) -> int:
     settings = Settings(timeout=options["timeout"], concurrency=options["concurrency"])
     total = len(plan)
     settings = Settings(timeout=settings.timeout, concurrency=settings.concurrency,
-                        deadline=options["deadline"] or default_deadline(total, settings),
+                        deadline=options["deadline"] or default_deadline(total, settings, plan.stages),
                         ca_bundle=options["ca_bundle"])
     err_console = Console(stderr=True, no_color=no_color, highlight=False)
     progress = None
@@ -289,6 +301,12 @@ def targets(**options):
             for row in rows:
                 click.echo(json.dumps(row, default=str))
     return 0
+
+
+from netprobe.report_cli import cron, report  # noqa: E402 - report_cli imports this module lazily
+
+cli.add_command(report)
+cli.add_command(cron)
 
 
 def main(argv=None) -> None:

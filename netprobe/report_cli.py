@@ -1,0 +1,252 @@
+"""`netprobe report` (history over result archives) and `netprobe cron` (a crontab line).
+
+Registered on the main group by netprobe.cli, which imports this module: so
+this module imports netprobe.cli only inside the commands (at run time),
+never at import time.  Like the other commands they import what they use
+inside the function, so that `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+FORMATS = ("table", "jsonl", "json", "csv")
+DEFAULT_OUTPUT = "~/netprobe/results.jsonl"
+
+
+def _split(values: tuple[str, ...]) -> frozenset | None:
+    """Repeatable options that also take comma-separated lists; None when not given."""
+    items = {item.strip() for value in values for item in value.split(",")}
+    return frozenset(items) if values else None
+
+
+def _parsed(option: str, parse, *args, **kwargs):
+    """parse(*args), a HistoryError becoming a user error that names the option."""
+    from netprobe.cli import UserError
+    from netprobe.history import HistoryError
+    try:
+        return parse(*args, **kwargs)
+    except HistoryError as exc:
+        raise UserError(f"{option}: {exc}") from None
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--since", metavar="WHEN", help="Only records from WHEN on: a date, an RFC 3339 date-time, "
+              "or a duration ago (7d, 12h, 30m).")
+@click.option("--until", metavar="WHEN", help="Only records up to WHEN (a bare date includes that whole day).")
+@click.option("--label", "labels", multiple=True, metavar="TEXT",
+              help="Only this vantage point; repeatable ('' matches records without a label).")
+@click.option("--probe", "probes", multiple=True, metavar="KIND",
+              help="Only these probe kinds; repeatable or comma-separated (default: all but control and summary).")
+@click.option("--target", "targets", multiple=True, metavar="TEXT", help="Only this target; repeatable.")
+@click.option("--changes", is_flag=True, help="List every moment a target's verdict changed.")
+@click.option("--techniques", is_flag=True, help="Per time bucket, how many runs found each blocking technique.")
+@click.option("--timeline", is_flag=True, help="Draw one row per target, one cell per time bucket.")
+@click.option("--bucket", metavar="DURATION",
+              help="Time bucket of --timeline, --techniques and --html (default: auto; --techniques: 1d).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Stdout format (default: table on a terminal, else jsonl).")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
+              help="Write a self-contained HTML report to FILE (then stdout only shows a view or "
+                   "--format asked for explicitly).")
+def report(files, since, until, labels, probes, targets, changes, techniques, timeline, bucket, fmt, html_file):
+    """Summarise result archives (JSON lines, plain or gzip) over time.
+
+    Default view: per target, the current verdict, since when it holds, and the
+    share of each verdict over the window.  Within a run, a target's records fold
+    into one observation with the worst verdict (blocked > reset > inconclusive >
+    reachable); counts are numbers of such per-run observations.
+    """
+    from netprobe import history as h
+    from netprobe.cli import UserError
+
+    views = [name for name, on in (("changes", changes), ("techniques", techniques), ("timeline", timeline)) if on]
+    if len(views) > 1:
+        raise UserError(f"choose one view: {' or '.join('--' + v for v in views)}")
+    view = views[0] if views else "state"
+    if view == "timeline" and fmt not in (None, "table"):
+        raise UserError("--timeline draws a picture; --format applies to the other views")
+    show = not html_file or bool(views) or fmt is not None
+    query = h.Query(
+        since=_parsed("--since", h.parse_when, since) if since else None,
+        until=_parsed("--until", h.parse_when, until, end_of_day=True) if until else None,
+        labels=frozenset(labels) if labels else None, probes=_split(probes),
+        targets=frozenset(targets) if targets else None)
+    size = _parsed("--bucket", h.parse_duration, bucket) if bucket else None
+    if size is not None and size < 60:
+        raise UserError(f"--bucket: {bucket!r} is shorter than a minute")
+    # Fail before reading what may be a year of records, not after.
+    for path in files:
+        try:
+            open(path, "rb").close()
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    if html_file and not os.access(os.path.dirname(os.path.abspath(html_file)), os.W_OK):
+        raise UserError(f"--html: cannot write into the directory of {html_file}")
+
+    want_observations = view != "techniques" or bool(html_file)
+    try:
+        history = h.read_history(files, query, observations=want_observations, summaries=view == "techniques")
+    except OSError as exc:
+        raise UserError(f"cannot read {exc.filename or 'an input file'}: {exc.strerror}") from None
+    if history.corrupt:
+        click.echo(f"netprobe: skipped {history.corrupt} corrupt lines", err=True)
+    for path in history.damaged:
+        click.echo(f"netprobe: {path}: the compressed data ends early or is damaged; read what it held", err=True)
+
+    try:
+        if html_file:
+            write_html(html_file, history, size, query, files)
+        if show:
+            show_view(view, history, size, fmt)
+    except h.HistoryError as exc:
+        raise UserError(f"--bucket: {exc}") from None
+    except BrokenPipeError:
+        # A reader like `head` left early: not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def show_view(view: str, history, size: int | None, fmt: str | None) -> None:
+    from rich.console import Console
+
+    from netprobe import history as h
+    from netprobe import report_render as r
+
+    fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=False)
+    if view == "timeline":
+        width = r.name_width(r.row_names(history.observations))
+        r.print_timeline(console, h.timeline(history, size, max_cells=max(console.width - width - 2, 10)))
+        return
+    build, columns = {
+        "state": (h.current_state, r.STATE_COLUMNS),
+        "changes": (h.changes, r.CHANGE_COLUMNS),
+        "techniques": (lambda hist: h.techniques(hist, size or 86400), r.TECHNIQUE_COLUMNS),
+    }[view]
+    rows = build(history)
+    if fmt == "table":
+        r.print_view(console, view, rows, size or 86400)
+    else:
+        r.write_machine(rows, fmt, columns, sys.stdout)
+        sys.stdout.flush()
+
+
+def write_html(path: str, history, size: int | None, query, files) -> None:
+    """Written next to its final name and renamed, so a web server never serves half a page."""
+    from netprobe import history as h
+    from netprobe import report_render as r
+    from netprobe.cli import UserError
+
+    states = h.current_state(history)
+    line = h.timeline(history, size, max_cells=120)
+    bounds = h.span(history)
+    first, last = (h.time_of(b) for b in bounds) if bounds else (None, None)
+    window = (f"{len(history.observations)} targets, {sum(len(s) for s in history.observations.values())} "
+              f"observations from {len(files)} file(s), {r.when(query.since or first) or '…'} – "
+              f"{r.when(query.until or last) or '…'}")
+    page = r.html_report(states, h.changes(history), line, h.shares_by_probe(states), title="netprobe report",
+                         window=window, skipped=history.corrupt)
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(temporary, "w", encoding="utf-8") as out:
+            out.write(page)
+        os.replace(temporary, path)
+    except OSError as exc:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+
+
+# --- cron ----------------------------------------------------------------------------------
+
+def schedule_for(minutes: int) -> str:
+    """Cron's five fields for 'every MINUTES minutes' (steps restart each hour or day)."""
+    if 1 <= minutes < 60:
+        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+    if minutes % 60 == 0 and minutes // 60 < 24:
+        hours = minutes // 60
+        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+    if minutes == 1440:
+        return "0 0 * * *"
+    from netprobe.cli import UserError
+    raise UserError(f"--every: {minutes} minutes cannot be written as a cron schedule "
+                    "(use 1-59, a whole number of hours below 24, or 1440)")
+
+
+def program() -> list[str]:
+    """How cron should start this netprobe: the script we were started as, resolved to an
+    absolute path, or this interpreter with -m (not resolved: that would leave a venv)."""
+    import shutil
+    from pathlib import Path
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    name = os.path.basename(argv0)
+    if name.startswith("netprobe") and not name.endswith(".py"):
+        found = argv0 if os.sep in argv0 else shutil.which(argv0)
+        if found and os.path.isfile(found):
+            return [str(Path(found).resolve())]
+    return [os.path.abspath(sys.executable), "-m", "netprobe"]
+
+
+PATH_OPTIONS = {"targets_file", "ca_bundle"}
+NOT_PASSED = {"output", "quiet", "fmt"}
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--every", type=click.IntRange(min=1), default=10, show_default=True, metavar="MINUTES",
+              help="How often the job runs.")
+@click.argument("run_options", nargs=-1, type=click.UNPROCESSED, metavar="[RUN OPTIONS]...")
+def cron(every, run_options):
+    """Print a crontab line that runs `netprobe run` with RUN OPTIONS (see `netprobe run --help`).
+
+    The line runs quietly, appends to --output (default ~/netprobe/results.jsonl,
+    made absolute) and holds a lock (flock -n), so that a run still going when
+    the next one is due makes the next one skip instead of overlapping.  Options
+    set as NETPROBE_* variables are written into the line: cron does not see them.
+    """
+    import hashlib
+    import shlex
+    import shutil
+
+    from click.core import ParameterSource
+
+    from netprobe.cli import UserError, run
+
+    # Parsed by `run` itself, so that a bad option fails now and not every ten minutes.
+    with run.make_context("netprobe run", list(run_options)) as ctx:
+        options = ctx.params
+        sources = {name: ctx.get_parameter_source(name) for name in options}
+    output = os.path.abspath(os.path.expanduser(options["output"] or DEFAULT_OUTPUT))
+    arguments = ["run"]
+    for param in run.params:
+        if param.name in NOT_PASSED or sources.get(param.name) not in (
+                ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            continue
+        flag = max(param.opts, key=len)
+        values = options[param.name]
+        for value in values if isinstance(values, tuple) else [values]:
+            if param.is_flag:
+                arguments += [flag] if value else []
+                continue
+            if param.name in PATH_OPTIONS:
+                if not os.path.isfile(value):
+                    raise UserError(f"{flag}: no such file: {value}")
+                value = os.path.abspath(value)
+            arguments += [flag, str(value)]
+    arguments += ["--output", output, "--quiet"]
+    lock = f"/tmp/netprobe-{hashlib.sha256(output.encode()).hexdigest()[:12]}.lock"
+    flock = shutil.which("flock") or "flock"
+    command = " ".join(shlex.quote(word) for word in [flock, "-n", lock, *program(), *arguments])
+    # In a crontab line an unescaped % ends the command: escape every one.
+    click.echo(f"{schedule_for(every)} {command.replace('%', chr(92) + '%')}")
+    if not os.path.isdir(os.path.dirname(output)):
+        click.echo(f"netprobe: note: {os.path.dirname(output)} does not exist yet; create it before the job "
+                   "first runs", err=True)
+    return 0
