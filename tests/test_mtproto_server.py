@@ -4,70 +4,21 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import queue
 import socket
-import subprocess
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from netprobe import mtproto_wire as wire
+from tests.support.mtproto_lab_server import SERVER_SCRIPT, LabServer
 
-SERVER_SCRIPT = Path(__file__).resolve().parent / "lab" / "mtproto_server.py"
 LAB_PQ = 0x17ED48941A08F981
 LAB_FINGERPRINT = 0xC3B42B026CE86B21
 SOCKET_TIMEOUT = 5.0
-STARTUP_TIMEOUT = 15.0
 
 
 # --- server process management ----------------------------------------------------------------
-
-
-class LabServer:
-    """A running server subprocess listening on 127.0.0.1 with a kernel-chosen port."""
-
-    def __init__(self, mode: str, log_path: Path, *extra_args: str) -> None:
-        self._log = open(log_path, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, str(SERVER_SCRIPT), "--listen", "127.0.0.1:0", "--mode", mode, "--verbose", *extra_args],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-        )
-        self.port = self._wait_until_ready()
-
-    def _wait_until_ready(self) -> int:
-        lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in self.process.stdout], daemon=True).start()
-        port = None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.2).decode().strip()
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            if line.startswith("LISTENING "):
-                port = int(line.rpartition(":")[2])
-            elif line == "READY":
-                assert port is not None, "READY before any LISTENING line"
-                return port
-        self.stop()
-        raise RuntimeError("lab server did not print READY")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self._log.close()
 
 
 @pytest.fixture
@@ -75,7 +26,7 @@ def start_server(tmp_path, request):
     """Factory: start_server(mode, *extra_args) -> LabServer, always terminated afterwards."""
 
     def start(mode: str = "normal", *extra_args: str) -> LabServer:
-        server = LabServer(mode, tmp_path / f"server-{mode}.log", *extra_args)
+        server = LabServer("--mode", mode, "--verbose", *extra_args, log_path=tmp_path / f"server-{mode}.log")
         request.addfinalizer(server.stop)
         return server
 
@@ -84,7 +35,7 @@ def start_server(tmp_path, request):
 
 @pytest.fixture(scope="module")
 def normal_server(tmp_path_factory):
-    server = LabServer("normal", tmp_path_factory.mktemp("lab") / "server.log")
+    server = LabServer("--mode", "normal", "--verbose", log_path=tmp_path_factory.mktemp("lab") / "server.log")
     yield server
     server.stop()
 

@@ -6,15 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import queue
 import socket
 import struct
-import subprocess
-import sys
-import threading
 import time
 import tracemalloc
-from pathlib import Path
 
 import pytest
 
@@ -23,14 +18,13 @@ from netprobe.addresses import Endpoint
 from netprobe.classify import REASONS
 from netprobe.probes import mtproto
 from netprobe.probes.mtproto import MTPROTO_KINDS, probe_mtproto
+from tests.support.mtproto_lab_server import LabServer
 
-SERVER_SCRIPT = Path(__file__).resolve().parent / "lab" / "mtproto_server.py"
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 LAB_FINGERPRINT = "c3b42b026ce86b21"
 TIMEOUT = 1.0
 SLACK = 0.3  # a probe may overrun its timeout by at most this much
 TEST_BOUND = 10.0  # no test's event loop may run longer than this
-STARTUP_TIMEOUT = 15.0
 INTERMEDIATE_REQUEST = 4 + 4 + 40  # marker, length, req_pq_multi
 TRANSPORTS = ("intermediate", "abridged", "obfuscated2")
 KIND_OF = {transport: kind for kind, transport in MTPROTO_KINDS.items()}
@@ -49,49 +43,6 @@ def probe(port: int, transport: str = "intermediate", timeout: float = TIMEOUT, 
 
 
 # --- the lab server subprocess -----------------------------------------------------------------
-
-
-class LabServer:
-    """tests/lab/mtproto_server.py on 127.0.0.1 with a kernel-chosen port."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(SERVER_SCRIPT), "--listen", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self.port = self._wait_until_ready()
-
-    def _wait_until_ready(self) -> int:
-        lines: queue.Queue[bytes] = queue.Queue()
-        self._reader = threading.Thread(target=lambda: [lines.put(line) for line in self.process.stdout],
-                                        daemon=True)
-        self._reader.start()
-        port = None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.2).decode().strip()
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            if line.startswith("LISTENING "):
-                port = int(line.rpartition(":")[2])
-            elif line == "READY" and port is not None:
-                return port
-        self.stop()
-        raise RuntimeError("lab server did not print READY")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        self._reader.join(timeout=5)  # EOF on stdout once the process is gone
-        if not self._reader.is_alive():
-            self.process.stdout.close()
 
 
 @pytest.fixture
