@@ -366,7 +366,7 @@ def test_the_walk_finds_the_dnspython_exceptions():
     assert len(names) > 40
 
 
-@pytest.mark.parametrize("cls", _dns_params())
+@pytest.mark.parametrize("cls", list(_dns_params()))
 def test_no_dnspython_error_reaches_unknown(cls):
     reason = dns_reason(_instantiate(cls))
     assert reason in REASONS
