@@ -59,6 +59,28 @@ class _Tally:
         return Counter(self.failed.values())
 
 
+@dataclass
+class _CountTally:
+    """A _Tally that keeps counts, not targets: for ranges, where every address is a target
+    of its own (a /16 is 65,536) and each is probed once."""
+
+    tested: int = 0
+    failed: int = 0
+    failures: Counter = field(default_factory=Counter)  # reason -> n
+
+    def add(self, target: str, result: Result) -> None:
+        self.tested += 1
+        if result.verdict in FAILED:
+            self.failed += 1
+            self.failures[result.reason] += 1
+
+    def ratio(self) -> str:
+        return f"{self.failed}/{self.tested}"
+
+    def reasons(self) -> Counter:
+        return self.failures
+
+
 class Diagnosis:
     def __init__(self, service: str):
         self.service = service
@@ -69,11 +91,15 @@ class Diagnosis:
         self.dns_outcomes: dict[str, dict[str, str]] = defaultdict(dict)  # domain -> resolver -> reason
         self.injection = _Tally()
         self.endpoints = _Tally()
-        self.ranges: dict[str, _Tally] = defaultdict(_Tally)
-        self.https = _Tally()
-        self.https_connected: dict[str, bool] = {}
+        self.ranges: dict[str, _CountTally] = defaultdict(_CountTally)
+        # Web probes (https, http), keyed "kind domain", split by the stage that failed.
+        self.web = _Tally()
+        self.web_lookup_failed: dict[str, str] = {}
+        self.web_connect_failed: dict[str, str] = {}
+        self.handshake_failed: dict[str, str] = {}  # after a connect that succeeded
         self.bad_certificates: dict[str, str] = {}
         self.blockpages: dict[str, str] = {}
+        self.http_failed: dict[str, str] = {}
         self.mtproto: dict[str, _Tally] = defaultdict(_Tally)
         self.mtproto_verdicts: dict[str, dict[str, str]] = defaultdict(dict)
         self.inconclusive = Counter()
@@ -104,14 +130,32 @@ class Diagnosis:
         (self.ranges[cidr] if cidr else self.endpoints).add(result.target, result)
 
     def _add_https(self, result: Result) -> None:
-        self.https.add(result.target, result)
-        self.https_connected[result.target] = result.evidence.get("connect") == "ok"
-        if result.reason == "tls.bad_certificate":
-            self.bad_certificates[result.target] = str(result.evidence.get("verify_message", ""))[:120]
-        if result.reason == "http.blockpage":
-            self.blockpages[result.target] = str(result.evidence.get("status", ""))
+        key = f"{result.probe} {result.target}"
+        self.web.add(key, result)
+        if result.verdict not in FAILED:
+            return
+        stage = result.reason.partition(".")[0]
+        if stage == "dns":
+            self.web_lookup_failed[key] = result.reason
+        elif stage == "tcp":
+            self.web_connect_failed[key] = result.reason
+        elif result.reason == "tls.bad_certificate":
+            tls = result.evidence.get("tls") or {}
+            self.bad_certificates[result.target] = str(tls.get("verify_message", ""))[:120]
+        elif stage == "tls":
+            self.handshake_failed[result.target] = result.reason
+        elif result.reason == "http.blockpage":
+            self.blockpages[key] = str((result.evidence.get("http") or {}).get("status", ""))
+        else:
+            self.http_failed[key] = result.reason
+
+    _add_http = _add_https
 
     def _add_mtproto(self, result: Result) -> None:
+        if (result.reason or "").startswith("tcp."):
+            # The connect failed: that is IP blocking of the endpoint, not of the protocol.
+            self.endpoints.add(result.target, result)
+            return
         transport = result.evidence.get("transport", result.probe)
         self.mtproto[transport].add(result.target, result)
         self.mtproto_verdicts[result.target][transport] = result.verdict
@@ -121,11 +165,9 @@ class Diagnosis:
 
     # --- stating ---------------------------------------------------------------
 
-    def findings(self) -> list[str]:
+    def technique_lines(self) -> list[str]:
+        """One sentence per technique observed; empty when nothing failed."""
         lines = []
-        if self.vantage == "offline":
-            lines.append("This vantage point looks offline: no control endpoint was reachable, so no "
-                         "failure is evidence of blocking (verdicts marked inconclusive).")
         for resolver, tally in sorted(self.dns_by_resolver.items()):
             if tally.failed:
                 line = f"DNS: {tally.ratio()} domains failed at {resolver} ({counted(tally.reasons())})"
@@ -133,6 +175,9 @@ class Diagnosis:
                     shown = ", ".join(a for a, _ in self.bogus_addresses.most_common(MAX_EXAMPLES))
                     line += f"; bogus addresses {shown}"
                 lines.append(line)
+        if self.web_lookup_failed and not self.dns_by_resolver:
+            lines.append(f"DNS: {len(self.web_lookup_failed)} web probes found no genuine address "
+                         f"({counted(Counter(self.web_lookup_failed.values()))})")
         disagreements = self.resolver_disagreements()
         if disagreements:
             domain, outcomes = disagreements[0]
@@ -151,23 +196,39 @@ class Diagnosis:
         for cidr, tally in sorted(self.ranges.items()):
             if tally.failed:
                 lines.append(f"IP: {tally.ratio()} probed addresses of {cidr} failed ({counted(tally.reasons())})")
-        sni = sorted(d for d, r in self.https.failed.items()
-                     if r in ("tls.reset", "tls.timeout", "tls.eof", "tls.alert") and self.https_connected.get(d))
-        if sni:
-            reasons = Counter(self.https.failed[d] for d in sni)
-            lines.append(f"SNI: {len(sni)}/{len(self.https.tested)} domains failed during the TLS handshake "
-                         f"while TCP to the same address connects ({counted(reasons)}): "
-                         f"{', '.join(sni[:MAX_EXAMPLES])}")
+        if self.web_connect_failed:
+            lines.append(f"IP: {len(self.web_connect_failed)}/{len(self.web.tested)} web probes could not connect "
+                         f"({counted(Counter(self.web_connect_failed.values()))}): "
+                         f"{', '.join(sorted(self.web_connect_failed)[:MAX_EXAMPLES])}")
+        if self.handshake_failed:
+            domains = sorted(self.handshake_failed)
+            https_tested = sum(1 for key in self.web.tested if key.startswith("https "))
+            lines.append(f"SNI: {len(domains)}/{https_tested} domains failed during the TLS handshake while TCP to the same "
+                         f"address connects ({counted(Counter(self.handshake_failed.values()))}): "
+                         f"{', '.join(domains[:MAX_EXAMPLES])}")
         if self.bad_certificates:
             domain, message = sorted(self.bad_certificates.items())[0]
             lines.append(f"TLS interception: {len(self.bad_certificates)} domains presented a certificate that "
                          f"does not verify (e.g. {domain}: {message})")
         if self.blockpages:
-            lines.append(f"HTTP: {len(self.blockpages)} domains answered with a blockpage: "
+            lines.append(f"HTTP: {len(self.blockpages)} web probes were answered with a blockpage: "
                          f"{', '.join(sorted(self.blockpages)[:MAX_EXAMPLES])}")
+        if self.http_failed:
+            lines.append(f"HTTP: {len(self.http_failed)} web probes failed after connecting "
+                         f"({counted(Counter(self.http_failed.values()))}): "
+                         f"{', '.join(sorted(self.http_failed)[:MAX_EXAMPLES])}")
         mtproto_line = self._mtproto_line()
         if mtproto_line:
             lines.append(mtproto_line)
+        return lines
+
+    def findings(self) -> list[str]:
+        lines = []
+        if self.vantage == "offline":
+            lines.append("This vantage point looks offline: no control endpoint was reachable, so no "
+                         "failure is evidence of blocking (verdicts marked inconclusive).")
+        techniques = self.technique_lines()
+        lines.extend(techniques)
         if not lines:
             lines.append("No blocking observed: every probe that could conclude got through.")
         return lines
@@ -194,20 +255,16 @@ class Diagnosis:
                      "protocol fingerprinting")
         return line
 
-    def blocking_observed(self) -> bool:
-        return bool(self.dns_by_resolver and any(t.failed for t in self.dns_by_resolver.values())
-                    or self.injection.failed or self.endpoints.failed or self.https.failed
-                    or any(t.failed for t in self.ranges.values())
-                    or any(t.failed for t in self.mtproto.values()) or self.racing)
-
     def result(self) -> Result:
+        """The summary record: its reason follows from the findings, never contradicts them."""
+        findings = self.findings()
         if self.vantage == "offline":
             reason = "summary.offline"
-        elif self.blocking_observed():
+        elif self.technique_lines():
             reason = "summary.blocking_observed"
         else:
             reason = None
-        evidence = {"findings": self.findings(), "vantage": self.vantage,
+        evidence = {"findings": findings, "vantage": self.vantage,
                     "resolver_disagreements": dict(self.resolver_disagreements()[:50]),
                     "inconclusive": dict(self.inconclusive)}
         return Result("summary", self.service, None, reason, 0.0, evidence)

@@ -15,9 +15,8 @@ def tcp(target, reason, **evidence):
     return Result("tcp", target, target, reason, 1.0, evidence)
 
 
-def https(domain, reason, connected=True, **evidence):
-    return Result("https", domain, "10.77.1.10:443", reason, 1.0,
-                  {"connect": "ok" if connected else "failed", **evidence})
+def https(domain, reason, kind="https", **evidence):
+    return Result(kind, domain, "10.77.1.10:443", reason, 1.0, evidence)
 
 
 def mtproto(kind, transport, target, reason):
@@ -58,12 +57,37 @@ def test_ip_blocking_of_some_data_centers_and_a_range():
     assert "IP: 1/2 probed addresses of 10.77.64.0/28 failed (1 timeout)" in lines
 
 
-def test_sni_needs_a_connect_that_succeeded():
-    d = diagnose(https("web.telegram.lab", "tls.reset"), https("t.lab", "tls.timeout", connected=False),
-                 https("telegram.lab", None))
-    [line] = d.findings()
-    assert line.startswith("SNI: 1/3 domains failed during the TLS handshake while TCP to the same address connects")
-    assert "web.telegram.lab" in line and "t.lab" not in line.split(":")[-1]
+def test_each_web_stage_has_its_own_technique():
+    d = diagnose(https("web.telegram.lab", "tls.reset"), https("t.lab", "tcp.timeout"),
+                 https("telegram.lab", None), https("mitm.lab", "tls.bad_certificate",
+                                                   tls={"verify_message": "self-signed certificate"}),
+                 https("drip.lab", "http.timeout"), https("t.lab", "http.blockpage", kind="http"))
+    lines = d.findings()
+    assert lines[0] == ("IP: 1/6 web probes could not connect (1 timeout): https t.lab")
+    assert lines[1].startswith("SNI: 1/5 domains failed during the TLS handshake while TCP to the same address "
+                               "connects (1 tls.reset): web.telegram.lab")
+    assert lines[2] == ("TLS interception: 1 domains presented a certificate that does not verify "
+                        "(e.g. mitm.lab: self-signed certificate)")
+    assert lines[3] == "HTTP: 1 web probes were answered with a blockpage: http t.lab"
+    assert lines[4] == "HTTP: 1 web probes failed after connecting (1 http.timeout): https drip.lab"
+    assert len(lines) == 5
+    assert d.result().reason == "summary.blocking_observed"
+
+
+def test_mtproto_connect_failures_are_ip_blocking_not_fingerprinting():
+    target = "10.77.2.1:443"
+    d = diagnose(mtproto("mtproto", "intermediate", target, "tcp.timeout"),
+                 mtproto("mtproto_obfuscated2", "obfuscated2", target, "tcp.timeout"))
+    assert d.findings() == ["IP: 1/1 data-center endpoints failed (1 timeout)"]
+
+
+def test_every_failure_shows_in_a_finding():
+    # Whatever failed, the summary never says "No blocking observed" while calling it blocking.
+    for result in (https("a.lab", "http.eof"), https("a.lab", "dns.nxdomain"),
+                   tcp("1.2.3.4:443", "tcp.refused"), mtproto("mtproto", "intermediate", "x", "mtproto.eof")):
+        summary = diagnose(result).result()
+        assert summary.reason == "summary.blocking_observed", result
+        assert not summary.evidence["findings"][0].startswith("No blocking"), result
 
 
 def test_mtproto_fingerprinting_is_named():
