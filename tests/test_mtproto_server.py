@@ -166,6 +166,27 @@ def test_silent_mode_accepts_but_never_answers(start_server):
             sock.recv(65536)
 
 
+def test_drip_mode_sends_the_answer_one_byte_at_a_time(start_server):
+    server = start_server("drip", "--drip-interval", "0.01")
+    transport = wire.Intermediate()
+    nonce = os.urandom(16)
+    with connect(server.port, timeout=5.0) as sock:
+        sock.sendall(transport.initial() + transport.frame(wire.req_pq_multi(nonce, wire.new_message_id(time.time()))))
+        chunks = []
+        packets: list[bytes] = []
+        started = time.monotonic()
+        while not packets:
+            data = sock.recv(65536)
+            assert data, "the server closed before its answer was complete"
+            chunks.append(data)
+            packets = transport.feed(data)
+        elapsed = time.monotonic() - started
+    received = len(b"".join(chunks))
+    assert len(chunks) >= received // 2  # byte by byte (a slow reader may see two at once)
+    assert wire.parse_response(packets[0], nonce).kind == "res_pq"  # the genuine answer, slowly
+    assert elapsed >= 0.01 * (received - 1) * 0.8
+
+
 def test_idle_connection_is_closed(start_server):
     server = start_server("normal", "--idle-timeout", "0.5")
     with connect(server.port, timeout=5.0) as sock:

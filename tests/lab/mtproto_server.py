@@ -1,10 +1,14 @@
 """Minimal MTProto server for the test lab: answers req_pq_multi with resPQ, nothing more.
 
 It stands in for a Telegram DC inside a network namespace so the probe can be tested
-against "reachable", "silent after the handshake" and "transport error" servers.
+against "reachable", "silent after the handshake", "transport error" and "drips its
+answer one byte at a time" servers.
 
     python tests/lab/mtproto_server.py --listen 10.0.0.1:443 --listen [fd00::1]:443 \
-        [--mode normal|silent|error429] [--idle-timeout 10]
+        [--mode normal|silent|error429|drip] [--idle-timeout 10] [--drip-interval 0.5]
+
+In drip mode the genuine answer (a resPQ, framed in the client's transport) is sent one
+byte every --drip-interval seconds, again and again, until the client goes away.
 
 The transport is detected from the first bytes, as a real DC does: 0xef abridged,
 ee ee ee ee intermediate, dd dd dd dd padded intermediate, otherwise the first 64 bytes
@@ -32,7 +36,8 @@ LAB_PQ = bytes.fromhex("17ED48941A08F981")
 LAB_FINGERPRINT = 0xC3B42B026CE86B21
 READ_CHUNK = 16 * 1024
 MAX_BYTES_PER_CONNECTION = 1024 * 1024
-MODES = ("normal", "silent", "error429")
+MODES = ("normal", "silent", "error429", "drip")
+MAX_DRIP_SECONDS = 300.0  # a dripping connection lives at most this long
 
 
 class ConnectionClosed(Exception):
@@ -91,7 +96,8 @@ async def detect_transport(connection: Connection) -> tuple[object, str]:
 
 
 def answer_for(payload: bytes, mode: str) -> tuple[bytes | None, bool]:
-    """The payload to send back (None: stay silent) and whether to close afterwards."""
+    """The payload to send back (None: stay silent) and whether to close afterwards.
+    (drip: the normal answer; serve_connection sends it byte by byte.)"""
     if mode == "silent":
         return None, False
     if mode == "error429":
@@ -103,7 +109,16 @@ def answer_for(payload: bytes, mode: str) -> tuple[bytes | None, bool]:
     return wire.res_pq(nonce, os.urandom(16), LAB_PQ, [LAB_FINGERPRINT], message_id), False
 
 
-async def serve_connection(connection: Connection, mode: str, log) -> None:
+async def drip(connection: Connection, data: bytes, interval: float) -> None:
+    """Send `data` one byte every `interval` seconds, over and over, until the peer goes away."""
+    deadline = time.monotonic() + MAX_DRIP_SECONDS
+    while time.monotonic() < deadline:
+        for byte in data:
+            await connection.send(bytes([byte]))
+            await asyncio.sleep(interval)
+
+
+async def serve_connection(connection: Connection, mode: str, log, drip_interval: float = 0.5) -> None:
     peer = connection.writer.get_extra_info("peername")
     try:
         transport, name = await detect_transport(connection)
@@ -117,6 +132,10 @@ async def serve_connection(connection: Connection, mode: str, log) -> None:
                 return
             for payload in payloads:
                 answer, close = answer_for(payload, mode)
+                if answer is not None and mode == "drip":
+                    log(f"{peer}: dripping the answer, one byte every {drip_interval:g}s")
+                    await drip(connection, transport.frame(answer), drip_interval)
+                    return
                 if answer is not None:
                     await connection.send(transport.frame(answer))
                 if close:
@@ -157,7 +176,7 @@ async def main(args: argparse.Namespace) -> None:
     log = (lambda message: print(message, file=sys.stderr, flush=True)) if args.verbose else (lambda message: None)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_connection(Connection(reader, writer, args.idle_timeout), args.mode, log)
+        await serve_connection(Connection(reader, writer, args.idle_timeout), args.mode, log, args.drip_interval)
 
     servers = []
     for host, port in args.listen:
@@ -181,6 +200,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--listen", action="append", type=parse_listen, required=True, help="HOST:PORT, repeatable")
     parser.add_argument("--mode", choices=MODES, default="normal")
     parser.add_argument("--idle-timeout", type=float, default=10.0, help="seconds before an idle connection is closed")
+    parser.add_argument("--drip-interval", type=float, default=0.5,
+                        help="drip mode: seconds between two bytes of the answer")
     parser.add_argument("--verbose", action="store_true", help="log connections to stderr")
     return parser.parse_args(argv)
 

@@ -61,7 +61,7 @@ def reason_class(probe: str, reason: str | None) -> str | None:
             return "ok"
         return {"tls.reset": "reset", "tls.timeout": "timeout", "tls.bad_certificate": "bad-cert",
                 "tcp.refused": "refused", "tcp.timeout": "timeout", "tcp.unreachable": "unreachable",
-                "tls.eof": "eof"}.get(reason)
+                "tls.eof": "eof", "http.timeout": "timeout"}.get(reason)
     return None
 
 
@@ -188,14 +188,15 @@ def nmap(lab, endpoints: list[tuple[str, str]]) -> list[Observation]:
 
 # --- all peers for one scenario ---------------------------------------------------------
 
-def observe(lab, scenario, tcp_targets: list[str], controls: list[str]) -> list[Observation]:
-    """Run every peer (concurrently) against the lab's targets under the applied scenario."""
+def observe(lab, scenario, targets: T.TargetSet, controls: list[str]) -> list[Observation]:
+    """Run every peer (concurrently) against a target set's targets under the applied scenario."""
     jobs = []
+    tcp_targets = targets.tcp_targets
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for d in T.DOMAINS:
+        for d in targets.domains:
             jobs.append(pool.submit(lambda d=d: [dig(lab, d), dig_canary(lab, d)]))
         if scenario.curl:
-            for d, addrs in T.WEB_HOSTS.items():
+            for d, addrs in targets.web_hosts.items():
                 for a in addrs:  # every genuine address, both families
                     jobs.append(pool.submit(lambda d=d, a=a: [curl(lab, d, a)]))
         endpoints = [("control", c) for c in controls] + [("tcp", t) for t in tcp_targets]

@@ -35,6 +35,9 @@ class ScenarioResult:
                 if r.get("probe") == probe and r.get("target") == target
                 and (family is None or record_family(r) == family)]
 
+    def matching_probe(self, probe: str) -> list[dict]:
+        return [r for r in self.records if r.get("probe") == probe]
+
     def observations_of(self, peer: str) -> list[P.Observation]:
         return [o for o in self.observations if o.peer == peer]
 
@@ -50,11 +53,16 @@ def record_family(record: dict) -> int | None:
 
 
 def run_scenario(lab: T.Lab, scenario: S.Scenario) -> ScenarioResult:
+    """Apply the scenario (rules and effects), run netprobe and the peers, undo the effects."""
     started = time.monotonic()
-    lab.apply(scenario)
-    rules = "\n".join(str(r) for r in scenario.rules)
-    run = lab.run_netprobe(probe_timeout=scenario.timeout)
-    observations = P.observe(lab, scenario, S.TCP_TARGETS, list(T.CONTROLS))
+    targets = T.TARGET_SETS[scenario.targets]
+    rules = "\n".join([str(r) for r in scenario.rules] + [f"effect: {e}" for e in scenario.effects])
+    try:
+        lab.apply(scenario)
+        run = lab.run_netprobe(probe_timeout=scenario.timeout, targets=targets)
+        observations = P.observe(lab, scenario, targets, list(T.CONTROLS))
+    finally:
+        lab.clear_effects()
     return ScenarioResult(scenario, run, observations, time.monotonic() - started, rules)
 
 
@@ -110,6 +118,8 @@ def netprobe_vs_peer(result: ScenarioResult, peer: str) -> tuple[int, list[str]]
         records = result.matching(obs.probe, obs.target, obs.family)
         if not records and obs.family and result.matching(obs.probe, obs.target):
             continue  # netprobe measured this name over the other family only: nothing to compare
+        if obs.probe == "https" and records and all(r.get("address") is None for r in records):
+            continue  # DNS lied and no address is pinned: netprobe contacted none, curl pinned a genuine one
         if not records:
             compared += 1
             problems.append(f"{peer} observed {obs.target}{_fam(obs)} ({obs.raw}) but netprobe emitted "
@@ -164,3 +174,69 @@ def record_problems(result: ScenarioResult) -> list[str]:
 def inconclusive_problems(result: ScenarioResult) -> list[str]:
     return [f"{r.get('probe')} {r.get('target')}: {describe(r)}"
             for r in result.records if r.get("verdict") != "inconclusive"]
+
+
+# --- the run's summary record ----------------------------------------------------------
+
+# Every finding sentence starts with one of these (netprobe/diagnosis.py); longest first.
+FINDING_PREFIXES = ("DNS injection:", "DNS:", "IP:", "SNI:", "TLS interception:", "HTTP:", "MTProto:",
+                    "This vantage point looks offline", "No blocking observed")
+
+
+def finding_prefix(sentence: str) -> str | None:
+    return next((p for p in FINDING_PREFIXES if sentence.startswith(p)), None)
+
+
+def summary_record(result: ScenarioResult) -> dict | None:
+    found = [r for r in result.netprobe.records if r.get("probe") == "summary"]
+    return found[0] if len(found) == 1 else None
+
+
+def findings(result: ScenarioResult) -> list[str]:
+    record = summary_record(result)
+    return list((record or {}).get("evidence", {}).get("findings", []))
+
+
+def summary_problems(result: ScenarioResult) -> list[str]:
+    """The summary names exactly the techniques the scenario applies (finding prefixes), says the
+    sentences the scenario expects, and its reason agrees with its findings."""
+    scenario = result.scenario
+    count = sum(1 for r in result.netprobe.records if r.get("probe") == "summary")
+    if count != 1:
+        return [f"expected one summary record, netprobe emitted {count}"]
+    record = summary_record(result)
+    sentences = findings(result)
+    problems = []
+    got: dict[str, list[str]] = {}
+    for sentence in sentences:
+        prefix = finding_prefix(sentence)
+        if prefix is None:
+            problems.append(f"finding with no known technique prefix: {sentence!r}")
+        else:
+            got.setdefault(prefix, []).append(sentence)
+    for prefix in sorted(set(scenario.findings) - set(got)):
+        problems.append(f"missing a {prefix!r} finding (the scenario applies it)")
+    for prefix in sorted(set(got) - set(scenario.findings)):
+        problems.append(f"unexpected {prefix!r} finding: {got[prefix]}")
+    for phrase in scenario.finding_phrases:
+        if not any(phrase in s for s in sentences):
+            problems.append(f"no finding says {phrase!r}")
+    reason = record.get("reason")
+    no_blocking = "No blocking observed" in got
+    offline = "This vantage point looks offline" in got
+    if offline != (reason == "summary.offline"):
+        problems.append(f"summary reason {reason!r} but findings {'do' if offline else 'do not'} say offline")
+    elif not offline and no_blocking != (reason is None):
+        problems.append(f"summary reason {reason!r} but findings "
+                        f"{'say' if no_blocking else 'do not say'} 'No blocking observed'")
+    if problems:
+        problems.append(f"findings were: {sentences}")
+    return problems
+
+
+def duration_problems(result: ScenarioResult, slack: float = 0.5) -> list[str]:
+    """Every probe ended within its deadline (+ slack), whatever the server did."""
+    limit_ms = (result.scenario.timeout + slack) * 1000
+    return [f"{r.get('probe')} {r.get('target')} took {r.get('duration_ms'):.0f} ms "
+            f"(> --timeout {result.scenario.timeout:g} s + {slack:g} s); {describe(r)}"
+            for r in result.records if float(r.get("duration_ms") or 0) > limit_ms]

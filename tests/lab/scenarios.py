@@ -13,7 +13,16 @@ Techniques reproduced (all in the censor namespace, chain FORWARD unless said):
   fingerprinting    -m string --hex-string "|eeeeeeee|" (MTProto intermediate) and -m u32
                     "first payload byte 0xef" (abridged) on the DCs -> tcp-reset
   TLS MITM          nat PREROUTING DNAT of tcp 443 to the censor's nginx (rogue CA)
+  HTTP blockpage    nat PREROUTING DNAT of tcp 80 to the censor's nginx (302 off the service)
+  DNS injection     an injector in the censor (tests/lab/dns_injector.py, AF_PACKET) answers first
+                    with a forged address; the genuine answer, delayed, arrives second
   offline           DROP everything: the vantage point itself is cut off
+  combinations      several of the above at once
+Misbehaving servers (no censor): a server that completes the handshake and then says
+nothing, or drips one byte every 0.5 s; they have target files of their own.
+
+Every scenario also says which techniques the run's summary must name (the prefixes of
+its findings, netprobe/diagnosis.py), and no other.
 """
 
 from __future__ import annotations
@@ -81,6 +90,11 @@ class Scenario:
     all_inconclusive: bool = False   # every record of every probe must be inconclusive
     curl: bool = False               # whether curl (HTTPS) is a meaningful peer here
     timeout: float = 1.0             # netprobe --timeout for this scenario
+    findings: frozenset[str] = frozenset()  # the summary's finding prefixes: exactly these
+    finding_phrases: tuple[str, ...] = ()   # ... and some finding contains each of these
+    targets: str = "lab"             # the target set (topology.TARGET_SETS) netprobe and the peers use
+    effects: tuple[str, ...] = ()    # topology.Lab.EFFECTS started with the rules, stopped after the run
+    bounded: bool = False            # assert every probe ends within --timeout + 0.5 s (misbehaving servers)
 
 
 def rule4(table: str, rule: str) -> Rule:
@@ -96,7 +110,7 @@ def rule6(table: str, rule: str) -> Rule:
 V4_ENDPOINTS = [e for e in T.ENDPOINTS if not e.startswith("[")]
 V6_ENDPOINTS = [e for e in T.ENDPOINTS if e.startswith("[")]
 RANGE_ENDPOINTS = [T.endpoint(a, T.RANGE_PORT) for c in T.RANGES for a in T.range_addresses(c)]
-TCP_TARGETS = list(T.ENDPOINTS) + RANGE_ENDPOINTS
+TCP_TARGETS = T.MAIN_TARGETS.tcp_targets
 
 
 def _family(endpoint_or_ip: str) -> int:
@@ -108,17 +122,18 @@ def _family(endpoint_or_ip: str) -> int:
     return ipaddress.ip_address(host).version
 
 
-def baseline(https: bool = True, mtproto: bool = True) -> dict[tuple, Expect]:
+def baseline(https: bool = True, mtproto: bool = True,
+             targets: T.TargetSet = T.MAIN_TARGETS) -> dict[tuple, Expect]:
     """Everything reachable: the expectations of an uncensored network."""
     out: list[Expect] = []
     out += [Expect("control", c, "reachable") for c in T.CONTROLS]
-    out += [Expect("dns", d, "reachable") for d in T.DOMAINS]
-    out += [Expect("dns_injection", d, "reachable") for d in T.DOMAINS]
-    out += [Expect("tcp", t, "reachable") for t in TCP_TARGETS]
+    out += [Expect("dns", d, "reachable") for d in targets.domains]
+    out += [Expect("dns_injection", d, "reachable") for d in targets.domains]
+    out += [Expect("tcp", t, "reachable") for t in targets.tcp_targets]
     if https:  # whichever address(es) the probe picks: family None matches every record
-        out += [Expect("https", d, "reachable") for d in T.DOMAINS]
+        out += [Expect("https", d, "reachable") for d in targets.domains]
     if mtproto:
-        for e in T.ENDPOINTS:
+        for e in targets.endpoints:
             out.append(Expect("mtproto", e, "reachable"))
             out.append(Expect("mtproto_abridged", e, "reachable"))
             out.append(Expect("mtproto_obfuscated2", e, "reachable"))
@@ -165,6 +180,7 @@ DROP_DNS = tuple(rule(("filter"), f"-A FORWARD -p {proto} --dport 53 -j DROP")
 
 WEB = "web.telegram.lab"
 V6_ONLY = "ipv6.telegram.lab"
+UNPINNED = [d for d in T.DOMAINS if d not in T.PINNED]
 DUAL_TELEGRAM = [d for d, addrs in T.WEB_HOSTS.items() if len(addrs) == 2 and d.endswith("telegram.lab")]
 # First TCP payload byte == 0xef (MTProto abridged).  IPv4: skip the IP header (IHL) and the TCP
 # header (data offset); IPv6 (no extension headers): the TCP header starts at byte 40.
@@ -172,6 +188,23 @@ ABRIDGED_U32_V4 = "0>>22&0x3C@12>>26&0x3C@0>>24=0xef"
 ABRIDGED_U32_V6 = "52>>26&0x3C@40>>24=0xef"
 RANGE_DROPPED = "10.77.64.4/30"   # .4-.7 dropped
 RANGE_RESET = "10.77.64.12/31"    # .12-.13 reset
+
+SNI_RESET = tuple(r("filter", f'-A FORWARD -p tcp --dport 443 -m string --string "{WEB}" --algo bm '
+                              "-j REJECT --reject-with tcp-reset") for r in (rule4, rule6))
+FINGERPRINT = (
+    tuple(r("filter", f'-A FORWARD -p tcp -d {net} --dport {T.DC_PORT} -m string --hex-string '
+                      '"|eeeeeeee|" --algo bm -j REJECT --reject-with tcp-reset')
+          for r, net in ((rule4, T.DC_NET_V4), (rule6, T.DC_NET_V6)))
+    + tuple(r("filter", f'-A FORWARD -p tcp -d {net} --dport {T.DC_PORT} -m u32 --u32 "{expr}" '
+                        "-j REJECT --reject-with tcp-reset")
+            for r, net, expr in ((rule4, T.DC_NET_V4, ABRIDGED_U32_V4), (rule6, T.DC_NET_V6, ABRIDGED_U32_V6))))
+BLOCKPAGE = tuple(r("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -p tcp -d {net} --dport 80 "
+                           f"-j DNAT --to-destination {to}")
+                  for r, net, to in ((rule4, T.WEB_NET_V4, f"{T.CENSOR_SVC_V4}:{T.BLOCKPAGE_PORT}"),
+                                     (rule6, T.WEB_NET_V6, f"[{T.CENSOR_SVC_V6}]:{T.BLOCKPAGE_PORT}")))
+DC1 = T.DC_ADDRS[1]
+DC1_ENDPOINTS = [T.endpoint(a, T.DC_PORT) for a in DC1]
+DROP_DC1 = (rule4("filter", f"-A FORWARD -d {DC1[0]} -j DROP"), rule6("filter", f"-A FORWARD -d {DC1[1]} -j DROP"))
 
 
 def _in(endpoint: str, cidr: str) -> bool:
@@ -183,6 +216,27 @@ def _in(endpoint: str, cidr: str) -> bool:
 RANGE_V4_ENDPOINTS = [e for e in RANGE_ENDPOINTS if _family(e) == 4]
 
 
+def mtproto_all(endpoints, verdict: str, reason, kinds=("mtproto", "mtproto_abridged", "mtproto_obfuscated2")):
+    return [Expect(k, e, verdict, reason) for k in kinds for e in endpoints]
+
+
+def fingerprinted() -> list[Expect]:
+    return [Expect(p, e, "reset", "mtproto.reset") for p in ("mtproto", "mtproto_abridged") for e in T.ENDPOINTS]
+
+
+# --- what the run's summary must say (finding prefixes, netprobe/diagnosis.py) -------------
+
+NO_BLOCKING = frozenset({"No blocking observed"})
+OFFLINE = frozenset({"This vantage point looks offline"})
+DNS_LIAR = frozenset({"DNS:", "DNS injection:"})   # the liar answers the canary too
+DNS_ONLY = frozenset({"DNS:"})
+IP = frozenset({"IP:"})
+SNI = frozenset({"SNI:"})
+MTPROTO = frozenset({"MTProto:"})
+FINGERPRINTING = "protocol fingerprinting"
+RACING = "got a second, different answer racing the first"
+
+
 # --- the scenarios ------------------------------------------------------------------
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -190,20 +244,22 @@ SCENARIOS: tuple[Scenario, ...] = (
         "baseline", "no censorship",
         "The censor only forwards: every control, domain, endpoint and range address answers.",
         rules=(),
-        expect=build(baseline()), curl=True),
+        expect=build(baseline()), curl=True, findings=NO_BLOCKING),
 
     Scenario(
         "dns_nxdomain", "DNS interception: forged NXDOMAIN",
         "udp/tcp 53 from the client is DNATed to a dnsmasq in the censor that answers NXDOMAIN "
         "for every service domain.",
         rules=dns_intercept("nxdomain"),
-        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.nxdomain"), *injected())),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.nxdomain"), *injected()),
+        findings=DNS_LIAR),
 
     Scenario(
         "dns_bogon", "DNS interception: forged private address",
         "The liar answers 10.99.99.99 / fd99::99: private, outside the service networks -> dns.bogon.",
         rules=dns_intercept("bogon"),
-        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected())),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected()),
+        findings=DNS_LIAR),
 
     Scenario(
         "dns_docrange", "DNS interception: forged documentation-range address",
@@ -211,37 +267,58 @@ SCENARIOS: tuple[Scenario, ...] = (
         "(documentation ranges), so netprobe calls them bogons, not dns.outside_networks: "
         "the lab uses no public address, so dns.outside_networks is left to unit tests.",
         rules=dns_intercept("docrange"),
-        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected())),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected()),
+        findings=DNS_LIAR),
 
     Scenario(
         "dns_teredo", "DNS interception: forged Teredo AAAA (GFW signature)",
         "The liar answers A 10.99.99.99 and AAAA in Teredo 2001::/32 -> dns.teredo wins over dns.bogon.",
         rules=dns_intercept("teredo"),
-        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.teredo"), *injected())),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.teredo"), *injected()),
+        findings=DNS_LIAR),
 
     Scenario(
         "dns_timeout", "DNS blackhole",
         "udp and tcp port 53 are dropped in FORWARD: no answer ever comes.",
         rules=DROP_DNS,
-        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.timeout"))),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.timeout")),
+        findings=DNS_ONLY),
+
+    Scenario(
+        "dns_injection_race", "DNS injection racing the real resolver",
+        "An injector in the censor (tests/lab/dns_injector.py, an AF_PACKET socket on its client-side veth) "
+        "answers every UDP A/AAAA query to the resolver for the lab's zones at once with 10.99.99.99 / "
+        "fd99::99, from the resolver's address; the query still reaches the honest resolver, whose answer "
+        "is held 150 ms (tests/lab/dns_delay.py, DNATed to in nplab-srv), so the forged answer always wins "
+        "and the genuine one arrives second: dns.bogon with late_answers.  The canary is left alone (in "
+        "the lab its ICMP port unreachable would beat a Python injector), so the racing answers are the "
+        "only evidence of injection.",
+        rules=(),
+        effects=("resolver_delay", "dns_injector"),
+        expect=build(baseline(mtproto=False), *dns_all("blocked", "dns.bogon"),
+                     *https(UNPINNED, None, "blocked", "dns.bogon")),
+        findings=DNS_LIAR, finding_phrases=(RACING,)),
 
     Scenario(
         "ip_drop", "IP blocking: DROP",
         "Every packet to the data centers' IPv4 network is dropped (IPv6 is forgotten, as censors do).",
         rules=(rule4("filter", f"-A FORWARD -d {T.DC_NET_V4} -j DROP"),),
-        expect=build(baseline(https=False, mtproto=False), *tcp(V4_ENDPOINTS, "blocked", "tcp.timeout"))),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V4_ENDPOINTS, "blocked", "tcp.timeout")),
+        findings=IP),
 
     Scenario(
         "ip_reset", "IP blocking: TCP reset",
         "SYNs to the data centers' IPv4 network are answered with a forged RST (REJECT tcp-reset).",
         rules=(rule4("filter", f"-A FORWARD -p tcp -d {T.DC_NET_V4} -j REJECT --reject-with tcp-reset"),),
-        expect=build(baseline(https=False, mtproto=False), *tcp(V4_ENDPOINTS, "reset", "tcp.refused"))),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V4_ENDPOINTS, "reset", "tcp.refused")),
+        findings=IP),
 
     Scenario(
         "ip_icmp_prohibited", "IP blocking: ICMP administratively prohibited",
         "Packets to the data centers' IPv4 network get ICMP type 3 code 13 (REJECT icmp-admin-prohibited).",
         rules=(rule4("filter", f"-A FORWARD -d {T.DC_NET_V4} -j REJECT --reject-with icmp-admin-prohibited"),),
-        expect=build(baseline(https=False, mtproto=False), *tcp(V4_ENDPOINTS, "blocked", "tcp.unreachable"))),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V4_ENDPOINTS, "blocked", "tcp.unreachable")),
+        findings=IP),
 
     Scenario(
         "range_partial", "IP blocking: part of a range",
@@ -251,37 +328,33 @@ SCENARIOS: tuple[Scenario, ...] = (
                rule4("filter", f"-A FORWARD -p tcp -d {RANGE_RESET} -j REJECT --reject-with tcp-reset")),
         expect=build(baseline(https=False, mtproto=False),
                      *tcp([e for e in RANGE_V4_ENDPOINTS if _in(e, RANGE_DROPPED)], "blocked", "tcp.timeout"),
-                     *tcp([e for e in RANGE_V4_ENDPOINTS if _in(e, RANGE_RESET)], "reset", "tcp.refused"))),
+                     *tcp([e for e in RANGE_V4_ENDPOINTS if _in(e, RANGE_RESET)], "reset", "tcp.refused")),
+        findings=IP),
 
     Scenario(
         "sni_reset", "SNI filtering: reset",
         f'-m string --string "{WEB}" --algo bm on tcp 443 -> REJECT tcp-reset: the ClientHello naming '
         "the domain is answered with a RST; plain TCP connects and other names work.",
-        rules=tuple(r("filter", f'-A FORWARD -p tcp --dport 443 -m string --string "{WEB}" --algo bm '
-                                "-j REJECT --reject-with tcp-reset") for r in (rule4, rule6)),
-        expect=build(baseline(mtproto=False), *https([WEB], None, "reset", "tls.reset")), curl=True),
+        rules=SNI_RESET,
+        expect=build(baseline(mtproto=False), *https([WEB], None, "reset", "tls.reset")), curl=True,
+        findings=SNI),
 
     Scenario(
         "sni_drop", "SNI filtering: drop",
         f'-m string --string "{WEB}" --algo bm on tcp 443 -> DROP: the handshake stalls.',
         rules=tuple(r("filter", f'-A FORWARD -p tcp --dport 443 -m string --string "{WEB}" --algo bm -j DROP')
                     for r in (rule4, rule6)),
-        expect=build(baseline(mtproto=False), *https([WEB], None, "blocked", "tls.timeout")), curl=True),
+        expect=build(baseline(mtproto=False), *https([WEB], None, "blocked", "tls.timeout")), curl=True,
+        findings=SNI),
 
     Scenario(
         "mtproto_fingerprint", "protocol fingerprinting: MTProto intermediate and abridged",
         '-m string --hex-string "|eeeeeeee|" (intermediate\'s tag) and a u32 match on a first payload byte '
         "0xef (abridged's tag) on the data centers' port 443 -> tcp-reset.  TCP connects, the plain "
         "transports' first packet is reset, obfuscated2 (random-looking) passes.",
-        rules=tuple(r("filter", f'-A FORWARD -p tcp -d {net} --dport {T.DC_PORT} -m string --hex-string '
-                                '"|eeeeeeee|" --algo bm -j REJECT --reject-with tcp-reset')
-                    for r, net in ((rule4, T.DC_NET_V4), (rule6, T.DC_NET_V6)))
-        + tuple(r("filter", f'-A FORWARD -p tcp -d {net} --dport {T.DC_PORT} -m u32 --u32 "{expr}" '
-                            "-j REJECT --reject-with tcp-reset")
-                for r, net, expr in ((rule4, T.DC_NET_V4, ABRIDGED_U32_V4), (rule6, T.DC_NET_V6, ABRIDGED_U32_V6))),
-        expect=build(baseline(https=False),
-                     *[Expect(p, e, "reset", "mtproto.reset")
-                       for p in ("mtproto", "mtproto_abridged") for e in T.ENDPOINTS])),
+        rules=FINGERPRINT,
+        expect=build(baseline(https=False), *fingerprinted()),
+        findings=MTPROTO, finding_phrases=(FINGERPRINTING,)),
 
     Scenario(
         "tls_mitm", "TLS man-in-the-middle",
@@ -292,7 +365,16 @@ SCENARIOS: tuple[Scenario, ...] = (
                rule6("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -p tcp -d {T.WEB_NET_V6} --dport 443 "
                             f"-j DNAT --to-destination [{T.CENSOR_SVC_V6}]:{T.MITM_PORT}")),
         expect=build(baseline(mtproto=False), *https(T.DOMAINS, None, "blocked", "tls.bad_certificate")),
-        curl=True),
+        curl=True, findings=frozenset({"TLS interception:"})),
+
+    Scenario(
+        "http_blockpage", "HTTP blockpage",
+        "tcp 80 to the web hosts is DNATed to the censor's nginx, which answers every request with "
+        f"302 {T.BLOCKPAGE_LOCATION} (a redirect off the service); HTTPS is untouched.",
+        rules=BLOCKPAGE,
+        expect=build(baseline(mtproto=False),
+                     *[Expect("http", d, "blocked", "http.blockpage") for d in T.DOMAINS]),
+        findings=frozenset({"HTTP:"})),
 
     Scenario(
         "offline", "vantage point offline",
@@ -305,19 +387,21 @@ SCENARIOS: tuple[Scenario, ...] = (
                      *[Expect("tcp", t, "inconclusive", ANY, raw="tcp.timeout") for t in TCP_TARGETS],
                      *[Expect("dns_injection", d, "inconclusive", ANY)
                        for d in T.DOMAINS]),
-        all_inconclusive=True),
+        all_inconclusive=True, findings=OFFLINE),
 
     Scenario(
         "ipv6_ip_drop", "IPv6 IP blocking: DROP",
         "ip6tables drops the data centers' IPv6 network; IPv4 still works.",
         rules=(rule6("filter", f"-A FORWARD -d {T.DC_NET_V6} -j DROP"),),
-        expect=build(baseline(https=False, mtproto=False), *tcp(V6_ENDPOINTS, "blocked", "tcp.timeout"))),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V6_ENDPOINTS, "blocked", "tcp.timeout")),
+        findings=IP),
 
     Scenario(
         "ipv6_ip_reset", "IPv6 IP blocking: TCP reset",
         "ip6tables answers SYNs to the data centers' IPv6 network with a RST.",
         rules=(rule6("filter", f"-A FORWARD -p tcp -d {T.DC_NET_V6} -j REJECT --reject-with tcp-reset"),),
-        expect=build(baseline(https=False, mtproto=False), *tcp(V6_ENDPOINTS, "reset", "tcp.refused"))),
+        expect=build(baseline(https=False, mtproto=False), *tcp(V6_ENDPOINTS, "reset", "tcp.refused")),
+        findings=IP),
 
     Scenario(
         "ipv6_icmp_prohibited", "IPv6 IP blocking: ICMPv6 administratively prohibited",
@@ -328,7 +412,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                      *[Expect("tcp", e, "blocked", "tcp.unreachable") for e in V6_ENDPOINTS]),
         # Over veth the first ICMPv6 error arrives while connect() still holds the socket lock, so
         # Linux only reports it with the SYN retransmission at ~1 s: give the probe 2 s.
-        timeout=2.0,
+        timeout=2.0, findings=IP,
         ),
 
     Scenario(
@@ -336,7 +420,8 @@ SCENARIOS: tuple[Scenario, ...] = (
         f"ip6tables drops all of {T.RANGE_V6}; the IPv4 range is untouched.",
         rules=(rule6("filter", f"-A FORWARD -d {T.RANGE_V6} -j DROP"),),
         expect=build(baseline(https=False, mtproto=False),
-                     *tcp([e for e in RANGE_ENDPOINTS if _family(e) == 6], "blocked", "tcp.timeout"))),
+                     *tcp([e for e in RANGE_ENDPOINTS if _family(e) == 6], "blocked", "tcp.timeout")),
+        findings=IP),
 
     Scenario(
         "ipv6_sni_reset", "IPv6 SNI filtering: reset",
@@ -349,7 +434,61 @@ SCENARIOS: tuple[Scenario, ...] = (
                      *https(DUAL_TELEGRAM, 6, "reset", "tls.reset", required=False),
                      *https(DUAL_TELEGRAM, 4, "reachable", None, required=False),
                      drop=tuple(("https", d, None) for d in DUAL_TELEGRAM)),
-        curl=True),
+        curl=True, findings=SNI),
+
+    # --- several techniques at once -----------------------------------------------------------
+
+    Scenario(
+        "combo_dns_sni_mtproto", "DNS NXDOMAIN + SNI reset + MTProto fingerprinting",
+        f"The liar answers NXDOMAIN, {WEB}'s ClientHello is reset, and the plain MTProto transports are "
+        f"reset.  HTTPS still measures SNI on the poisoned {WEB} through its pinned addresses; the "
+        "unpinned domains have no address to try (blocked with the DNS reason).",
+        rules=dns_intercept("nxdomain") + SNI_RESET + FINGERPRINT,
+        expect=build(baseline(), *dns_all("blocked", "dns.nxdomain"), *injected(),
+                     *https([WEB], None, "reset", "tls.reset"),
+                     *https(UNPINNED, None, "blocked", "dns.nxdomain"),
+                     *fingerprinted()),
+        curl=True, findings=DNS_LIAR | SNI | MTPROTO, finding_phrases=(FINGERPRINTING,)),
+
+    Scenario(
+        "combo_ip_dns", "IP drop of DC1 + DNS bogon",
+        f"DC1 ({DC1[0]}, {DC1[1]}) is dropped over both families and the liar answers 10.99.99.99 / "
+        "fd99::99; DC2 and the pinned web host still work.",
+        rules=dns_intercept("bogon") + DROP_DC1,
+        expect=build(baseline(), *dns_all("blocked", "dns.bogon"), *injected(),
+                     *https(UNPINNED, None, "blocked", "dns.bogon"),
+                     *tcp(DC1_ENDPOINTS, "blocked", "tcp.timeout"),
+                     *mtproto_all(DC1_ENDPOINTS, "blocked", "tcp.timeout")),
+        findings=DNS_LIAR | IP),
+
+    # --- misbehaving servers (no censor; target files of their own) ----------------------------
+
+    Scenario(
+        "silent_servers", "servers that accept and never speak",
+        "No censorship: silent.telegram.lab (:443 and :80) and two MTProto endpoints "
+        "(mtproto_server.py --mode silent --idle-timeout 60) complete the TCP handshake and then send "
+        "nothing.  TCP is reachable; every later stage times out within the probe's deadline.  From "
+        "the client this is what a censor dropping after the handshake looks like, so the summary "
+        "names those techniques.",
+        rules=(), targets="silent", bounded=True, curl=True,
+        expect=build(baseline(https=False, mtproto=False, targets=T.SILENT_TARGETS),
+                     *https(T.SILENT_TARGETS.domains, None, "blocked", "tls.timeout"),
+                     *[Expect("http", d, "blocked", "http.timeout") for d in T.SILENT_TARGETS.domains],
+                     *mtproto_all(T.SILENT_TARGETS.endpoints, "blocked", "mtproto.timeout")),
+        findings=frozenset({"SNI:", "HTTP:", "MTProto:"})),
+
+    Scenario(
+        "drip_servers", "servers that drip one byte every 0.5 s",
+        "No censorship: drip.telegram.lab completes the TLS handshake (lab CA) and then sends an endless "
+        "HTTP response one byte every 0.5 s (also on :80); two MTProto endpoints drip their resPQ the same "
+        "way.  The status line never completes before the deadline: https and http end with "
+        "http.timeout, MTProto with mtproto.timeout, all within the probe's deadline.",
+        rules=(), targets="drip", bounded=True, curl=True,
+        expect=build(baseline(https=False, mtproto=False, targets=T.DRIP_TARGETS),
+                     *https(T.DRIP_TARGETS.domains, None, "blocked", "http.timeout"),
+                     *[Expect("http", d, "blocked", "http.timeout") for d in T.DRIP_TARGETS.domains],
+                     *mtproto_all(T.DRIP_TARGETS.endpoints, "blocked", "mtproto.timeout")),
+        findings=frozenset({"HTTP:", "MTProto:"})),
 )
 
 _BY_NAME = {s.name: s for s in SCENARIOS}

@@ -11,6 +11,7 @@ scenario costs one netprobe run whatever the number of assertions.
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 import time
 
@@ -195,3 +196,114 @@ def test_netprobe_agrees_with_peer(result_of, name, peer):
     compared, problems = R.netprobe_vs_peer(res, peer)
     assert compared > 0, f"{peer} observed nothing comparable in {name}"
     _fail(problems, f"{name}: netprobe disagrees with {peer}")
+
+
+# --- the summary ------------------------------------------------------------------------
+
+def test_every_scenario_says_what_its_summary_names():
+    assert all(s.findings for s in S.SCENARIOS), [s.name for s in S.SCENARIOS if not s.findings]
+    known = set(R.FINDING_PREFIXES)
+    for s in S.SCENARIOS:
+        assert set(s.findings) <= known, (s.name, set(s.findings) - known)
+
+
+@pytest.mark.parametrize("name", SCENARIO_NAMES)
+def test_summary_names_exactly_the_techniques(result_of, name):
+    """The summary record's findings name the techniques the scenario applies, and no other."""
+    res = result_of(name)
+    _fail(R.summary_problems(res),
+          f"{name} [{res.scenario.technique}]: the summary should name {sorted(res.scenario.findings)}")
+
+
+# --- misbehaving servers: every probe ends within its deadline ---------------------------
+
+BOUNDED = [s.name for s in S.SCENARIOS if s.bounded]
+
+
+@pytest.mark.parametrize("name", BOUNDED)
+def test_probes_end_within_the_deadline(result_of, name):
+    """A server that never speaks, or drips a byte every 0.5 s, cannot hold a probe past its deadline."""
+    res = result_of(name)
+    _fail(R.duration_problems(res, slack=0.5), f"{name}: probes outlived --timeout + 0.5 s")
+    # The whole run: interpreter start, controls, DNS, then the web probes (which wait on DNS), each
+    # stage bounded by the probe deadline.  The servers would hold a connection for minutes.
+    limit = 2 * (res.scenario.timeout + 0.5) + 1.5
+    assert res.netprobe.seconds <= limit, f"netprobe ran {res.netprobe.seconds:.2f}s (> {limit:g}s)"
+
+
+# --- DNS injection racing the real resolver ---------------------------------------------
+
+def test_dns_injection_race_keeps_the_genuine_late_answer(result_of):
+    """The forged answer came first (dns.bogon); the genuine addresses arrived later, in late_answers."""
+    res = result_of("dns_injection_race")
+    problems = []
+    for domain, genuine in T.WEB_HOSTS.items():
+        records = res.matching("dns", domain)
+        if len(records) != 1:
+            problems.append(f"{domain}: {len(records)} dns records")
+            continue
+        queries = records[0]["evidence"].get("queries", [])
+        first = {a for q in queries for a in q.get("addresses", [])}
+        late = {a for q in queries for la in q.get("late_answers", []) for a in la.get("addresses", [])}
+        if not first or not first <= set(T.INJECTED_ANSWERS):
+            problems.append(f"{domain}: first answers {sorted(first)}, expected the forged {T.INJECTED_ANSWERS}")
+        if late != set(genuine):
+            problems.append(f"{domain}: late answers {sorted(late)}, expected the genuine {sorted(genuine)}")
+        for q in queries:
+            for la in q.get("late_answers", []):
+                if not la.get("after_ms", 0) >= T.RESOLVER_DELAY * 1000 * 0.8:
+                    problems.append(f"{domain} {q.get('qtype')}: late answer after {la.get('after_ms')} ms")
+    _fail(problems, "dns_injection_race: netprobe's DNS evidence")
+    # dig saw the forged answer too (the first one to arrive).
+    digs = [o for o in res.observations_of("dig") if o.probe == "dns"]
+    assert digs and all(T.INJECTED_ANSWERS[0] in o.raw for o in digs), [o.raw for o in digs]
+
+
+def test_scenario_effects_are_undone(result_of, lab):
+    """After a scenario with effects: no injector or relay process, no nat rule left in nplab-srv."""
+    result_of("dns_injection_race")
+    state = lab.effect_state()
+    assert state == {"pids": {T.NS_CENSOR: [], T.NS_SRV: []}, "srv_nat": [], "servers": []}, state
+    # The resolver answers at once again, and honestly.
+    dig = lab.exec_in(T.NS_CLIENT, ["dig", f"@{T.DNS_V4}", "+short", "+time=1", "+tries=1", "t.lab", "A"])
+    assert dig.stdout.split() == [T.WEB_HOSTS["t.lab"][0]], dig.stdout
+
+
+def test_dns_injection_race_over_both_families(lab):
+    """The injector's forged datagrams are well-formed over IPv4 and IPv6 (checksums included):
+    dig asks the resolver over each family and takes the forged answer, the first to arrive."""
+    try:
+        lab.apply(S.by_name("dns_injection_race"))
+        for server, qtype, forged in ((T.DNS_V4, "A", T.INJECTED_ANSWERS[0]), (T.DNS_V6, "AAAA", T.INJECTED_ANSWERS[1])):
+            dig = lab.exec_in(T.NS_CLIENT, ["dig", f"@{server}", "+short", "+time=1", "+tries=1", "t.lab", qtype])
+            assert dig.stdout.split() == [forged], (server, qtype, dig.stdout)
+    finally:
+        lab.clear_effects()
+
+
+def test_tls_interception_finding_quotes_the_verification_error(result_of):
+    """'TLS interception: N domains ... (e.g. DOMAIN: MESSAGE)': the example carries the verification
+    error the https record holds (evidence.tls.verify_message)."""
+    res = result_of("tls_mitm")
+    messages = {r["target"]: r["evidence"].get("tls", {}).get("verify_message") for r in res.matching_probe("https")}
+    assert all(messages.values()), f"https records without a verify_message: {messages}"
+    lines = [f for f in R.findings(res) if f.startswith("TLS interception:")]
+    assert len(lines) == 1, R.findings(res)
+    m = re.search(r"\(e\.g\. ([^:]+): (.*)\)$", lines[0])
+    assert m and m.group(2).strip() == messages.get(m.group(1)), (
+        f"the finding's example should quote {m.group(1) if m else '?'}'s verify_message "
+        f"{messages.get(m.group(1)) if m else messages!r}: {lines[0]!r}")
+
+
+def test_summary_does_not_say_no_blocking_when_it_saw_blocking(lab):
+    """Only https probes, at the dripping web host: https is blocked (http.timeout after TLS).  The
+    summary must not contradict itself: reason summary.blocking_observed with "No blocking observed"."""
+    lab.apply(S.by_name("baseline"))
+    run = lab.run_netprobe(["--probes", "dns,https"], targets=T.DRIP_TARGETS)
+    https = [r for r in run.records if r.get("probe") == "https"]
+    assert [(r["verdict"], r["reason"]) for r in https] == [("blocked", "http.timeout")], https
+    (summary,) = [r for r in run.records if r.get("probe") == "summary"]
+    findings = summary["evidence"]["findings"]
+    assert summary["reason"] == "summary.blocking_observed", summary
+    assert not any(f.startswith("No blocking observed") for f in findings), (
+        f"summary reason {summary['reason']!r} but findings {findings}")
