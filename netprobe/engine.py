@@ -1,9 +1,19 @@
-"""The run: controls first, then every planned probe, concurrently and on deadlines.
+"""The run: every planned probe, concurrently and on deadlines.
 
-A fixed pool of workers pulls tasks from the lazily expanded plan, so memory
-does not grow with the plan and at most `concurrency` probes are in flight.
-Every result is handed to `emit` the moment it exists, so an interrupted run
-keeps everything it measured.
+The lazily expanded plan is pulled one task at a time whenever fewer than
+`concurrency` probes are in flight (and, with --rate, when the next start is
+due), so memory does not grow with the plan.  TCP connects — the bulk of a
+range sweep — are driven by callbacks on one epoll set (probes/tcp.py,
+ConnectPool): no coroutine, future or timer per probe.  Every other kind runs
+as a coroutine under its own deadline.  Every result is handed to `emit` the
+moment it exists, so an interrupted run keeps everything it measured.
+
+Controls are started first and the other probes right behind them; until the
+controls have shown whether this vantage point is online (one reachable
+control is enough), results wait in a buffer that holds at most one
+`concurrency`'s worth, so that no verdict is reported before it can be
+adjusted for an offline vantage point, and a dropped control costs no time of
+its own.
 """
 
 from __future__ import annotations
@@ -14,13 +24,13 @@ import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from netprobe.classify import REACHABLE, choose_addresses, offline_adjusted
 from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
-from netprobe.targets import Domain
 from netprobe.records import Result
+from netprobe.targets import Domain
 
 # Grace beyond --timeout before the engine itself ends a probe that overran.
 PROBE_MARGIN_S = 0.5
@@ -30,8 +40,14 @@ RESERVED_FDS = 32
 FDS_PER_PROBE = 2
 
 
+# Probes started in one go before the loop gets to look at what has finished: a fill of
+# thousands of slots would otherwise delay (and inflate the measured time of) the first ones.
+START_BURST = 256
+
 # Probe kinds that contact a domain at the addresses DNS (or the target file) gave.
 WEB_KINDS = ("https", "http")
+# Probe kinds that are one TCP connect, driven by the ConnectPool.
+CONNECT_KINDS = frozenset({"tcp", "control"})
 # The stage a probe kind's overrun is charged to (its reasons' prefix).
 STAGE_OF_KIND = {"mtproto_abridged": "mtproto", "mtproto_obfuscated2": "mtproto", "https": "tls",
                  "dns_injection": "dns"}
@@ -43,6 +59,7 @@ class Settings:
     concurrency: int
     deadline: float | None = None
     ca_bundle: str | None = None
+    rate: float | None = None  # probes started per second; None: as fast as concurrency allows
 
 
 @dataclass
@@ -59,9 +76,10 @@ class RunOutcome:
 
 
 def default_deadline(plan_size: int, settings: Settings, stages: int = 1) -> float:
-    """Enough for every probe to time out at the given concurrency, plus slack."""
+    """Enough for every probe to time out at the given concurrency (and rate), plus slack."""
     waves = math.ceil(max(plan_size, 1) / max(settings.concurrency, 1))
-    return (waves + 1) * stages * (settings.timeout + PROBE_MARGIN_S) + 5.0
+    pacing = plan_size / settings.rate if settings.rate else 0.0
+    return (waves + 1) * stages * (settings.timeout + PROBE_MARGIN_S) + pacing + 5.0
 
 
 def usable_concurrency(requested: int) -> tuple[int, str | None]:
@@ -94,7 +112,7 @@ async def execute(task: Task, plan: Plan, settings: Settings, prepared: dict) ->
                                      ca_bundle=settings.ca_bundle, service_domains=service_domains, **prepared)
         return await probe_http(task.domain.name, networks=plan.targets.networks, timeout=settings.timeout,
                                 service_domains=service_domains, **prepared)
-    if task.kind in ("tcp", "control"):
+    if task.kind in CONNECT_KINDS:
         from netprobe.probes.tcp import probe_tcp
         return await probe_tcp(task.endpoint, settings.timeout, kind=task.kind, context=dict(task.context))
     if task.kind.startswith("mtproto"):
@@ -129,16 +147,191 @@ async def guarded(task: Task, plan: Plan, settings: Settings, prepared: dict | N
 
 
 class Runner:
+    """One run of a plan.  `run()` returns the outcome; `emit` gets every record."""
+
     def __init__(self, plan: Plan, settings: Settings, emit: Callable[[Result], None]):
         self.plan = plan
         self.settings = settings
         self.emit_to_sink = emit
         self.outcome = RunOutcome()
         self.diagnosis = Diagnosis(plan.targets.name)
+        # Probes under way: token -> (task, monotonic start); coroutine probes also in `coroutines`.
         self.in_flight: dict[int, tuple[Task, float]] = {}
+        self.coroutines: dict[int, asyncio.Task] = {}
         # The first resolver's DNS result per domain, shared with the web probes.
         self.dns_answers: dict[str, asyncio.Future] = {}
         self.dns_planned = "dns" in plan.kinds and bool(plan.resolvers)
+        self.pool = None
+        self.limit = 1
+        self.tokens = 0
+        self.pumping = False
+        self.pump_timer: asyncio.TimerHandle | None = None
+        self.exhausted = False
+        self.finished: asyncio.Future | None = None
+        self.tasks: Iterator[Task] = iter(())
+        # Pacing (--rate): the earliest monotonic time the next probe may start.
+        self.interval = 1.0 / settings.rate if settings.rate else 0.0
+        self.next_start = 0.0
+        # Controls: until they decide the vantage point, results are held back.
+        self.controls_left = 0
+        self.control_results: list[Result] = []
+        self.deciding = False
+        self.held: list[Result] = []
+        self.started_while_deciding = 0
+
+    # --- the run -------------------------------------------------------------------
+
+    async def run(self) -> RunOutcome:
+        started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        concurrency, note = usable_concurrency(self.settings.concurrency)
+        self.outcome.concurrency, self.outcome.concurrency_note = concurrency, note
+        self.limit = concurrency
+        self.finished = loop.create_future()
+        controls = self.plan.controls()
+        self.controls_left = len(controls)
+        self.deciding = bool(controls)
+        self.tasks = _chain(controls, self.plan.tasks())
+        if "tcp" in self.plan.kinds or controls:
+            from netprobe.probes.tcp import ConnectPool
+            if ConnectPool.available:
+                self.pool = ConnectPool(loop, self.settings.timeout, self.done)
+        try:
+            async with asyncio.timeout(self.settings.deadline):
+                self.pump()
+                await self.finished
+        except TimeoutError:
+            self.cut_in_flight("run.deadline")
+        except asyncio.CancelledError:
+            self.outcome.interrupted = True
+            raise
+        finally:
+            self.stop()
+            self.outcome.elapsed_s = time.monotonic() - started
+        self.finish()
+        return self.outcome
+
+    def pump(self) -> None:
+        """Start probes while a slot is free (and, with --rate, one is due)."""
+        if self.pumping or self.exhausted:
+            return
+        self.pumping = True
+        burst = START_BURST
+        try:
+            while len(self.in_flight) < self.limit:
+                if burst == 0:
+                    self.pump_later(0.0)
+                    break
+                burst -= 1
+                if self.deciding and self.started_while_deciding >= self.limit:
+                    break  # the held-back results are bounded by one concurrency's worth
+                if self.interval:
+                    now = time.monotonic()
+                    if now < self.next_start:
+                        self.pump_later(self.next_start - now)
+                        break
+                task = next(self.tasks, None)
+                if task is None:
+                    self.exhausted = True
+                    self.check_finished()
+                    break
+                if self.interval:
+                    self.next_start = max(self.next_start, now) + self.interval
+                if self.deciding and task.kind != "control":
+                    self.started_while_deciding += 1
+                self.start(task)
+        except Exception as exc:  # a bug: end the run with it, as an uncaught error would
+            self.fail(exc)
+        finally:
+            self.pumping = False
+
+    def fail(self, exc: BaseException) -> None:
+        self.exhausted = True
+        if self.finished is not None and not self.finished.done():
+            self.finished.set_exception(exc)
+
+    def pump_later(self, delay: float) -> None:
+        if self.pump_timer is None:
+            self.pump_timer = asyncio.get_running_loop().call_later(delay, self._paced_pump)
+
+    def _paced_pump(self) -> None:
+        self.pump_timer = None
+        self.pump()
+
+    def start(self, task: Task) -> None:
+        token = self.tokens = self.tokens + 1
+        self.in_flight[token] = (task, time.monotonic())
+        if self.pool is not None and task.kind in CONNECT_KINDS:
+            self.pool.start(task.endpoint, task.target, task.kind, task.context, token)
+            return
+        coroutine = asyncio.get_running_loop().create_task(self.run_task(task))
+        self.coroutines[token] = coroutine
+        coroutine.add_done_callback(lambda done, token=token: self.coroutine_done(token, done))
+
+    def coroutine_done(self, token: int, done: asyncio.Task) -> None:
+        self.coroutines.pop(token, None)
+        if done.cancelled():
+            return
+        error = done.exception()
+        if error is not None:  # a bug in a probe: end the run with it, as an uncaught error would
+            self.in_flight.pop(token, None)
+            self.fail(error)
+            return
+        self.done(token, done.result())
+
+    def done(self, token: int, result: Result) -> None:
+        """A probe's result: count it, report (or hold) it, start the next."""
+        entry = self.in_flight.pop(token, None)
+        if entry is None:
+            return  # already recorded as cut by the run deadline
+        try:
+            if entry[0].kind == "control" and self.deciding:
+                self.control_done(result)
+            elif self.deciding:
+                self.held.append(result)
+            else:
+                self.emit(result)
+        except Exception as exc:  # the sink failed: end the run with its error
+            self.fail(exc)
+            return
+        if self.exhausted:
+            self.check_finished()
+        else:
+            self.pump()
+
+    def check_finished(self) -> None:
+        if not self.in_flight and self.finished is not None and not self.finished.done():
+            self.finished.set_result(None)
+
+    # --- controls and the vantage point --------------------------------------
+
+    def control_done(self, result: Result) -> None:
+        self.controls_left -= 1
+        self.control_results.append(result)
+        if result.verdict == REACHABLE:
+            self.decide("online")
+        elif self.controls_left == 0:
+            self.decide("offline")
+
+    def decide(self, vantage: str) -> None:
+        """The vantage point is known: report the controls so far, then what was held back."""
+        self.outcome.vantage = vantage
+        self.deciding = False
+        for result in self.control_results:
+            self.emit(result)
+        held, self.held, self.control_results = self.held, [], []
+        for result in held:
+            self.emit(result)
+
+    def release_held(self) -> None:
+        """The run ends before the controls decided: report everything as measured."""
+        if self.deciding:
+            self.deciding = False
+            for result in [*self.control_results, *self.held]:
+                self.emit(result)
+            self.control_results, self.held = [], []
+
+    # --- one probe ---------------------------------------------------------------
 
     async def run_task(self, task: Task) -> Result:
         """One probe; a web probe first waits for its domain's DNS result, which is
@@ -159,7 +352,8 @@ class Runner:
                 # No DNS probe will measure this domain: look it up here, unrecorded.
                 task = Task("dns", domain.name, domain=domain, resolver=self.plan.resolvers[0])
                 lookup = asyncio.ensure_future(guarded(task, self.plan, self.settings))
-                lookup.add_done_callback(lambda done: future.done() or future.set_result(done.result()))
+                lookup.add_done_callback(lambda done: future.done() or done.cancelled()
+                                         or future.set_result(done.result()))
         return future
 
     async def address_choice(self, domain: Domain) -> dict:
@@ -172,6 +366,8 @@ class Runner:
                                                      self.plan.targets.networks)
         return {"addresses": addresses, "address_source": source, "dns_reason": reason}
 
+    # --- records -----------------------------------------------------------------
+
     def emit(self, result: Result) -> None:
         if self.outcome.vantage == "offline":
             adjusted = offline_adjusted(result.verdict, result.probe)
@@ -183,60 +379,6 @@ class Runner:
         self.diagnosis.add(result)
         self.emit_to_sink(result)
 
-    async def run(self) -> RunOutcome:
-        started = time.monotonic()
-        concurrency, note = usable_concurrency(self.settings.concurrency)
-        self.outcome.concurrency, self.outcome.concurrency_note = concurrency, note
-        deadline = self.settings.deadline
-        try:
-            async with asyncio.timeout(deadline):
-                await self.run_controls(concurrency)
-                await self.run_tasks(concurrency)
-        except TimeoutError:
-            self.cut_in_flight("run.deadline")
-        except asyncio.CancelledError:
-            self.outcome.interrupted = True
-            raise
-        finally:
-            self.outcome.elapsed_s = time.monotonic() - started
-        self.finish()
-        return self.outcome
-
-    async def run_controls(self, concurrency: int) -> None:
-        controls = self.plan.controls()
-        if not controls:
-            return
-        semaphore = asyncio.Semaphore(concurrency)
-
-        async def one(task: Task) -> Result:
-            async with semaphore:
-                return await guarded(task, self.plan, self.settings)
-
-        results = await asyncio.gather(*(one(t) for t in controls))
-        online = any(r.verdict == REACHABLE for r in results)
-        self.outcome.vantage = "online" if online else "offline"
-        for result in results:
-            self.emit(result)
-
-    async def run_tasks(self, concurrency: int) -> None:
-        tasks = self.plan.tasks()
-
-        async def worker(slot: int) -> None:
-            for task in tasks:
-                self.in_flight[slot] = (task, time.monotonic())
-                result = await self.run_task(task)
-                del self.in_flight[slot]
-                self.emit(result)
-
-        workers = [asyncio.create_task(worker(i)) for i in range(concurrency)]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for w in workers:
-                w.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            self.outcome.not_started = sum(1 for _ in tasks)
-
     def finish(self) -> None:
         """The diagnosis of how the block is built, as the run's last record."""
         self.diagnosis.vantage = self.outcome.vantage
@@ -246,8 +388,43 @@ class Runner:
 
     def cut_in_flight(self, reason: str) -> None:
         """Record the probes the run deadline ended, so no planned target goes missing silently."""
-        for task, started in list(self.in_flight.values()):
-            self.emit(overrun_result(task, reason, started, "run deadline"))
-            self.outcome.cut_by_deadline += 1
+        cut = [overrun_result(task, reason, started, "run deadline") for task, started in self.in_flight.values()]
         self.in_flight.clear()
+        self.stop_probes()
+        for result in cut:
+            if result.probe == "control" and self.deciding:
+                self.control_results.append(result)
+            elif self.deciding:
+                self.held.append(result)
+            else:
+                self.emit(result)
+            self.outcome.cut_by_deadline += 1
+        self.release_held()
 
+    def stop_probes(self) -> None:
+        for coroutine in self.coroutines.values():
+            coroutine.cancel()
+        self.coroutines.clear()
+        for future in self.dns_answers.values():
+            future.cancel()
+        if self.pool is not None:
+            self.pool.abort()
+
+    def stop(self) -> None:
+        """The run is over (done, deadline or interrupt): nothing may keep running."""
+        self.exhausted = True
+        if self.pump_timer is not None:
+            self.pump_timer.cancel()
+            self.pump_timer = None
+        self.in_flight.clear()
+        self.stop_probes()
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        self.release_held()
+        self.outcome.not_started = sum(1 for _ in self.tasks)
+
+
+def _chain(first: list[Task], rest: Iterator[Task]) -> Iterator[Task]:
+    yield from first
+    yield from rest

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import sys
 from dataclasses import dataclass
+from socket import inet_ntoa
 from typing import Iterator
 
 from netprobe.addresses import Endpoint
@@ -72,9 +73,9 @@ class Plan:
                 yield Task("tcp", str(target.endpoint), endpoint=target.endpoint,
                            context=self.endpoint_context(target))
             for index, rng in enumerate(self.targets.ranges):
-                for endpoint in self.range_endpoints(index, rng):
-                    yield Task("tcp", str(endpoint), endpoint=endpoint,
-                               context=(("range", str(rng.cidr)), ("seed", self.seed)))
+                context = (("range", str(rng.cidr)), ("seed", self.seed))
+                for endpoint, target in self.range_targets(index, rng):
+                    yield Task("tcp", target, endpoint=endpoint, context=context)
         for kind in ("https", "http"):
             if kind in self.kinds:
                 for domain in self.targets.domains:
@@ -99,10 +100,20 @@ class Plan:
         return (("dc", target.dc),) if target.dc is not None else ()
 
     def range_endpoints(self, index: int, rng: Range) -> Iterator[Endpoint]:
+        for endpoint, _ in self.range_targets(index, rng):
+            yield endpoint
+
+    def range_targets(self, index: int, rng: Range) -> Iterator[tuple[Endpoint, str]]:
+        """Each endpoint of a range with its `IP:PORT` text, made without the per-address
+        overhead of indexing an ipaddress network (a /16 is 65,536 of them)."""
+        first = int(rng.cidr.network_address)
+        make = type(rng.cidr.network_address)
+        ipv4 = rng.cidr.version == 4
         for offset in self.range_offsets(index, rng):
-            address = rng.cidr[offset]
+            address = make(first + offset)
+            text = inet_ntoa((first + offset).to_bytes(4, "big")) if ipv4 else f"[{address}]"
             for port in rng.ports:
-                yield Endpoint(address, port)
+                yield Endpoint(address, port), f"{text}:{port}"
 
     def range_offsets(self, index: int, rng: Range) -> Iterator[int]:
         if rng.sample == 0:

@@ -1,0 +1,54 @@
+"""Fast start: `--version` and `--help` import nothing heavy, and a run imports only the
+modules its probe kinds need (checked with `python -X importtime`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def imported(*args: str, tmp_path: Path | None = None) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETPROBE_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "netprobe", *args], capture_output=True,
+                          text=True, timeout=60, env=env, cwd=tmp_path or REPO, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
+            and "|" in line}
+
+
+HEAVY_FOR_VERSION = ("asyncio", "rich", "dns", "cryptography", "netprobe.engine", "netprobe.targets",
+                     "netprobe.history", "netprobe.probes")
+PROBE_MODULES = ("dns", "cryptography", "netprobe.probes.dns", "netprobe.probes.https", "netprobe.probes.mtproto",
+                 "netprobe.mtproto_wire", "requests")
+
+
+def loaded(modules: set[str], prefix: str) -> list[str]:
+    return sorted(m for m in modules if m == prefix or m.startswith(prefix + "."))
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"]])
+def test_version_and_help_import_nothing_heavy(args):
+    modules = imported(*args)
+    for heavy in HEAVY_FOR_VERSION:
+        assert not loaded(modules, heavy), (heavy, loaded(modules, heavy))
+
+
+def test_a_tcp_run_imports_no_other_probe(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: the probe is refused
+    targets = tmp_path / "t.toml"
+    targets.write_text(f'name = "t"\nnetworks = ["127.0.0.0/8"]\nendpoints = ["127.0.0.1:{port}"]\n')
+    modules = imported("run", "--targets", str(targets), "--probes", "tcp", "--format", "jsonl", "--timeout", "0.5",
+                       tmp_path=tmp_path)
+    assert "netprobe.probes.tcp" in modules
+    for other in PROBE_MODULES:
+        assert not loaded(modules, other), (other, loaded(modules, other))
