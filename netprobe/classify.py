@@ -12,18 +12,12 @@ Each reason has exactly one verdict, listed in REASONS with what it means.
 from __future__ import annotations
 
 import errno
+import functools
 import re
 import socket
 import ssl
 from dataclasses import dataclass
 from typing import Iterable, Sequence
-
-import dns.exception
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.resolver
 
 from netprobe.addresses import IPAddress, IPNetwork, in_networks, is_bogon, is_teredo, parse_ip
 
@@ -170,37 +164,48 @@ class ConnectionClosed(Exception):
     """The peer closed the stream (orderly FIN) before a complete answer."""
 
 
-_DNS_EXCEPTION_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
-    (dns.exception.Timeout, "timeout"),
-    (dns.resolver.NXDOMAIN, "nxdomain"),
-    (dns.resolver.NoAnswer, "no_answer"),
-    (dns.resolver.NoNameservers, "servfail"),
-    (dns.resolver.YXDOMAIN, "bad_rcode"),
-    (dns.query.UnexpectedSource, "unexpected_source"),
-    # Everything else dnspython raises while reading an answer means the bytes
-    # that came back were not a well-formed answer to our question.
-    (dns.exception.FormError, "malformed"),
-    (dns.exception.SyntaxError, "malformed"),
-    (dns.exception.TooBig, "malformed"),
-    (dns.message.UnknownHeaderField, "malformed"),
-    (dns.message.NotQueryResponse, "malformed"),
-    (dns.message.ChainTooLong, "malformed"),
-    (dns.message.AnswerForNXDOMAIN, "malformed"),
-    (dns.message.Truncated, "malformed"),
-    (dns.message.UnknownTSIGKey, "malformed"),
-    (dns.rcode.UnknownRcode, "malformed"),
-    (dns.name.BadEscape, "malformed"),
-    (dns.name.NameTooLong, "malformed"),
-    (dns.name.LabelTooLong, "malformed"),
-    (dns.name.IDNAException, "malformed"),
-    # Any other dnspython error met while reading an answer: not a well-formed
-    # answer to our question either.
-    (dns.exception.DNSException, "malformed"),
-)
+@functools.cache
+def _dns_exception_failures() -> tuple[tuple[type[BaseException], str], ...]:
+    """dnspython's exceptions and the failure each means; dnspython is imported here,
+    on the first DNS failure, so that a run without DNS probes never loads it."""
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.resolver
+
+    return (
+        (dns.exception.Timeout, "timeout"),
+        (dns.resolver.NXDOMAIN, "nxdomain"),
+        (dns.resolver.NoAnswer, "no_answer"),
+        (dns.resolver.NoNameservers, "servfail"),
+        (dns.resolver.YXDOMAIN, "bad_rcode"),
+        (dns.query.UnexpectedSource, "unexpected_source"),
+        # Everything else dnspython raises while reading an answer means the bytes
+        # that came back were not a well-formed answer to our question.
+        (dns.exception.FormError, "malformed"),
+        (dns.exception.SyntaxError, "malformed"),
+        (dns.exception.TooBig, "malformed"),
+        (dns.message.UnknownHeaderField, "malformed"),
+        (dns.message.NotQueryResponse, "malformed"),
+        (dns.message.ChainTooLong, "malformed"),
+        (dns.message.AnswerForNXDOMAIN, "malformed"),
+        (dns.message.Truncated, "malformed"),
+        (dns.message.UnknownTSIGKey, "malformed"),
+        (dns.rcode.UnknownRcode, "malformed"),
+        (dns.name.BadEscape, "malformed"),
+        (dns.name.NameTooLong, "malformed"),
+        (dns.name.LabelTooLong, "malformed"),
+        (dns.name.IDNAException, "malformed"),
+        # Any other dnspython error met while reading an answer: not a well-formed
+        # answer to our question either.
+        (dns.exception.DNSException, "malformed"),
+    )
 
 
 def dns_failure(exc: BaseException) -> str:
-    for kind, failure in _DNS_EXCEPTION_FAILURES:
+    for kind, failure in _dns_exception_failures():
         if isinstance(exc, kind):
             return failure
     if isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
@@ -263,7 +268,7 @@ _TLS_NOT_TLS_MARKERS = (
     "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "WRONG_SSL_VERSION", "RECORD_LENGTH_MISMATCH",
     "ENCRYPTED_LENGTH_TOO_LONG", "DATA_LENGTH_TOO_LONG", "BAD_RECORD_TYPE", "UNEXPECTED_RECORD",
     "UNEXPECTED_MESSAGE", "BAD_PACKET_LENGTH", "LENGTH_MISMATCH", "BAD_LENGTH",
-    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC",
+    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC", "EXCESSIVE_MESSAGE_SIZE",
 )
 _SSL_CODE = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
 

@@ -23,8 +23,15 @@ class UserError(click.ClickException):
 
 
 def positive_float(ctx, param, value):
-    if value is not None and not value > 0:
-        raise click.BadParameter(f"must be a number of seconds > 0, got {value}")
+    # nan fails `> 0`; inf would mean "never" and cannot be written as JSON evidence.
+    if value is not None and not 0 < value < float("inf"):
+        raise click.BadParameter(f"must be a finite number of seconds > 0, got {value}")
+    return value
+
+
+def positive_rate(ctx, param, value):
+    if value is not None and not 0 < value < float("inf"):
+        raise click.BadParameter(f"must be a finite number of probes per second > 0, got {value}")
     return value
 
 
@@ -46,6 +53,8 @@ def common_options(func):
                      help="Deadline of the whole run, in seconds (default: derived from the plan)."),
         click.option("--concurrency", envvar="NETPROBE_CONCURRENCY", type=int, default=256, show_default=True, callback=positive_int,
                      help="Probes in flight at once."),
+        click.option("--rate", envvar="NETPROBE_RATE", type=float, default=None, callback=positive_rate, metavar="N",
+                     help="Probes started per second, at most (default: unpaced)."),
         click.option("--probes", "probe_kinds", envvar="NETPROBE_PROBES", default=None, metavar="LIST",
                      help="Comma-separated probe kinds to run (default: all)."),
         click.option("--format", "fmt", envvar="NETPROBE_FORMAT", type=click.Choice(FORMATS), default=None,
@@ -114,6 +123,37 @@ def check_ca_bundle(path: str) -> None:
         raise UserError(f"--ca-bundle: {path} is not a usable PEM trust store ({exc})") from None
 
 
+def daemon_executor():
+    """The event loop's executor for blocking calls (the DNS-over-HTTPS exchange): one daemon
+    thread per call.  A call the probe's deadline abandoned (a resolver that drips its answer)
+    then neither delays later calls, as a small pool would, nor holds the process past the
+    run deadline, as asyncio.run's executor shutdown and the interpreter's exit would."""
+    import concurrent.futures
+    import threading
+
+    class DaemonThreads(concurrent.futures.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            future = concurrent.futures.Future()
+
+            def work():
+                if not future.set_running_or_notify_cancel():
+                    return
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+
+            threading.Thread(target=work, name="netprobe-io", daemon=True).start()
+            return future
+
+        def shutdown(self, wait=True, *, cancel_futures=False):
+            pass  # nothing to wait for: abandoned calls end with the process
+
+    return DaemonThreads(max_workers=1)
+
+
 def execute_plan(plan, options) -> int:
     """Run the plan, stream records to their sinks, print the report; the exit code."""
     import asyncio
@@ -137,9 +177,9 @@ def execute_plan(plan, options) -> int:
             raise UserError(str(exc)) from None
     stdout = None if quiet else StdoutWriter(fmt)
     run = RunInfo(label=options["label"])
-    settings = Settings(timeout=options["timeout"], concurrency=options["concurrency"])
+    settings = Settings(timeout=options["timeout"], concurrency=options["concurrency"], rate=options["rate"])
     total = len(plan)
-    settings = Settings(timeout=settings.timeout, concurrency=settings.concurrency,
+    settings = Settings(timeout=settings.timeout, concurrency=settings.concurrency, rate=settings.rate,
                         deadline=options["deadline"] or default_deadline(total, settings, plan.stages),
                         ca_bundle=options["ca_bundle"])
     err_console = Console(stderr=True, no_color=no_color, highlight=False)
@@ -171,6 +211,7 @@ def execute_plan(plan, options) -> int:
         nonlocal main_task
         main_task = asyncio.current_task()
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(daemon_executor())
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda s=sig: (received.append(s), main_task.cancel()))
         return await runner.run()
@@ -192,13 +233,11 @@ def execute_plan(plan, options) -> int:
     if outcome.concurrency_note:
         notes.append(outcome.concurrency_note)
         click.echo(f"netprobe: {outcome.concurrency_note}", err=True)
-    if outcome.cut_by_deadline or outcome.not_started:
+    if received:
+        notes.append(f"interrupted: only the probes that finished are shown ({outcome.not_started} not started)")
+    elif outcome.cut_by_deadline or outcome.not_started:
         notes.append(f"run deadline reached: {outcome.cut_by_deadline} probes cut short, "
                      f"{outcome.not_started} not started")
-    if received:
-        name = signal.Signals(received[0]).name
-        click.echo(f"netprobe: interrupted by {name}; finished results were kept", err=True)
-        return 128 + received[0]
     if stdout is not None:
         out_console = Console(no_color=no_color, highlight=False, soft_wrap=False)
         if fmt == "table":
@@ -207,6 +246,14 @@ def execute_plan(plan, options) -> int:
             if fmt == "json":
                 sys.stdout.write(stdout.json_text())
             print_report(err_console, [], outcome.counts, outcome.vantage, notes, outcome.findings)
+    if received:
+        name = signal.Signals(received[0]).name
+        if archive is not None:
+            kept = f"; finished results were kept in {one_line(options['output'])}"
+        else:
+            kept = "; finished results were shown" if stdout is not None else ""
+        click.echo(f"netprobe: interrupted by {name}{kept}", err=True)
+        return 128 + received[0]
     return 0
 
 
@@ -280,7 +327,8 @@ def targets(**options):
         from rich.text import Text
 
         from netprobe.render import printable
-        table = Table(title=f"plan for {printable(target_set.name)} (seed {plan.seed})")
+        # A title string would be parsed as markup: the file's name is text, never styling.
+        table = Table(title=Text(f"plan for {printable(target_set.name)} (seed {plan.seed})"))
         for column in ("probe", "target", "address"):
             table.add_column(column)
         for row in rows:
@@ -309,21 +357,45 @@ cli.add_command(report)
 cli.add_command(cron)
 
 
+class Terminated(BaseException):
+    """SIGTERM before (or after) the run's event loop handles it itself."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def one_line(text: str) -> str:
+    """A message as one line of inert text: whitespace runs become one space, and
+    other control characters (an ESC from a file name or a file's content) are
+    shown as \\xNN, never sent to the terminal raw."""
+    text = " ".join(text.split())
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+                   for ch in text)
+
+
 def main(argv=None) -> None:
     """Entry point: user errors end in one line on stderr and exit 2, never a traceback."""
+    import signal
+    # Until the run's event loop takes over SIGTERM (and after it gives it back), end
+    # with the same message and exit status as during a run, not the default silent death.
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(args=argv, prog_name="netprobe", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
         sys.exit(EXIT_USER_ERROR)
     except click.exceptions.Abort:
-        click.echo("netprobe: interrupted", err=True)
+        click.echo("netprobe: interrupted by SIGINT", err=True)
         sys.exit(130)
     except click.ClickException as exc:
-        message = " ".join(exc.format_message().split())
-        click.echo(f"netprobe: error: {message}", err=True)
+        click.echo(f"netprobe: error: {one_line(exc.format_message())}", err=True)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
-        click.echo("netprobe: interrupted", err=True)
+        click.echo("netprobe: interrupted by SIGINT", err=True)
         sys.exit(130)
+    except Terminated:
+        click.echo("netprobe: interrupted by SIGTERM", err=True)
+        sys.exit(128 + signal.SIGTERM)
     sys.exit(code if isinstance(code, int) else 0)

@@ -8,10 +8,12 @@ failed write is rolled back so that no partial record is left behind.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import json
 import os
+import stat
 import sys
 from typing import Any, TextIO
 
@@ -25,16 +27,33 @@ class OutputError(OSError):
 class AppendFile:
     def __init__(self, path: str):
         self.path = path
+        self.readable = True
         try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self.fd = self._open(path)
+            mode = os.fstat(self.fd).st_mode
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                os.close(self.fd)
+                raise OSError(errno.EINVAL, "not a regular file (a pipe or socket)")
+            os.set_blocking(self.fd, True)
         except OSError as exc:
-            raise OutputError(f"cannot open output file {path}: {exc.strerror}") from None
+            raise OutputError(f"cannot open output file {path}: {exc.strerror or exc}") from None
+
+    def _open(self, path: str) -> int:
+        """Open for appending, and for reading if allowed (to look at the last byte
+        through this descriptor, not by name: the name may be a rotated file's by now).
+        Non-blocking, so that a FIFO without a reader is an error instead of a hang."""
+        flags = os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            return os.open(path, os.O_RDWR | flags, 0o644)
+        except PermissionError:
+            self.readable = False
+            return os.open(path, os.O_WRONLY | flags, 0o644)
 
     def append(self, line: bytes) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
             size = os.fstat(self.fd).st_size
-            if size and not _ends_with_newline(self.path, size):
+            if size and not self._ends_with_newline(size):
                 # A writer killed mid-line left a fragment: start on a fresh line
                 # so that our record stays whole (readers skip the fragment).
                 line = b"\n" + line
@@ -54,14 +73,15 @@ class AppendFile:
     def close(self) -> None:
         os.close(self.fd)
 
-
-def _ends_with_newline(path: str, size: int) -> bool:
-    try:
-        with open(path, "rb") as f:
-            f.seek(size - 1)
-            return f.read(1) == b"\n"
-    except OSError:
-        return True
+    def _ends_with_newline(self, size: int) -> bool:
+        try:
+            if self.readable:
+                return os.pread(self.fd, 1, size - 1) == b"\n"
+            with open(self.path, "rb") as f:
+                f.seek(size - 1)
+                return f.read(1) == b"\n"
+        except OSError:
+            return True
 
 
 def csv_row(record: dict[str, Any]) -> list[str]:

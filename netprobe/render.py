@@ -43,11 +43,30 @@ def detail_of(record: dict[str, Any]) -> str:
             return " ".join(addresses[:4]) + (" …" if len(addresses) > 4 else "")
         errors = [q.get("rcode") or q.get("error") for q in evidence.get("queries", [])]
         return " ".join(e for e in errors if e)
+    if record["probe"] in ("https", "http"):
+        return web_detail(evidence)
+    if record["probe"].startswith("mtproto") and evidence.get("response"):
+        return f"{evidence['response']}" + (f" (looks like {evidence['hint']})" if evidence.get("hint") else "")
     if "range" in evidence:
         return f"range {evidence['range']}"
     if "dc" in evidence:
         return f"DC{evidence['dc']}"
     return ""
+
+
+def web_detail(evidence: dict[str, Any]) -> str:
+    """What the server said: status, Server header, where a redirect points.
+    These are the remote party's words: the caller escapes them (printable)."""
+    http = evidence.get("http") or {}
+    if not isinstance(http, dict) or http.get("status") is None:
+        return ""
+    headers = http.get("headers") or {}
+    parts = [f"HTTP {http['status']}"]
+    if headers.get("server"):
+        parts.append(f"server: {headers['server']}")
+    if headers.get("location"):
+        parts.append(f"-> {headers['location']}")
+    return " ".join(str(p) for p in parts)
 
 
 def results_table(records: Iterable[dict[str, Any]]) -> Table:
@@ -72,8 +91,8 @@ def summary_lines(counts: Counter, vantage: str) -> list[Text]:
     """One line per probe kind; an offline vantage point is stated by the findings."""
     lines = []
     if vantage == "unknown":
-        lines.append(Text("No control endpoints were probed: a failure may mean this machine is offline.",
-                          style="yellow"))
+        lines.append(Text("No control endpoint told whether this machine is online (none planned, or the "
+                          "run ended first): a failure may mean it is offline.", style="yellow"))
     kinds = sorted({probe for probe, _ in counts}, key=lambda k: (k != "control", k))
     for kind in kinds:
         line = Text(f"{kind}: ")

@@ -7,14 +7,14 @@ bad value so that a person can fix the file from the message alone.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import dns.name
 
 from netprobe.addresses import (
     AddressError,
@@ -30,6 +30,9 @@ from netprobe.addresses import (
 
 # A range probed whole may hold at most this many addresses; beyond, `sample`.
 MAX_WHOLE_RANGE = 65536
+# A target file larger than this is refused unread (the built-in set is ~2 KB):
+# `--targets /dev/zero` must be an error, not a process that eats all memory.
+MAX_FILE_BYTES = 4 * 1024 * 1024
 BUILTIN = "telegram"
 
 _TOP_KEYS = {"name", "description", "networks", "controls", "domains", "endpoints", "ranges", "dns_canary"}
@@ -80,6 +83,8 @@ class TargetSet:
 
 def normalize_domain(text: object) -> str:
     """ASCII (IDNA) form of a domain name, lower case, without the final dot."""
+    import dns.name  # here: a target file without domains never loads dnspython
+
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"not a domain name: {text!r}")
     try:
@@ -97,24 +102,56 @@ def normalize_domain(text: object) -> str:
 def load_target_file(path: str | Path) -> TargetSet:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, MAX_FILE_BYTES)
     except OSError as exc:
         raise TargetFileError(f"{path}: cannot read target file: {exc.strerror or exc}") from None
     return parse_target_text(raw, str(path))
 
 
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, else OSError.
+
+    Opened non-blocking so that a FIFO nobody writes to is refused rather than
+    waited on forever; devices (/dev/zero) and oversized files are refused
+    before anything is read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # grew while we read it
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+    return data
+
+
 def load_builtin() -> TargetSet:
+    from importlib import resources
     raw = resources.files("netprobe").joinpath(f"data/{BUILTIN}.toml").read_bytes()
     return parse_target_text(raw, f"<built-in {BUILTIN}>")
 
 
 def parse_target_text(raw: bytes, source: str) -> TargetSet:
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise TargetFileError(f"{source}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise TargetFileError(f"{source}: malformed TOML: {exc}") from None
+        message = str(exc)
+        if "at end of document" in message:  # name the line a person would look at: the last one
+            message = message.replace("at end of document", f"at end of document, line {len(text.splitlines())}")
+        raise TargetFileError(f"{source}: malformed TOML: {message}") from None
     return _Parser(source).target_set(data)
 
 

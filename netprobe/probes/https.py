@@ -57,6 +57,12 @@ NO_ADDRESS_NOTE = ("no genuine address was available: DNS gave none inside the s
                    "and the domain has no pinned addresses")
 
 
+@functools.lru_cache(maxsize=8)
+def file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 # --- TLS context -------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=8)
@@ -346,7 +352,7 @@ class _Response:
         if self.malformed_header_lines:
             evidence["malformed_header_lines"] = self.malformed_header_lines
         if self.headers_complete:
-            evidence["body_prefix"] = printable_bytes(self.body[:BODY_PREFIX], BODY_PREFIX)
+            evidence["body_prefix"] = printable_bytes(self.body, BODY_PREFIX)
         return evidence
 
 
@@ -486,7 +492,7 @@ class _Run:
     async def _body_prefix(self, stream: _PlainStream | _TlsStream, response: _Response,
                            http: dict[str, Any]) -> None:
         """Up to BODY_PREFIX body bytes, waiting at most BODY_GRACE_S; never a reason to fail."""
-        wanted = BODY_PREFIX
+        wanted = BODY_PREFIX + 1  # one byte more tells that the body was cut
         length = response.content_length()
         if length is not None:
             wanted = min(wanted, length)
@@ -553,7 +559,8 @@ async def _probe(kind: str, domain: str, addresses: Sequence[IPAddress], address
         "address_source": address_source if addresses else "none",
     }
     if kind == "https":
-        evidence["ca_bundle"] = ca_bundle or "system"
+        # The bundle's digest, not its path: a path in a home directory names the user.
+        evidence["ca_bundle"] = {"file_sha256": file_digest(ca_bundle)} if ca_bundle else "system"
     if not addresses:
         reason = dns_reason or "dns.no_answer"
         evidence.update(dns_reason=dns_reason, note=NO_ADDRESS_NOTE)
