@@ -236,7 +236,7 @@ def test_print_report_notes_are_escaped_too():
 
 def test_report_says_when_no_controls_were_probed():
     output = SGR.sub("", render([], counts=Counter({("tcp", "inconclusive"): 2}), vantage="unknown"))
-    assert "No control endpoints" in output
+    assert "No control endpoint told whether this machine is online" in output
     assert "tcp: 2 inconclusive" in output
 
 
