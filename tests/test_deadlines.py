@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-import socket
 import time
 
 import pytest
@@ -195,27 +194,6 @@ def test_the_run_deadline_cuts_a_run_where_everything_misbehaves(hostile_world):
     assert note, proc.stderr
     assert int(note.group(1)) == len(cut)
     assert len(probes) + int(note.group(2)) == plan_size(hostile_world)
-
-
-@pytest.fixture
-def blackhole():
-    """A loopback endpoint that drops SYNs: a listener that never accepts, its backlog full."""
-    server = socket.socket()
-    server.bind(("127.0.0.3", 0))
-    server.listen(0)
-    fillers = []
-    try:
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(server.getsockname())
-            fillers.append(filler)
-        time.sleep(0.1)
-        yield "%s:%d" % server.getsockname()
-    finally:
-        for filler in fillers:
-            filler.close()
-        server.close()
 
 
 def test_the_run_deadline_accounts_for_controls_too(tmp_path, blackhole):

@@ -66,27 +66,6 @@ def listener():
     server.close()
 
 
-@pytest.fixture
-def blackhole():
-    """An endpoint on 127.0.0.3 whose SYNs are dropped: backlog full, never accepted."""
-    server = socket.socket()
-    server.bind(("127.0.0.3", 0))
-    server.listen(0)
-    fillers = []
-    try:
-        for _ in range(4):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(server.getsockname())
-            fillers.append(filler)
-        time.sleep(0.1)
-        yield "127.0.0.3:%d" % server.getsockname()[1]
-    finally:
-        for filler in fillers:
-            filler.close()
-        server.close()
-
-
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
