@@ -66,6 +66,10 @@ REASONS: dict[str, tuple[str, str]] = {
     "dns.unknown": (INCONCLUSIVE, "an error netprobe does not know how to read"),
     "dns.doh_http_error": (BLOCKED, "the DNS-over-HTTPS server answered an HTTP error or not DNS"),
     "dns.doh_tls_error": (BLOCKED, "the TLS handshake with the DNS-over-HTTPS server failed"),
+    "dns.intercepted": (INCONCLUSIVE, "an address that runs no DNS server gave a genuine answer: a "
+                        "transparent DNS proxy, not evidence of blocking"),
+    "probe.overrun": (INCONCLUSIVE, "the probe outlived its own deadline: this machine stalled, "
+                      "so its timing says nothing about the path"),
     "dns.injected": (BLOCKED, "an address that runs no DNS server answered: something on the path "
                      "answers DNS in its place"),
     "tls.bad_certificate": (BLOCKED, "the certificate does not verify for the name (interception?)"),
@@ -76,6 +80,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "mtproto.bad_response": (BLOCKED, "the answer to req_pq_multi was not MTProto"),
     "mtproto.nonce_mismatch": (BLOCKED, "a resPQ that does not echo our nonce"),
     "summary.blocking_observed": (BLOCKED, "at least one technique of blocking was observed (see findings)"),
+    "summary.undecided": (INCONCLUSIVE, "the run ended before any control answered: nothing can be concluded"),
+    "summary.nothing_concluded": (INCONCLUSIVE, "no probe got a genuine answer, and none showed a block"),
     "summary.offline": (INCONCLUSIVE, "no control endpoint was reachable: nothing can be concluded"),
     "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),
 }
@@ -228,6 +234,8 @@ def doh_reason(exc: BaseException) -> str:
     if isinstance(exc, requests.exceptions.HTTPError):
         return "dns.doh_http_error"
     cause = _root_os_error(exc)
+    if isinstance(cause, ssl.SSLError):  # urllib3 can pass a TLS error through unwrapped
+        return "dns.doh_tls_error"
     if cause is not None:
         failure = stream_failure(cause)
         return f"dns.{'port_unreachable' if failure == 'refused' else failure}"

@@ -103,19 +103,23 @@ class Diagnosis:
         self.mtproto: dict[str, _Tally] = defaultdict(_Tally)
         self.mtproto_verdicts: dict[str, dict[str, str]] = defaultdict(dict)
         self.inconclusive = Counter()
+        self.reachable_seen = False
 
     # --- folding ---------------------------------------------------------------
 
     def add(self, result: Result) -> None:
         if result.verdict == INCONCLUSIVE and result.probe != "control":
             self.inconclusive[result.probe] += 1
+        if result.verdict == REACHABLE and result.probe != "control":
+            self.reachable_seen = True
         handler = getattr(self, f"_add_{result.probe}", None)
         if handler is not None:
             handler(result)
 
     def _add_dns(self, result: Result) -> None:
         self.dns_by_resolver[result.address or "?"].add(result.target, result)
-        self.dns_outcomes[result.target][result.address or "?"] = result.reason or "genuine"
+        if result.verdict != INCONCLUSIVE:  # "no route to that resolver" is no disagreement
+            self.dns_outcomes[result.target][result.address or "?"] = result.reason or "genuine"
         for query in result.evidence.get("queries", []):
             if result.reason in ("dns.bogon", "dns.outside_networks", "dns.teredo"):
                 self.bogus_addresses.update(query.get("addresses", []))
@@ -227,8 +231,13 @@ class Diagnosis:
         if self.vantage == "offline":
             lines.append("This vantage point looks offline: no control endpoint was reachable, so no "
                          "failure is evidence of blocking (verdicts marked inconclusive).")
+        if self.vantage == "undecided":
+            lines.append("The run ended before any control endpoint answered: whether this vantage point is "
+                         "online is unknown, so no failure is evidence of blocking (verdicts marked inconclusive).")
         techniques = self.technique_lines()
         lines.extend(techniques)
+        if not lines and not self.reachable_seen:
+            lines.append("Nothing concluded: no probe got a genuine answer, and none showed a block.")
         if not lines:
             lines.append("No blocking observed: every probe that could conclude got through.")
         return lines
@@ -258,10 +267,12 @@ class Diagnosis:
     def result(self) -> Result:
         """The summary record: its reason follows from the findings, never contradicts them."""
         findings = self.findings()
-        if self.vantage == "offline":
-            reason = "summary.offline"
+        if self.vantage in ("offline", "undecided"):
+            reason = f"summary.{self.vantage}"
         elif self.technique_lines():
             reason = "summary.blocking_observed"
+        elif not self.reachable_seen:
+            reason = "summary.nothing_concluded"
         else:
             reason = None
         evidence = {"findings": findings, "vantage": self.vantage,

@@ -121,7 +121,7 @@ async def execute(task: Task, plan: Plan, settings: Settings, prepared: dict) ->
                                    context=dict(task.context))
     if task.kind == "dns_injection":
         from netprobe.probes.dns import probe_dns_injection
-        return await probe_dns_injection(task.domain.name, task.resolver, settings.timeout)
+        return await probe_dns_injection(task.domain.name, task.resolver, settings.timeout, plan.targets.networks)
     if task.kind == "dns":
         from netprobe.probes.dns import probe_dns
         return await probe_dns(task.domain.name, task.resolver, plan.targets.networks, settings.timeout,
@@ -142,8 +142,9 @@ async def guarded(task: Task, plan: Plan, settings: Settings, prepared: dict | N
         async with asyncio.timeout(settings.timeout + PROBE_MARGIN_S):
             return await execute(task, plan, settings, prepared or {})
     except TimeoutError:
-        stage = STAGE_OF_KIND.get(task.kind, task.kind)
-        return overrun_result(task, f"{stage}.timeout", started, "probe deadline")
+        # The probe's own deadline should have fired first: this machine stalled
+        # (a blocked event loop), so the missing answer is no evidence of a block.
+        return overrun_result(task, "probe.overrun", started, "probe deadline")
 
 
 class Runner:
@@ -324,9 +325,11 @@ class Runner:
             self.emit(result)
 
     def release_held(self) -> None:
-        """The run ends before the controls decided: report everything as measured."""
+        """The run ends before the controls decided: whether this vantage point is
+        online is unknown, so failures are reported as inconclusive, like offline."""
         if self.deciding:
             self.deciding = False
+            self.outcome.vantage = "undecided"
             for result in [*self.control_results, *self.held]:
                 self.emit(result)
             self.control_results, self.held = [], []
@@ -336,8 +339,12 @@ class Runner:
     async def run_task(self, task: Task) -> Result:
         """One probe; a web probe first waits for its domain's DNS result, which is
         bounded by that probe's own deadline, so each stage keeps its --timeout."""
-        prepared = await self.address_choice(task.domain) if task.kind in WEB_KINDS else None
+        prepared = dns_seen = None
+        if task.kind in WEB_KINDS:
+            prepared, dns_seen = await self.address_choice(task.domain)
         result = await guarded(task, self.plan, self.settings, prepared)
+        if dns_seen is not None:
+            result.evidence["dns"] = dns_seen  # what the address choice was decided from
         if task.kind == "dns" and task.resolver == self.plan.resolvers[0]:
             future = self.dns_answer(task.domain)
             if not future.done():
@@ -356,23 +363,25 @@ class Runner:
                                          or future.set_result(done.result()))
         return future
 
-    async def address_choice(self, domain: Domain) -> dict:
-        if not self.plan.resolvers:
-            addresses, source, reason = choose_addresses((), None, domain.addresses, self.plan.targets.networks)
-            return {"addresses": addresses, "address_source": source, "dns_reason": reason}
-        answer = await self.dns_answer(domain)
-        answered = [a for query in answer.evidence.get("queries", []) for a in query.get("addresses", [])]
-        addresses, source, reason = choose_addresses(answered, answer.reason, domain.addresses,
-                                                     self.plan.targets.networks)
-        return {"addresses": addresses, "address_source": source, "dns_reason": reason}
+    async def address_choice(self, domain: Domain) -> tuple[dict, dict]:
+        """The web probe's arguments, and the DNS observation they were chosen from."""
+        answer, answered = None, []
+        if self.plan.resolvers:
+            answer = await self.dns_answer(domain)
+            answered = [a for query in answer.evidence.get("queries", []) for a in query.get("addresses", [])]
+        addresses, source, reason = choose_addresses(answered, answer.reason if answer else None,
+                                                     domain.addresses, self.plan.targets.networks)
+        seen = {"resolver": answer.address if answer else None, "addresses": answered,
+                "reason": answer.reason if answer else None}
+        return {"addresses": addresses, "address_source": source, "dns_reason": reason}, seen
 
     # --- records -----------------------------------------------------------------
 
     def emit(self, result: Result) -> None:
-        if self.outcome.vantage == "offline":
+        if self.outcome.vantage in ("offline", "undecided"):
             adjusted = offline_adjusted(result.verdict, result.probe)
             if adjusted != result.verdict:
-                result.evidence["vantage"] = "offline"
+                result.evidence["vantage"] = self.outcome.vantage
                 result.evidence["verdict_if_online"] = result.verdict
                 result.verdict = adjusted
         self.outcome.counts[(result.probe, result.verdict)] += 1

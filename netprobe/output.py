@@ -106,14 +106,26 @@ class StdoutWriter:
             self.csv.writerow(RECORD_FIELDS)
 
     def write(self, record: dict[str, Any]) -> None:
-        if self.fmt == "jsonl":
-            self.stream.write(to_json_line(record).decode("ascii"))
-            self.stream.flush()
-        elif self.fmt == "csv":
-            self.csv.writerow(csv_row(record))
-            self.stream.flush()
-        else:
-            self.kept.append(record)
+        try:
+            if self.fmt == "jsonl":
+                self.stream.write(to_json_line(record).decode("ascii"))
+                self.stream.flush()
+            elif self.fmt == "csv":
+                self.csv.writerow(csv_row(record))
+                self.stream.flush()
+            elif self.fmt != "closed":
+                self.kept.append(record)
+        except BrokenPipeError:
+            # The reader went away (`netprobe run | head`): the run and its
+            # --output archive go on; stdout is pointed at /dev/null so that
+            # the interpreter's final flush does not fail either.
+            self.fmt = "closed"
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+                os.close(devnull)
+            except (OSError, ValueError, io.UnsupportedOperation):
+                pass
 
     def json_text(self) -> str:
         buffer = io.StringIO()

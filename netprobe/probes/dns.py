@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
+from dataclasses import dataclass
 
 import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 
 from netprobe.addresses import Endpoint, IPNetwork
 from netprobe.classify import DnsQueryOutcome, classify_dns, dns_reason, doh_reason, errno_failure
 from netprobe.probes.route import local_route_error
-from netprobe.records import Result
+from netprobe.records import Result, printable_bytes
 from netprobe.resolvers import DohResolver
 
 QTYPES = ("A", "AAAA")
@@ -52,14 +54,24 @@ class _Collector(asyncio.DatagramProtocol):
         self.arrived.set()
 
 
-async def udp_exchange(query: dns.message.Message, resolver: Endpoint, until: float,
-                       linger: float) -> tuple[list[tuple[float, dns.message.Message]], OSError | None]:
-    """Answers to `query` (with arrival times), waiting up to `until` for the first
-    and `linger` seconds more for racing ones; or the socket error that ended it."""
+@dataclass
+class Exchange:
+    """What came back for one UDP query: answers (with arrival times), datagrams that
+    were no readable DNS message, and the socket error that ended it, if any."""
+
+    answers: list[tuple[float, dns.message.Message]]
+    unreadable: list[bytes]
+    error: OSError | None = None
+
+
+async def udp_exchange(query: dns.message.Message, resolver: Endpoint, until: float, linger: float) -> Exchange:
+    """Wait up to `until` for the first answer to `query`, and `linger` seconds more
+    for racing ones."""
     loop = asyncio.get_running_loop()
     transport, collector = await loop.create_datagram_endpoint(
         _Collector, remote_addr=(str(resolver.ip), resolver.port))
     answers: list[tuple[float, dns.message.Message]] = []
+    unreadable: list[bytes] = []
     seen = 0
     try:
         transport.sendto(query.to_wire())
@@ -77,27 +89,31 @@ async def udp_exchange(query: dns.message.Message, resolver: Endpoint, until: fl
             for arrived_at, wire in collector.datagrams[seen:]:
                 try:
                     message = dns.message.from_wire(wire, ignore_trailing=True)
-                except Exception:  # not a DNS message: a racing packet, not ours
+                except Exception:  # not a readable DNS message: kept as evidence, not as an answer
+                    unreadable.append(wire)
                     continue
                 if query.is_response(message):
                     answers.append((arrived_at, message))
             seen = len(collector.datagrams)
             if collector.error is not None and not answers:
-                return answers, collector.error
+                return Exchange(answers, unreadable, collector.error)
             if answers and deadline == until:
                 deadline = min(until, answers[0][0] + linger)
     finally:
         transport.close()
-    return answers, None
+    return Exchange(answers, unreadable)
 
 
 def _answers(response: dns.message.Message, qtype: str) -> dict:
     wanted = dns.rdatatype.from_text(qtype)
     answers, addresses, total = [], [], 0
     for rrset in response.answer:
+        # Only IN-class records of the asked type carry an address: an injector
+        # may send class CH/ANY records, whose rdata is no IP address at all.
+        is_address = rrset.rdtype == wanted and rrset.rdclass == dns.rdataclass.IN
         for rdata in rrset:
             total += 1
-            if rrset.rdtype == wanted and len(addresses) < MAX_ANSWERS_KEPT:
+            if is_address and len(addresses) < MAX_ANSWERS_KEPT and isinstance(getattr(rdata, "address", None), str):
                 addresses.append(rdata.address)
             if len(answers) < MAX_ANSWERS_KEPT:
                 answers.append({"name": rrset.name.to_text(), "type": dns.rdatatype.to_text(rrset.rdtype),
@@ -150,9 +166,13 @@ async def _query(name: str, qtype: str, resolver: Endpoint, timeout: float, ling
     entry: dict = {"qtype": qtype}
     query = dns.message.make_query(name, qtype, use_edns=0, payload=1232)
     try:
-        answers, error = await udp_exchange(query, resolver, until, linger)
-        if error is not None:
-            raise error
+        exchange = await udp_exchange(query, resolver, until, linger)
+        answers = exchange.answers
+        if exchange.unreadable and not answers:
+            entry["unreadable"] = printable_bytes(exchange.unreadable[0])
+            raise dns.exception.FormError("the only answers were not readable DNS messages")
+        if exchange.error is not None:
+            raise exchange.error
         if not answers:
             raise TimeoutError("no answer over UDP")
         first_at, first = answers[0]
@@ -198,13 +218,27 @@ async def probe_dns(name: str, resolver: Endpoint | DohResolver, networks: tuple
 
 
 def _result(name: str, resolver, entries, networks, timeout: float, started: float) -> Result:
-    reason = classify_dns([outcome_of(e) for e in entries], networks)
+    try:
+        reason = classify_dns([outcome_of(e) for e in entries], networks)
+    except ValueError:  # an "address" that does not parse: the answer is malformed
+        reason = "dns.malformed"
     evidence = {"resolver": str(resolver), "queries": list(entries), "timeout_s": timeout}
     elapsed = (time.monotonic() - started) * 1000
     return Result("dns", name, str(resolver), reason, elapsed, evidence)
 
 
-async def probe_dns_injection(name: str, canary: Endpoint, timeout: float) -> Result:
+def injection_reason(answer: dns.message.Message, networks: tuple[IPNetwork, ...]) -> str:
+    """A forged answer is injection; a genuine one is a transparent DNS proxy
+    (hotel, ISP, company) answering in the resolver's place: not evidence of a block."""
+    try:
+        genuine = classify_dns([outcome_of({"qtype": "A", **_answers(answer, "A")})], networks) is None
+    except Exception:  # unreadable: certainly not a genuine answer
+        genuine = False
+    return "dns.intercepted" if genuine else "dns.injected"
+
+
+async def probe_dns_injection(name: str, canary: Endpoint, timeout: float,
+                              networks: tuple[IPNetwork, ...] = ()) -> Result:
     """Ask `canary`, an address that runs no DNS server: any answer was made on the path.
 
     Silence and an ICMP port unreachable are both what an honest path gives,
@@ -219,11 +253,23 @@ async def probe_dns_injection(name: str, canary: Endpoint, timeout: float) -> Re
         evidence.update(route="none", errno=errno.errorcode.get(no_route.errno))
     else:
         query = dns.message.make_query(name, "A", use_edns=0, payload=1232)
-        answers, error = await udp_exchange(query, canary, started + timeout, linger=0.0)
-        if answers:
-            reason = "dns.injected"
-            evidence.update(transport="udp", **_answers(answers[0][1], "A"))
-        else:
+        try:
+            exchange = await udp_exchange(query, canary, started + timeout, linger=0.0)
+        except OSError as exc:  # no socket to be had (EMFILE, ENOBUFS, …): nothing observed
+            exchange = Exchange([], [])
+            reason = dns_reason(exc)
+            evidence.update(error=type(exc).__name__, errno=errno.errorcode.get(exc.errno or 0))
+        answers, error = exchange.answers, exchange.error
+        if exchange.unreadable and not answers:
+            reason = "dns.injected"  # any datagram from the canary was made on the path
+            evidence.update(transport="udp", unreadable=printable_bytes(exchange.unreadable[0]))
+        elif answers:
+            reason = injection_reason(answers[0][1], networks)
+            try:
+                evidence.update(transport="udp", **_answers(answers[0][1], "A"))
+            except Exception as exc:  # an answer we cannot read is still an answer
+                evidence.update(transport="udp", unreadable=type(exc).__name__)
+        elif reason is None:
             evidence["observed"] = "icmp_error" if error is not None else "silence"
             if error is not None:
                 evidence["errno"] = errno.errorcode.get(error.errno)
