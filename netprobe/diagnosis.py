@@ -104,6 +104,7 @@ class Diagnosis:
         self.mtproto_verdicts: dict[str, dict[str, str]] = defaultdict(dict)
         self.inconclusive = Counter()
         self.reachable_seen = False
+        self.offline_families: set[int] = set()
 
     # --- folding ---------------------------------------------------------------
 
@@ -234,6 +235,10 @@ class Diagnosis:
         if self.vantage == "undecided":
             lines.append("The run ended before any control endpoint answered: whether this vantage point is "
                          "online is unknown, so no failure is evidence of blocking (verdicts marked inconclusive).")
+        for family in sorted(self.offline_families):
+            lines.append(f"IPv{family} looks offline from this vantage point: no IPv{family} control endpoint "
+                         f"was reachable, so IPv{family} failures are no evidence of blocking "
+                         "(marked inconclusive).")
         techniques = self.technique_lines()
         lines.extend(techniques)
         if not lines and not self.reachable_seen:

@@ -73,6 +73,14 @@ class RunOutcome:
     concurrency_note: str | None = None
     elapsed_s: float = 0.0
     findings: list[str] = field(default_factory=list)
+    offline_families: list[int] = field(default_factory=list)
+
+
+def address_family(address: str | None) -> int | None:
+    """4 or 6 for a record's `IP:PORT` / `[IPv6]:PORT` address; None for none (or a URL)."""
+    if not address or "/" in address:
+        return None
+    return 6 if address.startswith("[") else 4
 
 
 def default_deadline(plan_size: int, settings: Settings, stages: int = 1) -> float:
@@ -179,6 +187,7 @@ class Runner:
         self.deciding = False
         self.held: list[Result] = []
         self.started_while_deciding = 0
+        self.offline_families: set[int] = set()  # address families none of whose controls got through
 
     # --- the run -------------------------------------------------------------------
 
@@ -309,14 +318,20 @@ class Runner:
     def control_done(self, result: Result) -> None:
         self.controls_left -= 1
         self.control_results.append(result)
-        if result.verdict == REACHABLE:
-            self.decide("online")
-        elif self.controls_left == 0:
-            self.decide("offline")
+        if self.controls_left == 0:
+            # Every control is in: online when any got through, and per address
+            # family, so that a broken IPv6 upstream is not read as IPv6 blocking.
+            reachable = {address_family(r.address) for r in self.control_results if r.verdict == REACHABLE}
+            planned = {address_family(r.address) for r in self.control_results}
+            self.offline_families = {family for family in planned - reachable if family}
+            self.decide("online" if reachable else "offline")
 
     def decide(self, vantage: str) -> None:
-        """The vantage point is known: report the controls so far, then what was held back."""
+        """The vantage point is known: report the controls, then what was held back."""
         self.outcome.vantage = vantage
+        if vantage == "online":
+            self.outcome.offline_families = sorted(self.offline_families)
+            self.diagnosis.offline_families = set(self.offline_families)
         self.deciding = False
         for result in self.control_results:
             self.emit(result)
@@ -378,10 +393,15 @@ class Runner:
     # --- records -----------------------------------------------------------------
 
     def emit(self, result: Result) -> None:
-        if self.outcome.vantage in ("offline", "undecided"):
+        vantage = self.outcome.vantage
+        if vantage == "online" and self.offline_families and result.probe != "control":
+            family = address_family(result.address)
+            if family in self.offline_families:
+                vantage = f"ipv{family}_offline"
+        if vantage in ("offline", "undecided", "ipv4_offline", "ipv6_offline"):
             adjusted = offline_adjusted(result.verdict, result.probe)
             if adjusted != result.verdict:
-                result.evidence["vantage"] = self.outcome.vantage
+                result.evidence["vantage"] = vantage
                 result.evidence["verdict_if_online"] = result.verdict
                 result.verdict = adjusted
         self.outcome.counts[(result.probe, result.verdict)] += 1

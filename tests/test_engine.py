@@ -206,19 +206,41 @@ def test_a_dropped_control_costs_no_time_of_its_own(blackhole, listener):
     assert by_target[f"127.0.0.1:{listener.port}"].verdict == "reachable"
 
 
-def test_one_reachable_control_releases_the_results_at_once(blackhole, listener):
-    """A dropped control and a reachable one: online as soon as the reachable one connects;
-    the dropped control's record comes when it times out."""
+def test_results_wait_for_every_control_then_come_at_once(blackhole, listener):
+    """A dropped control and a reachable one, both IPv4: online, but only once every control
+    is in (the per-family decision needs them all); the probes ran meanwhile."""
     plan = make_plan(controls=[blackhole, f"127.0.0.2:{listener.port}"],
                      endpoints=[f"127.0.0.1:{listener.port}"], networks=("127.0.0.1/32",))
     seen = []
     runner = Runner(plan, Settings(timeout=0.5, concurrency=8), lambda r: seen.append((r, time.monotonic())))
     started = time.monotonic()
     outcome = asyncio.run(runner.run())
-    assert outcome.vantage == "online"
-    tcp = [t for r, t in seen if r.probe == "tcp"]
-    assert tcp and tcp[0] - started < 0.3  # not held until the dropped control timed out
-    assert [r.probe for r, _ in seen][-2:] == ["control", "summary"]
+    assert outcome.vantage == "online" and outcome.offline_families == []
+    assert [r.probe for r, _ in seen] == ["control", "control", "tcp", "summary"]
+    tcp = next(r for r, _ in seen if r.probe == "tcp")
+    assert tcp.verdict == "reachable" and tcp.duration_ms < 300  # measured at once, only reported later
+    assert time.monotonic() - started < 0.5 + 0.5
+
+
+def test_a_family_whose_controls_all_fail_is_offline_on_its_own(listener):
+    """IPv4 works, IPv6 does not (its only control is refused): IPv6 failures are
+    inconclusive, IPv4 failures keep their verdict."""
+    with socket.socket(socket.AF_INET6) as v6, socket.socket() as v4:
+        v6.bind(("::1", 0))
+        v4.bind(("127.0.0.1", 0))
+        closed6, closed4 = v6.getsockname()[1], v4.getsockname()[1]
+    plan = make_plan(controls=[f"127.0.0.2:{listener.port}", f"[::1]:{closed6}"],
+                     endpoints=[f"127.0.0.1:{closed4}", f"[::1]:{closed6}"], networks=("127.0.0.1/32",))
+    records = []
+    outcome = asyncio.run(Runner(plan, Settings(timeout=0.5, concurrency=8), records.append).run())
+    assert outcome.vantage == "online" and outcome.offline_families == [6]
+    by_target = {r.target: r for r in records if r.probe == "tcp"}
+    assert (by_target[f"127.0.0.1:{closed4}"].verdict, by_target[f"127.0.0.1:{closed4}"].reason) == \
+        ("reset", "tcp.refused")
+    v6_result = by_target[f"[::1]:{closed6}"]
+    assert (v6_result.verdict, v6_result.reason) == ("inconclusive", "tcp.refused")
+    assert v6_result.evidence["vantage"] == "ipv6_offline" and v6_result.evidence["verdict_if_online"] == "reset"
+    assert records[-1].evidence["findings"][0].startswith("IPv6 looks offline from this vantage point")
 
 
 def test_held_results_are_bounded_while_the_controls_decide(blackhole, listener):
