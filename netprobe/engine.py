@@ -8,12 +8,11 @@ ConnectPool): no coroutine, future or timer per probe.  Every other kind runs
 as a coroutine under its own deadline.  Every result is handed to `emit` the
 moment it exists, so an interrupted run keeps everything it measured.
 
-Controls are started first and the other probes right behind them; until the
-controls have shown whether this vantage point is online (one reachable
-control is enough), results wait in a buffer that holds at most one
+Controls are started first and the other probes right behind them; until
+every control is in, results wait in a buffer that holds at most one
 `concurrency`'s worth, so that no verdict is reported before it can be
-adjusted for an offline vantage point, and a dropped control costs no time of
-its own.
+adjusted for an offline vantage point, or for an address family none of whose
+controls got through.  A dropped control costs at most one --timeout.
 """
 
 from __future__ import annotations
