@@ -157,6 +157,7 @@ def daemon_executor():
 def execute_plan(plan, options) -> int:
     """Run the plan, stream records to their sinks, print the report; the exit code."""
     import asyncio
+    import dataclasses
     import signal
 
     from rich.console import Console
@@ -177,11 +178,11 @@ def execute_plan(plan, options) -> int:
             raise UserError(str(exc)) from None
     stdout = None if quiet else StdoutWriter(fmt)
     run = RunInfo(label=options["label"])
-    settings = Settings(timeout=options["timeout"], concurrency=options["concurrency"], rate=options["rate"])
     total = len(plan)
-    settings = Settings(timeout=settings.timeout, concurrency=settings.concurrency, rate=settings.rate,
-                        deadline=options["deadline"] or default_deadline(total, settings, plan.stages),
+    settings = Settings(timeout=options["timeout"], concurrency=options["concurrency"], rate=options["rate"],
                         ca_bundle=options["ca_bundle"])
+    settings = dataclasses.replace(settings, deadline=options["deadline"]
+                                   or default_deadline(total, settings, plan.stages))
     err_console = Console(stderr=True, no_color=no_color, highlight=False)
     progress = None
     if err_console.is_terminal and not quiet and not no_color:
@@ -229,6 +230,8 @@ def execute_plan(plan, options) -> int:
     if failure:
         raise UserError(failure[0])
     outcome = runner.outcome
+    if not outcome.interrupted:
+        received.clear()  # a signal after the run had finished interrupted nothing
     notes = []
     if outcome.concurrency_note:
         notes.append(outcome.concurrency_note)
