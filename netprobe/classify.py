@@ -79,10 +79,46 @@ REASONS: dict[str, tuple[str, str]] = {
     "http.bad_response": (BLOCKED, "the answer was not HTTP"),
     "mtproto.bad_response": (BLOCKED, "the answer to req_pq_multi was not MTProto"),
     "mtproto.nonce_mismatch": (BLOCKED, "a resPQ that does not echo our nonce"),
-    "summary.blocking_observed": (BLOCKED, "at least one technique of blocking was observed (see findings)"),
+    "http.known_blockpage": (BLOCKED, "the answer matches a known blockpage fingerprint (OONI's public list)"),
+    "http.not_service": (INCONCLUSIVE, "the answer came from an address outside the service's networks: it "
+                         "cannot be shown to be the service's"),
+    # --- a failure (or a success) weighed against the controls of its stage (netprobe/vantage.py)
+    "dns.resolver_failing": (INCONCLUSIVE, "the resolver failed for the control names too: it is broken or "
+                             "unreachable, not blocking the service"),
+    "dns.same_for_all": (INCONCLUSIVE, "the resolver answered the control names the same way: it answers every "
+                         "name alike (captive portal, walled garden)"),
+    "dns.resolver_untrusted": (INCONCLUSIVE, "the control names' answers from this resolver lead to servers "
+                               "whose TLS does not verify for them (captive portal)"),
+    "dns.intercepted_all": (INCONCLUSIVE, "the address that runs no DNS server answered the control names alike: "
+                            "all DNS is intercepted, not only the service's"),
+    "tcp.path_failing": (INCONCLUSIVE, "every TCP control of this address family and port failed too"),
+    "tcp.intercepted": (INCONCLUSIVE, "a connection that must fail was accepted on this port: something on the "
+                        "path accepts every connection, so a completed handshake proves nothing"),
+    "tls.untrusted_for_all": (INCONCLUSIVE, "TLS fails verification for the control names too (a TLS-intercepting "
+                              "proxy, a wrong clock or trust store)"),
+    "tls.path_failing": (INCONCLUSIVE, "TLS handshakes with the control names failed too"),
+    "http.path_failing": (INCONCLUSIVE, "plain HTTP to the control names failed too"),
+    "http.intercepted": (INCONCLUSIVE, "this port is intercepted: an answer on it cannot be shown to be the "
+                         "service's"),
+    "mtproto.intercepted": (INCONCLUSIVE, "this port is intercepted: the MTProto failure is the interceptor's "
+                            "answer, not the service's"),
+    "interception.accepted": (INCONCLUSIVE, "negative control: a connection that must fail was accepted, so "
+                              "something on the path answers for every address on this port"),
+    "vantage.offline": (INCONCLUSIVE, "no control got through at any stage and nothing answered: this vantage "
+                        "point looks offline"),
+    "vantage.undecided": (INCONCLUSIVE, "the run ended before the controls decided whether this vantage point "
+                          "is online"),
+    "vantage.ipv4_offline": (INCONCLUSIVE, "every IPv4 control failed: IPv4 looks offline here"),
+    "vantage.ipv6_offline": (INCONCLUSIVE, "every IPv6 control failed: IPv6 looks offline here"),
+    "vantage.no_open_access": (INCONCLUSIVE, "no control got through at any stage while something on the path "
+                               "answers: this network gives no open access (captive portal, walled garden)"),
+    "summary.blocking_observed": (BLOCKED, "at least one technique of blocking was observed, backed by passing "
+                                  "controls of its stage (see findings)"),
     "summary.undecided": (INCONCLUSIVE, "the run ended before any control answered: nothing can be concluded"),
     "summary.nothing_concluded": (INCONCLUSIVE, "no probe got a genuine answer, and none showed a block"),
     "summary.offline": (INCONCLUSIVE, "no control endpoint was reachable: nothing can be concluded"),
+    "summary.no_open_access": (INCONCLUSIVE, "no control got through at any stage while something on the path "
+                               "answers: this network gives no open access to the Internet"),
     "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),
 }
 
@@ -378,15 +414,152 @@ def choose_addresses(dns_addresses: Iterable[str], dns_reason: str | None, pinne
     return [], "none", dns_reason or "dns.no_answer"
 
 
-# --- the vantage point -------------------------------------------------------
+def choose_control_addresses(dns_addresses: Iterable[str], dns_reason: str | None,
+                             pinned: Sequence[IPAddress]) -> tuple[list[IPAddress], str, str | None]:
+    """Which addresses a control name's TLS and HTTP controls contact.
 
-# Probe kinds whose "reachable" rests on silence (nothing injected an answer):
-# from an offline vantage point silence proves nothing either.
-REACHABLE_BY_SILENCE = frozenset({"dns_injection"})
+    Whatever DNS answered, unless it failed and the name has pinned addresses:
+    a control must follow the resolver's answers, so that a portal that answers
+    every name with itself shows up as TLS that does not verify.
+    """
+    answered = [parse_ip(a) for a in dns_addresses]
+    ordered = lambda ips: sorted(ips, key=lambda ip: ip.version)  # noqa: E731 - stable, IPv4 first
+    if answered and (dns_reason is None or not pinned):
+        return ordered(answered), "dns", dns_reason
+    if pinned:
+        return ordered(pinned), "pinned", dns_reason
+    return [], "none", dns_reason or "dns.no_answer"
 
 
-def offline_adjusted(verdict: str, kind: str = "") -> str:
-    """With no control reachable, a failure says nothing about the service."""
-    if verdict in (BLOCKED, RESET) or (verdict == REACHABLE and kind in REACHABLE_BY_SILENCE):
-        return INCONCLUSIVE
-    return verdict
+# --- control names' DNS answers -------------------------------------------------
+
+def classify_control_dns(outcomes: Sequence[DnsQueryOutcome], pinned: Iterable[IPAddress]) -> str | None:
+    """Reason for a control name's A+AAAA outcomes, or None when they look genuine.
+
+    A control name has no "networks": any public address is plausible (CDNs
+    move), so only failures and forged-looking addresses count against it.
+    Its pinned addresses are genuine even when private (a lab, a company).
+    """
+    pinned = frozenset(pinned)
+    if aaaa_timed_out_alone(outcomes):
+        # The resolver answers names; whether it drops AAAA is kept apart (netprobe/vantage.py).
+        outcomes = [o for o in outcomes if o.qtype != "AAAA"]
+    for outcome in outcomes:
+        if outcome.error_reason:
+            return outcome.error_reason
+    for outcome in outcomes:
+        if outcome.rcode and outcome.rcode != "NOERROR":
+            return _RCODE_REASONS.get(outcome.rcode, "dns.bad_rcode")
+    addresses = [parse_ip(a) for o in outcomes for a in o.addresses]
+    if not addresses:
+        return "dns.no_answer"
+    foreign = [ip for ip in addresses if ip not in pinned]
+    if any(is_teredo(ip) for ip in foreign):
+        return "dns.teredo"
+    if any(is_bogon(ip) for ip in foreign):
+        return "dns.bogon"
+    return None
+
+
+def aaaa_timed_out_alone(outcomes: Sequence[DnsQueryOutcome]) -> bool:
+    """The AAAA query went unanswered while A got an answer (of any content):
+    some home routers and resolvers drop AAAA for every name."""
+    by_type = {o.qtype: o for o in outcomes}
+    a, aaaa = by_type.get("A"), by_type.get("AAAA")
+    return (a is not None and aaaa is not None and aaaa.error_reason == "dns.timeout"
+            and not a.error_reason and a.rcode == "NOERROR")
+
+
+def a_genuine(outcomes: Sequence[DnsQueryOutcome], networks: Iterable[IPNetwork]) -> bool:
+    """The A answer alone is the service's: addresses, all inside its networks."""
+    a = next((o for o in outcomes if o.qtype == "A"), None)
+    if a is None or not a.addresses:
+        return False
+    try:
+        return classify_dns([a], networks) is None
+    except ValueError:
+        return False
+
+
+def injection_reason(answer: DnsQueryOutcome | None, networks: Iterable[IPNetwork],
+                     control_addresses: Iterable[IPAddress] | None = None) -> str:
+    """An address that runs no DNS server answered.  A forged (or unreadable) answer is
+    injection; a genuine one is a transparent DNS proxy (hotel, ISP, company)
+    answering in the resolver's place: not evidence of a block."""
+    if answer is None:
+        return "dns.injected"
+    try:
+        if control_addresses is not None:  # a control name: any plausible public answer is genuine
+            genuine = classify_control_dns([answer], control_addresses) is None
+        else:
+            genuine = classify_dns([answer], networks) is None
+    except ValueError:
+        genuine = False
+    return "dns.intercepted" if genuine else "dns.injected"
+
+
+# --- HTTP answers ------------------------------------------------------------------
+
+def host_on_service(host: str, domains: Iterable[str]) -> bool:
+    return any(host == d or host.endswith("." + d) for d in domains if d)
+
+
+def location_target(location: str, domains: Iterable[str],
+                    networks: Iterable[IPNetwork]) -> tuple[str | None, bool, str | None]:
+    """Where a redirect points: (host, still on the service, parse error)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(location.strip())
+        host = parts.hostname  # lower case, without brackets
+    except ValueError as exc:
+        return None, False, str(exc)[:200]
+    if not parts.netloc:
+        # A relative reference stays on this host; a scheme with no host (javascript:, data:) leaves it.
+        return None, parts.scheme in ("", "http", "https"), None
+    host = (host or "").rstrip(".")
+    on_service = host_on_service(host, domains)
+    if not on_service:
+        try:
+            on_service = in_networks(parse_ip(host), networks)
+        except ValueError:
+            pass
+    return host, on_service, None
+
+
+# OONI's scope for fingerprints that are only a vague blocking word ("Access Denied"): they also
+# match ordinary error pages (Apache's and Akamai's 403), so they are recorded, not trusted.
+VAGUE_BLOCKPAGE_SCOPE = "vbw"
+
+
+def http_answer_reason(status: int | None, location_on_service: bool | None,
+                       blockpage: dict | None) -> str | None:
+    """An HTTP answer is a blockpage when it says so (451), sends the reader off the
+    service, or matches a known blockpage; anything else may be the service's.
+    Telegram's own status codes and page text are deliberately not pinned: they
+    have changed before (ooni/probe#756, #2382)."""
+    if status == 451:
+        return "http.blockpage"
+    if blockpage is not None and blockpage.get("scope") != VAGUE_BLOCKPAGE_SCOPE:
+        return "http.known_blockpage"
+    if status is not None and 300 <= status < 400 and location_on_service is False:
+        return "http.blockpage"
+    return None
+
+
+# --- MTProto answers --------------------------------------------------------------
+
+_MTPROTO_RESPONSE_REASONS = {"res_pq": None, "transport_error": None, "nonce_mismatch": "mtproto.nonce_mismatch"}
+
+
+def mtproto_response_reason(kind: str) -> str | None:
+    """A resPQ echoing our nonce, or a transport error only an MTProto server sends,
+    is the server itself; anything else is not MTProto."""
+    return _MTPROTO_RESPONSE_REASONS.get(kind, "mtproto.bad_response")
+
+
+# --- negative controls ------------------------------------------------------------
+
+def negative_control_reason(connect_reason: str | None) -> str | None:
+    """A connection that must fail: its success is the finding (interception)."""
+    return "interception.accepted" if connect_reason is None else None

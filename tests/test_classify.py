@@ -35,7 +35,6 @@ from netprobe.classify import (
     dns_reason,
     errno_failure,
     failure_of,
-    offline_adjusted,
     stream_failure,
     stream_reason,
     tls_failure,
@@ -472,12 +471,3 @@ def test_networks_may_be_any_iterable():
 
 def test_no_networks_means_no_network_constraint():
     assert classify_dns([a("93.184.216.34"), aaaa()], ()) is None
-
-
-# --- the vantage point -----------------------------------------------------------
-
-@pytest.mark.parametrize("verdict, adjusted", [
-    (BLOCKED, INCONCLUSIVE), (RESET, INCONCLUSIVE), (REACHABLE, REACHABLE), (INCONCLUSIVE, INCONCLUSIVE),
-])
-def test_offline_adjusted(verdict, adjusted):
-    assert offline_adjusted(verdict) == adjusted

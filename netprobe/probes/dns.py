@@ -23,7 +23,17 @@ import dns.rdataclass
 import dns.rdatatype
 
 from netprobe.addresses import Endpoint, IPNetwork
-from netprobe.classify import DnsQueryOutcome, classify_dns, dns_reason, doh_reason, errno_failure
+from netprobe.classify import (
+    DnsQueryOutcome,
+    a_genuine,
+    aaaa_timed_out_alone,
+    classify_control_dns,
+    classify_dns,
+    dns_reason,
+    doh_reason,
+    errno_failure,
+    injection_reason,
+)
 from netprobe.probes.route import local_route_error
 from netprobe.records import Result, printable_bytes
 from netprobe.resolvers import DohResolver
@@ -201,12 +211,15 @@ def outcome_of(entry: dict) -> DnsQueryOutcome:
 
 
 async def probe_dns(name: str, resolver: Endpoint | DohResolver, networks: tuple[IPNetwork, ...],
-                    timeout: float, linger: float = LINGER_S, ca_bundle: str | None = None) -> Result:
+                    timeout: float, linger: float = LINGER_S, ca_bundle: str | None = None,
+                    control_addresses: tuple | None = None) -> Result:
+    """A and AAAA of `name`; a control name (control_addresses given, possibly empty) is
+    judged by control rules, since it has no networks of its own."""
     started = time.monotonic()
     if isinstance(resolver, DohResolver):
         entries = await asyncio.gather(*(_doh_query(name, qtype, resolver, timeout, ca_bundle)
                                          for qtype in QTYPES))
-        return _result(name, resolver, entries, networks, timeout, started)
+        return _result(name, resolver, entries, networks, timeout, started, control_addresses)
     no_route = local_route_error(resolver)
     if no_route is not None:
         reason = f"dns.{errno_failure(no_route.errno, immediate=True)}"
@@ -214,31 +227,37 @@ async def probe_dns(name: str, resolver: Endpoint | DohResolver, networks: tuple
         return Result("dns", name, str(resolver), reason, (time.monotonic() - started) * 1000, evidence)
     linger = min(linger, timeout / 4)
     entries = await asyncio.gather(*(_query(name, qtype, resolver, timeout, linger) for qtype in QTYPES))
-    return _result(name, resolver, entries, networks, timeout, started)
+    return _result(name, resolver, entries, networks, timeout, started, control_addresses)
 
 
-def _result(name: str, resolver, entries, networks, timeout: float, started: float) -> Result:
+def _result(name: str, resolver, entries, networks, timeout: float, started: float,
+            control_addresses: tuple | None = None) -> Result:
+    outcomes = [outcome_of(e) for e in entries]
     try:
-        reason = classify_dns([outcome_of(e) for e in entries], networks)
+        if control_addresses is not None:
+            reason = classify_control_dns(outcomes, control_addresses)
+        else:
+            reason = classify_dns(outcomes, networks)
     except ValueError:  # an "address" that does not parse: the answer is malformed
         reason = "dns.malformed"
     evidence = {"resolver": str(resolver), "queries": list(entries), "timeout_s": timeout}
+    if reason == "dns.timeout" and control_addresses is None and aaaa_timed_out_alone(outcomes):
+        # Only AAAA went unanswered: the controls' AAAA at this resolver decide (netprobe/vantage.py).
+        evidence.update(aaaa_only=True, a_genuine=a_genuine(outcomes, networks))
     elapsed = (time.monotonic() - started) * 1000
     return Result("dns", name, str(resolver), reason, elapsed, evidence)
 
 
-def injection_reason(answer: dns.message.Message, networks: tuple[IPNetwork, ...]) -> str:
-    """A forged answer is injection; a genuine one is a transparent DNS proxy
-    (hotel, ISP, company) answering in the resolver's place: not evidence of a block."""
+def answer_outcome(answer: dns.message.Message) -> DnsQueryOutcome | None:
+    """The A outcome of an answer from the canary; None when it cannot be read."""
     try:
-        genuine = classify_dns([outcome_of({"qtype": "A", **_answers(answer, "A")})], networks) is None
+        return outcome_of({"qtype": "A", **_answers(answer, "A")})
     except Exception:  # unreadable: certainly not a genuine answer
-        genuine = False
-    return "dns.intercepted" if genuine else "dns.injected"
+        return None
 
 
 async def probe_dns_injection(name: str, canary: Endpoint, timeout: float,
-                              networks: tuple[IPNetwork, ...] = ()) -> Result:
+                              networks: tuple[IPNetwork, ...] = (), control_addresses: tuple | None = None) -> Result:
     """Ask `canary`, an address that runs no DNS server: any answer was made on the path.
 
     Silence and an ICMP port unreachable are both what an honest path gives,
@@ -264,7 +283,7 @@ async def probe_dns_injection(name: str, canary: Endpoint, timeout: float,
             reason = "dns.injected"  # any datagram from the canary was made on the path
             evidence.update(transport="udp", unreadable=printable_bytes(exchange.unreadable[0]))
         elif answers:
-            reason = injection_reason(answers[0][1], networks)
+            reason = injection_reason(answer_outcome(answers[0][1]), networks, control_addresses)
             try:
                 evidence.update(transport="udp", **_answers(answers[0][1], "A"))
             except Exception as exc:  # an answer we cannot read is still an answer

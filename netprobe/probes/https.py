@@ -23,18 +23,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import ipaddress
 import re
 import socket
 import ssl
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from netprobe import __version__
 from netprobe.addresses import Endpoint, IPAddress, IPNetwork, in_networks
-from netprobe.classify import ConnectionClosed, stream_reason, tls_reason
+from netprobe.blockpages import match_blockpage
+from netprobe.classify import ConnectionClosed, http_answer_reason, location_target, stream_reason, tls_reason
 from netprobe.probes.tcp import ConnectFailed, connect_evidence, open_socket
 from netprobe.records import Result, printable_bytes
 
@@ -226,32 +225,6 @@ def tls_error_evidence(exc: BaseException) -> dict[str, Any]:
     return evidence
 
 
-def _host_on_service(host: str, domains: Iterable[str]) -> bool:
-    return any(host == d or host.endswith("." + d) for d in domains if d)
-
-
-def location_verdict(location: str, domain: str, service_domains: Iterable[str],
-                     networks: Iterable[IPNetwork]) -> dict[str, Any]:
-    """Where a redirect points, and whether that is still the service."""
-    try:
-        parts = urlsplit(location.strip())
-        host = parts.hostname  # lower case, without brackets
-    except ValueError as exc:
-        return {"location_host": None, "location_error": str(exc)[:200], "location_on_service": False}
-    if not parts.netloc:
-        # A relative reference stays on this host; a scheme with no host (javascript:, data:) leaves it.
-        return {"location_host": None, "location_on_service": parts.scheme in ("", "http", "https")}
-    host = (host or "").rstrip(".")
-    on_service = _host_on_service(host, (domain, *service_domains))
-    if not on_service:
-        try:
-            on_service = in_networks(ipaddress.ip_address(host), networks)
-        except ValueError:
-            pass
-    return {"location_host": escape_text(host.encode("utf-8", "backslashreplace")),
-            "location_on_service": on_service}
-
-
 # --- the HTTP answer ---------------------------------------------------------------------
 
 class BadResponse(Exception):
@@ -363,19 +336,25 @@ def http_request(domain: str) -> bytes:
 
 def http_reason(response: _Response, domain: str, service_domains: Iterable[str],
                 networks: Iterable[IPNetwork], evidence: dict[str, Any]) -> str | None:
-    """None (reachable) for any HTTP answer except a blockpage: 451, or a redirect off the service."""
-    status = response.status or 0
-    if status == 451:
-        evidence["blockpage"] = "status 451"
-        return "http.blockpage"
+    """What the answer shows (where a redirect points, which known blockpage it matches),
+    recorded as evidence; classify names the reason."""
+    status = response.status
     location = response.headers.get("location")
-    if 300 <= status < 400 and location is not None:
-        where = location_verdict(location, domain, service_domains, networks)
-        evidence.update(where)
-        if not where["location_on_service"]:
-            evidence["blockpage"] = "redirect off the service"
-            return "http.blockpage"
-    return None
+    on_service = None
+    if status is not None and 300 <= status < 400 and location is not None:
+        host, on_service, error = location_target(location, (domain, *service_domains), networks)
+        evidence["location_host"] = escape_text(host.encode("utf-8", "backslashreplace")) if host else None
+        evidence["location_on_service"] = on_service
+        if error:
+            evidence["location_error"] = error
+    known = match_blockpage(status, response.headers, response.body[:BODY_PREFIX])
+    reason = http_answer_reason(status, on_service, known)
+    if known is not None:
+        evidence["blockpage"] = f"known blockpage: {known['name']}"
+        evidence["blockpage_fingerprint"] = known
+    elif reason is not None:
+        evidence["blockpage"] = "status 451" if status == 451 else "redirect off the service"
+    return reason
 
 
 # --- the probe ---------------------------------------------------------------------------
@@ -474,9 +453,9 @@ class _Run:
             http["ended_by"] = reason  # the status line is in: an HTTP answer arrived; its tail was cut
         self.answered = True
         http["response_ms"] = self._stage_ms()
-        self.reason = http_reason(response, self.domain, self.service_domains, self.networks, http)
         if response.headers_complete:
             await self._body_prefix(stream, response, http)
+        self.reason = http_reason(response, self.domain, self.service_domains, self.networks, http)
         self._record(response, http)
 
     @staticmethod
@@ -518,6 +497,7 @@ class _Run:
         if self.answered and self.response is not None:  # only the body prefix wait was cut
             http = self.evidence["http"]
             http["body_wait"] = "probe deadline"
+            self.reason = http_reason(self.response, self.domain, self.service_domains, self.networks, http)
             self._record(self.response, http)
             return
         if self.response is not None and self.response.status is not None:

@@ -23,7 +23,7 @@ import time
 
 from netprobe import mtproto_wire as wire
 from netprobe.addresses import Endpoint
-from netprobe.classify import ConnectionClosed, failure_of, stream_reason
+from netprobe.classify import ConnectionClosed, failure_of, mtproto_response_reason, stream_reason
 from netprobe.probes.tcp import ConnectFailed, connect_evidence, open_socket
 from netprobe.records import Result, printable_bytes
 
@@ -123,9 +123,6 @@ def _response_evidence(info: wire.ResponseInfo) -> dict:
     return evidence
 
 
-_RESPONSE_REASONS = {"res_pq": None, "transport_error": None, "nonce_mismatch": "mtproto.nonce_mismatch"}
-
-
 async def probe_mtproto(endpoint: Endpoint, transport: str, timeout: float,
                         context: dict | None = None) -> Result:
     """One req_pq_multi exchange over `transport` with one deadline for all stages.
@@ -162,7 +159,7 @@ async def probe_mtproto(endpoint: Endpoint, transport: str, timeout: float,
                     info = wire.parse_response(payload, nonce)
                     evidence.update(_response_evidence(info))
                     evidence["response_ms"] = _ms(state.sent_at)
-                    reason = _RESPONSE_REASONS.get(info.kind, "mtproto.bad_response")
+                    reason = mtproto_response_reason(info.kind)
         except TimeoutError as exc:
             if state.stage == "connect":  # as probe_tcp records a connect timeout
                 evidence.update(connect_evidence(ConnectFailed(exc, immediate=False), _ms(started)))
