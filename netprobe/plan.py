@@ -9,15 +9,21 @@ from __future__ import annotations
 import random
 import sys
 from dataclasses import dataclass
+from ipaddress import ip_address
 from socket import inet_ntoa
 from typing import Iterator
 
-from netprobe.addresses import Endpoint
+from netprobe.addresses import Endpoint, IPAddress
 from netprobe.targets import Domain, EndpointTarget, Range, TargetSet
 
 # Probe kinds in the order a run performs them.
 PROBE_KINDS = ("dns", "dns_injection", "tcp", "https", "http", "mtproto", "mtproto_abridged", "mtproto_obfuscated2")
 MTPROTO_KINDS = ("mtproto", "mtproto_abridged", "mtproto_obfuscated2")
+
+
+# Addresses reserved for documentation (RFC 5737 TEST-NET-1, RFC 3849): no host answers
+# there, so a connection to them that succeeds was accepted by something on the path.
+DEFAULT_NEGATIVE_CONTROLS = (ip_address("192.0.2.1"), ip_address("2001:db8::1"))
 
 
 class PlanError(ValueError):
@@ -55,9 +61,50 @@ class Plan:
     probe_controls: bool = True
 
     def controls(self) -> list[Task]:
+        """Every control, stage by stage: what the service's probes are weighed against
+        (netprobe/vantage.py).  Records say which connections were used."""
         if not self.probe_controls:
             return []
-        return [Task("control", str(ep), endpoint=ep) for ep in self.targets.controls]
+        tasks = [Task("control", str(ep), endpoint=ep, context=(("stage", "tcp"),)) for ep in self.targets.controls]
+        for address in self.negative_controls():
+            for port in self.ports():
+                endpoint = Endpoint(address, port)
+                tasks.append(Task("control", str(endpoint), endpoint=endpoint, context=(("stage", "interception"),)))
+        names = self.targets.control_domains
+        if "dns" in self.kinds:
+            tasks += [Task("control", d.name, domain=d, resolver=r, context=(("stage", "dns"),))
+                      for d in names for r in self.resolvers]
+        if "dns_injection" in self.kinds:
+            tasks += [Task("control", d.name, domain=d, resolver=c, context=(("stage", "dns_injection"),))
+                      for d in names for c in self.canaries()]
+        for kind, stage in (("https", "tls"), ("http", "http")):
+            if kind in self.kinds:
+                tasks += [Task("control", d.name, domain=d, context=(("stage", stage),)) for d in names]
+        return tasks
+
+    def ports(self) -> list[int]:
+        """Every TCP port the plan connects to: one negative control each."""
+        ports: set[int] = {ep.port for ep in self.targets.controls}
+        if "tcp" in self.kinds or set(MTPROTO_KINDS) & set(self.kinds):
+            ports.update(t.endpoint.port for t in self.targets.endpoints)
+        if "tcp" in self.kinds:
+            ports.update(p for r in self.targets.ranges for p in r.ports)
+        if self.targets.domains:
+            ports.update(port for kind, port in (("https", 443), ("http", 80)) if kind in self.kinds)
+        return sorted(ports)
+
+    def negative_controls(self) -> tuple[IPAddress, ...]:
+        """The file's negative_controls, else a documentation address per address family the
+        plan connects to.  Loopback has no path to intercept, so a plan that only
+        touches loopback gets none (and sends nothing off this machine)."""
+        if self.targets.negative_controls is not None:
+            return self.targets.negative_controls
+        destinations = [ep.ip for ep in self.targets.controls]
+        destinations += [t.endpoint.ip for t in self.targets.endpoints]
+        destinations += [r.cidr.network_address for r in self.targets.ranges]
+        destinations += [a for d in (*self.targets.domains, *self.targets.control_domains) for a in d.addresses]
+        families = {ip.version for ip in destinations if not ip.is_loopback}
+        return tuple(ip for ip in DEFAULT_NEGATIVE_CONTROLS if ip.version in families)
 
     def tasks(self) -> Iterator[Task]:
         if "dns" in self.kinds:

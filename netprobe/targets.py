@@ -35,7 +35,8 @@ MAX_WHOLE_RANGE = 65536
 MAX_FILE_BYTES = 4 * 1024 * 1024
 BUILTIN = "telegram"
 
-_TOP_KEYS = {"name", "description", "networks", "controls", "domains", "endpoints", "ranges", "dns_canary"}
+_TOP_KEYS = {"name", "description", "networks", "controls", "control_domains", "negative_controls", "domains",
+             "endpoints", "ranges", "dns_canary"}
 _DOMAIN_KEYS = {"name", "addresses", "note"}
 _ENDPOINT_KEYS = {"address", "dc", "note"}
 _RANGE_KEYS = {"cidr", "ports", "sample", "note"}
@@ -79,6 +80,10 @@ class TargetSet:
     endpoints: tuple[EndpointTarget, ...] = ()
     ranges: tuple[Range, ...] = ()
     dns_canary: tuple[IPAddress, ...] = field(default=())
+    # Non-service names measured like the service's domains at every stage (DNS, TLS, HTTP).
+    control_domains: tuple[Domain, ...] = ()
+    # Addresses that must not accept a connection; None: the built-in default (netprobe/plan.py).
+    negative_controls: tuple[IPAddress, ...] | None = None
 
 
 def normalize_domain(text: object) -> str:
@@ -181,13 +186,29 @@ class _Parser:
         self.unique("endpoints", [e.endpoint for e in endpoints])
         ranges = [self.range(f"ranges[{i}]", v) for i, v in enumerate(self.array("ranges", data))]
         self.unique("ranges", [(r.cidr, r.ports) for r in ranges])
+        control_domains = [self.domain(f"control_domains[{i}]", v, networks, control=True)
+                           for i, v in enumerate(self.array("control_domains", data))]
+        self.unique("control_domains", [d.name for d in control_domains])
+        for i, control in enumerate(control_domains):
+            if control.name in {d.name for d in domains}:
+                raise self.fail(f"control_domains[{i}]", f"{control.name} is also one of the service's domains")
+        negative = None
+        if "negative_controls" in data:
+            negative = self.unique("negative_controls", [
+                self.convert(f"negative_controls[{i}]", parse_ip, v)
+                for i, v in enumerate(self.array("negative_controls", data))])
+            for i, address in enumerate(negative):
+                if in_networks(address, networks):
+                    raise self.fail(f"negative_controls[{i}]", f"{address} lies inside the service's networks; "
+                                    "a negative control must be an address that accepts no connection")
         canary = self.unique("dns_canary", [self.convert(f"dns_canary[{i}]", parse_ip, v)
                                             for i, v in enumerate(self.array("dns_canary", data))])
         if not (domains or endpoints or ranges):
             raise TargetFileError(f"{self.source}: nothing to probe: no domains, endpoints or ranges")
         return TargetSet(name=name, source=self.source, networks=tuple(networks), controls=tuple(controls),
                          domains=tuple(domains), endpoints=tuple(endpoints), ranges=tuple(ranges),
-                         dns_canary=tuple(canary))
+                         dns_canary=tuple(canary), control_domains=tuple(control_domains),
+                         negative_controls=None if negative is None else tuple(negative))
 
     def check_keys(self, where: str, table: dict[str, Any], allowed: set[str]) -> None:
         unknown = sorted(set(table) - allowed)
@@ -215,7 +236,7 @@ class _Parser:
             seen.add(item)
         return items
 
-    def domain(self, key: str, value: Any, networks: list[IPNetwork]) -> Domain:
+    def domain(self, key: str, value: Any, networks: list[IPNetwork], control: bool = False) -> Domain:
         if isinstance(value, str):
             return Domain(self.convert(key, normalize_domain, value))
         if not isinstance(value, dict):
@@ -228,7 +249,10 @@ class _Parser:
             self.convert(f"{key}.addresses[{i}]", parse_ip, a)
             for i, a in enumerate(self.array("addresses", value, f"{key}.addresses"))])
         for i, address in enumerate(addresses):
-            if networks and not in_networks(address, networks):
+            if control and in_networks(address, networks):
+                raise self.fail(f"{key}.addresses[{i}]", f"{address} lies inside the service's networks; "
+                                "a control name must not be the service's")
+            if not control and networks and not in_networks(address, networks):
                 raise self.fail(f"{key}.addresses[{i}]", f"pinned address {address} lies outside the "
                                 "service's networks")
         return Domain(name, tuple(addresses))

@@ -229,7 +229,7 @@ def test_targets_prints_the_plan_as_jsonl(local):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert rows == [
-        {"probe": "control", "target": local["control"], "address": local["control"]},
+        {"probe": "control", "target": local["control"], "address": local["control"], "stage": "tcp"},
         {"probe": "tcp", "target": local["open"], "address": local["open"]},
         {"probe": "tcp", "target": local["closed"], "address": local["closed"], "dc": 2},
     ]

@@ -72,8 +72,9 @@ def test_parse_probe_kinds_errors(text, fragment):
 def test_controls_are_separate_and_come_first():
     p = plan()
     controls = p.controls()
-    assert [t.kind for t in controls] == ["control", "control"]
-    assert [t.target for t in controls] == ["1.1.1.1:443", "8.8.8.8:443"]
+    assert {t.kind for t in controls} == {"control"}
+    assert [t.target for t in controls if dict(t.context)["stage"] == "tcp"] == ["1.1.1.1:443", "8.8.8.8:443"]
+    assert controls[:2] == [t for t in controls if dict(t.context)["stage"] == "tcp"]
     assert all(t.kind != "control" for t in p.tasks())
 
 
@@ -130,7 +131,7 @@ def test_sample_gives_n_distinct_addresses_inside_the_cidr():
 def test_sample_times_ports():
     p = plan('ranges = [{ cidr = "91.108.4.0/22", ports = [443, 80, 5222], sample = 4 }]')
     tasks = list(p.tasks())
-    assert len(tasks) == 12 == len(p)
+    assert len(tasks) == 12 == len(p) - len(p.controls())
     assert len({t.endpoint.ip for t in tasks}) == 4
     assert {t.endpoint.port for t in tasks} == {443, 80, 5222}
 
@@ -169,8 +170,11 @@ def test_len_is_the_number_of_probes(kinds, probe_controls):
 
 
 def test_len_of_the_example():
-    # 2 controls + 3 domains x 2 resolvers + 2 endpoints + 4 addresses x 2 ports
-    assert len(plan()) == 2 + 6 + 2 + 8
+    # 2 controls + 3 domains x 2 resolvers + 2 endpoints + 4 addresses x 2 ports,
+    # + a negative control per port and address family used
+    p = plan()
+    negatives = [t for t in p.controls() if dict(t.context)["stage"] == "interception"]
+    assert len(p) == 2 + 6 + 2 + 8 + len(negatives)
 
 
 def test_kinds_of_all_tasks_follow_run_order():
@@ -209,7 +213,7 @@ WHOLE_16 = 'endpoints = ["1.2.3.4:443"]\nranges = [{ cidr = "10.0.0.0/16", ports
 
 def test_a_whole_16_is_planned_lazily():
     p = plan(WHOLE_16, kinds=("tcp",))
-    assert len(p) == 1 + 65536 * 2
+    assert len(p) == 1 + 65536 * 2 + len(p.controls())
     tasks = p.tasks()
     assert inspect.isgenerator(tasks)
     tracemalloc.start()
@@ -226,5 +230,5 @@ def test_a_whole_16_is_planned_lazily():
 def test_sampling_a_large_ipv6_range():
     p = plan('ranges = [{ cidr = "2001:db8::/64", ports = [443], sample = 4 }]', kinds=("tcp",))
     tasks = list(p.tasks())
-    assert len(tasks) == 4 == len(p)
+    assert len(tasks) == 4 == len(p) - len(p.controls())
     assert all(t.endpoint.ip in ipaddress.ip_network("2001:db8::/64") for t in tasks)

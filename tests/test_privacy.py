@@ -219,7 +219,9 @@ def measured_network(tmp_path):
                                 domains=[DOMAIN], endpoints=["10.214.1.2:443"], dns_canary=["10.214.1.9"])
         yield {"spaces": spaces, "client": client, "targets": targets, "resolver": bound["dns"],
                "ca": tmp_path / "pki" / "ca.pem",
-               "plan": {"10.214.1.1", "10.214.1.2", "10.214.1.9", "10.214.2.7", "10.214.3.53"}}
+               # 192.0.2.1: the default negative control (a documentation address, netprobe/plan.py),
+               # part of the plan `netprobe targets` prints.
+               "plan": {"10.214.1.1", "10.214.1.2", "10.214.1.9", "10.214.2.7", "10.214.3.53", "192.0.2.1"}}
     finally:
         if server_proc is not None:
             server_proc.kill()
