@@ -10,12 +10,37 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET
 from netprobe.records import Result
+from netprobe.vantage import NO_OPEN_ACCESS, OFFLINE, UNDECIDED, ControlBoard
 
 FAILED = (BLOCKED, RESET)
 MAX_EXAMPLES = 3
+
+# Inconclusive reasons that say the network intercepts everything, not only the service.
+INTERCEPTION_REASONS = {
+    "tcp.intercepted": "connections that must fail were accepted",
+    "http.intercepted": "plain HTTP goes to whatever accepts every connection",
+    "mtproto.intercepted": "MTProto was answered by whatever accepts every connection",
+    "tls.untrusted_for_all": "TLS fails verification for every name, the control names included "
+                             "(a TLS-intercepting proxy, or a wrong clock or trust store)",
+    "dns.intercepted_all": "an address that runs no DNS server answers every name alike (all DNS is "
+                           "intercepted)",
+    "dns.same_for_all": "the resolver answers every name alike (captive portal, walled garden)",
+    "dns.resolver_untrusted": "the resolver's answers lead to servers whose TLS does not verify (captive portal)",
+}
+# Inconclusive reasons that say a stage's controls failed too: those failures are not judged.
+NOT_JUDGED_REASONS = {
+    "dns.resolver_failing": "DNS",
+    "tcp.path_failing": "TCP",
+    "tls.path_failing": "TLS",
+    "http.path_failing": "HTTP",
+    "http.not_service": "HTTP",
+}
+STAGE_NAMES = {"tcp": "TCP", "dns": "DNS", "dns_injection": "DNS at the canary", "tls": "TLS", "http": "HTTP",
+               "interception": "interception"}
 
 _PHRASES = {
     "dns.nxdomain": "answered NXDOMAIN",
@@ -32,6 +57,19 @@ _PHRASES = {
     "tcp.reset": "reset",
     "tcp.unreachable": "ICMP unreachable",
 }
+
+
+def describe_stage(key: str) -> str:
+    """A ControlBoard state key ("tcp 4 443", "dns 10.0.0.1:53", "tls 6") in words."""
+    stage, _, rest = key.partition(" ")
+    parts = rest.split()
+    if stage == "tcp" and len(parts) == 2:
+        family = f" over IPv{parts[0]}" if parts[0] in ("4", "6") else ""
+        return f"TCP to port {parts[1]}{family}"
+    if stage == "dns":
+        return f"DNS at {rest}"
+    family = f" over IPv{rest}" if rest in ("4", "6") else ""
+    return f"{STAGE_NAMES.get(stage, stage)}{family}"
 
 
 def phrase(reason: str) -> str:
@@ -105,17 +143,46 @@ class Diagnosis:
         self.inconclusive = Counter()
         self.reachable_seen = False
         self.offline_families: set[int] = set()
+        self.board: ControlBoard | None = None          # what the controls showed (netprobe/vantage.py)
+        self.second_board: ControlBoard | None = None   # ... measured again at the end of a long run
+        self.not_judged: dict[str, Counter] = defaultdict(Counter)  # reason -> probe kind -> n
+        self.interception: dict[str, set] = defaultdict(set)        # reason -> targets
+        self.uncontrolled: Counter = Counter()                      # stage -> failures judged without control
+        self.judged_stages: set[str] = set()                         # stages with failures the controls judged
+        # Every probe kind has a handler: a new kind cannot silently count for nothing.
+        self.handlers: dict[str, Callable[[Result], None]] = {
+            "control": self._add_control, "dns": self._add_dns, "dns_injection": self._add_dns_injection,
+            "tcp": self._add_tcp, "https": self._add_web, "http": self._add_web,
+            "mtproto": self._add_mtproto, "mtproto_abridged": self._add_mtproto,
+            "mtproto_obfuscated2": self._add_mtproto,
+        }
 
     # --- folding ---------------------------------------------------------------
 
     def add(self, result: Result) -> None:
-        if result.verdict == INCONCLUSIVE and result.probe != "control":
+        handler = self.handlers.get(result.probe)
+        if handler is None:
+            raise ValueError(f"the diagnosis has no rule for probe kind {result.probe!r}")
+        if result.probe != "control":
+            self._weighed(result)
+        handler(result)
+
+    def _weighed(self, result: Result) -> None:
+        """What the judgment against the controls made of a service record."""
+        if result.verdict == INCONCLUSIVE:
             self.inconclusive[result.probe] += 1
-        if result.verdict == REACHABLE and result.probe != "control":
+            if result.reason in INTERCEPTION_REASONS:
+                self.interception[result.reason].add(result.target)
+            elif result.reason in NOT_JUDGED_REASONS:
+                self.not_judged[result.reason][result.probe] += 1
+                self.judged_stages.add(str(result.evidence.get("controls", {}).get("stage", "")))
+        if result.verdict == REACHABLE:
             self.reachable_seen = True
-        handler = getattr(self, f"_add_{result.probe}", None)
-        if handler is not None:
-            handler(result)
+        if result.verdict in FAILED and self.board is not None and "controls" not in result.evidence:
+            self.uncontrolled[(result.reason or "?").partition(".")[0]] += 1
+
+    def _add_control(self, result: Result) -> None:
+        """Controls are folded by the ControlBoard; the summary reads it."""
 
     def _add_dns(self, result: Result) -> None:
         self.dns_by_resolver[result.address or "?"].add(result.target, result)
@@ -134,7 +201,7 @@ class Diagnosis:
         cidr = result.evidence.get("range")
         (self.ranges[cidr] if cidr else self.endpoints).add(result.target, result)
 
-    def _add_https(self, result: Result) -> None:
+    def _add_web(self, result: Result) -> None:
         key = f"{result.probe} {result.target}"
         self.web.add(key, result)
         if result.verdict not in FAILED:
@@ -154,8 +221,6 @@ class Diagnosis:
         else:
             self.http_failed[key] = result.reason
 
-    _add_http = _add_https
-
     def _add_mtproto(self, result: Result) -> None:
         if (result.reason or "").startswith("tcp."):
             # The connect failed: that is IP blocking of the endpoint, not of the protocol.
@@ -165,69 +230,139 @@ class Diagnosis:
         self.mtproto[transport].add(result.target, result)
         self.mtproto_verdicts[result.target][transport] = result.verdict
 
-    _add_mtproto_abridged = _add_mtproto
-    _add_mtproto_obfuscated2 = _add_mtproto
-
     # --- stating ---------------------------------------------------------------
 
-    def technique_lines(self) -> list[str]:
-        """One sentence per technique observed; empty when nothing failed."""
-        lines = []
+    def techniques(self) -> list[dict]:
+        """Each technique observed, as data: kind, stage, how many targets failed of how many,
+        the reasons counted, a few targets, and the finding sentence.  Empty when nothing
+        failed.  `netprobe report` reads these, not the sentences."""
+        found: list[dict] = []
+
+        def add(kind: str, stage: str, finding: str, failed: int, tested: int | None,
+                reasons: Counter | dict, targets=()) -> None:
+            found.append({"kind": kind, "stage": stage, "failed": failed, "tested": tested,
+                          "reasons": dict(reasons), "targets": sorted(targets)[:MAX_EXAMPLES],
+                          "finding": finding})
+
         for resolver, tally in sorted(self.dns_by_resolver.items()):
             if tally.failed:
                 line = f"DNS: {tally.ratio()} domains failed at {resolver} ({counted(tally.reasons())})"
                 if self.bogus_addresses:
                     shown = ", ".join(a for a, _ in self.bogus_addresses.most_common(MAX_EXAMPLES))
                     line += f"; bogus addresses {shown}"
-                lines.append(line)
+                add("dns", "dns", line, len(tally.failed), len(tally.tested), tally.reasons(), tally.failed)
         if self.web_lookup_failed and not self.dns_by_resolver:
-            lines.append(f"DNS: {len(self.web_lookup_failed)} web probes found no genuine address "
-                         f"({counted(Counter(self.web_lookup_failed.values()))})")
+            add("dns", "dns", f"DNS: {len(self.web_lookup_failed)} web probes found no genuine address "
+                f"({counted(Counter(self.web_lookup_failed.values()))})", len(self.web_lookup_failed), None,
+                Counter(self.web_lookup_failed.values()), self.web_lookup_failed)
         disagreements = self.resolver_disagreements()
         if disagreements:
             domain, outcomes = disagreements[0]
             example = " vs ".join(f"{phrase(reason)} at {resolver}" for resolver, reason in sorted(outcomes.items()))
-            lines.append(f"DNS: resolvers disagree on {len(disagreements)}/{len(self.dns_outcomes)} domains "
-                         f"(e.g. {domain}: {example})")
+            add("dns", "dns", f"DNS: resolvers disagree on {len(disagreements)}/{len(self.dns_outcomes)} domains "
+                f"(e.g. {domain}: {example})", len(disagreements), len(self.dns_outcomes), {},
+                [d for d, _ in disagreements])
         if self.racing:
-            lines.append(f"DNS injection: {len(self.racing)} domains got a second, different answer "
-                         "racing the first (on-path injection)")
+            add("dns_injection", "dns", f"DNS injection: {len(self.racing)} domains got a second, different "
+                "answer racing the first (on-path injection)", len(self.racing), None, {}, self.racing)
         if self.injection.failed:
-            lines.append(f"DNS injection: {self.injection.ratio()} domains were answered by an address "
-                         "that runs no DNS server (something on the path answers DNS)")
+            add("dns_injection", "dns", f"DNS injection: {self.injection.ratio()} domains were answered by an "
+                "address that runs no DNS server (something on the path answers DNS)",
+                len(self.injection.failed), len(self.injection.tested), self.injection.reasons(),
+                self.injection.failed)
         if self.endpoints.failed:
-            lines.append(f"IP: {self.endpoints.ratio()} data-center endpoints failed "
-                         f"({counted(self.endpoints.reasons())})")
+            add("ip", "tcp", f"IP: {self.endpoints.ratio()} data-center endpoints failed "
+                f"({counted(self.endpoints.reasons())})", len(self.endpoints.failed), len(self.endpoints.tested),
+                self.endpoints.reasons(), self.endpoints.failed)
         for cidr, tally in sorted(self.ranges.items()):
             if tally.failed:
-                lines.append(f"IP: {tally.ratio()} probed addresses of {cidr} failed ({counted(tally.reasons())})")
+                add("ip", "tcp", f"IP: {tally.ratio()} probed addresses of {cidr} failed ({counted(tally.reasons())})",
+                    tally.failed, tally.tested, tally.reasons(), [cidr])
         if self.web_connect_failed:
-            lines.append(f"IP: {len(self.web_connect_failed)}/{len(self.web.tested)} web probes could not connect "
-                         f"({counted(Counter(self.web_connect_failed.values()))}): "
-                         f"{', '.join(sorted(self.web_connect_failed)[:MAX_EXAMPLES])}")
+            add("ip", "tcp", f"IP: {len(self.web_connect_failed)}/{len(self.web.tested)} web probes could not "
+                f"connect ({counted(Counter(self.web_connect_failed.values()))}): "
+                f"{', '.join(sorted(self.web_connect_failed)[:MAX_EXAMPLES])}", len(self.web_connect_failed),
+                len(self.web.tested), Counter(self.web_connect_failed.values()), self.web_connect_failed)
         if self.handshake_failed:
             domains = sorted(self.handshake_failed)
             https_tested = sum(1 for key in self.web.tested if key.startswith("https "))
-            lines.append(f"SNI: {len(domains)}/{https_tested} domains failed during the TLS handshake while TCP to the same "
-                         f"address connects ({counted(Counter(self.handshake_failed.values()))}): "
-                         f"{', '.join(domains[:MAX_EXAMPLES])}")
+            add("sni", "tls", f"SNI: {len(domains)}/{https_tested} domains failed during the TLS handshake while "
+                f"TCP to the same address connects ({counted(Counter(self.handshake_failed.values()))}): "
+                f"{', '.join(domains[:MAX_EXAMPLES])}", len(domains), https_tested,
+                Counter(self.handshake_failed.values()), domains)
         if self.bad_certificates:
             domain, message = sorted(self.bad_certificates.items())[0]
-            lines.append(f"TLS interception: {len(self.bad_certificates)} domains presented a certificate that "
-                         f"does not verify (e.g. {domain}: {message})")
+            add("tls_interception", "tls", f"TLS interception: {len(self.bad_certificates)} domains presented a "
+                f"certificate that does not verify (e.g. {domain}: {message})", len(self.bad_certificates), None,
+                {"tls.bad_certificate": len(self.bad_certificates)}, self.bad_certificates)
         if self.blockpages:
-            lines.append(f"HTTP: {len(self.blockpages)} web probes were answered with a blockpage: "
-                         f"{', '.join(sorted(self.blockpages)[:MAX_EXAMPLES])}")
+            add("http", "http", f"HTTP: {len(self.blockpages)} web probes were answered with a blockpage: "
+                f"{', '.join(sorted(self.blockpages)[:MAX_EXAMPLES])}", len(self.blockpages), None,
+                Counter(self.blockpages.values()), self.blockpages)
         if self.http_failed:
-            lines.append(f"HTTP: {len(self.http_failed)} web probes failed after connecting "
-                         f"({counted(Counter(self.http_failed.values()))}): "
-                         f"{', '.join(sorted(self.http_failed)[:MAX_EXAMPLES])}")
+            add("http", "http", f"HTTP: {len(self.http_failed)} web probes failed after connecting "
+                f"({counted(Counter(self.http_failed.values()))}): "
+                f"{', '.join(sorted(self.http_failed)[:MAX_EXAMPLES])}", len(self.http_failed), None,
+                Counter(self.http_failed.values()), self.http_failed)
         mtproto_line = self._mtproto_line()
         if mtproto_line:
-            lines.append(mtproto_line)
+            failed = {t for tally in self.mtproto.values() for t in tally.failed}
+            reasons = Counter()
+            for tally in self.mtproto.values():
+                reasons.update(tally.reasons())
+            add("mtproto", "mtproto", mtproto_line, len(failed), len(self.mtproto_verdicts), reasons, failed)
+        return found
+
+    def technique_lines(self) -> list[str]:
+        """One sentence per technique observed; empty when nothing failed."""
+        return [t["finding"] for t in self.techniques()]
+
+    def control_lines(self, reason: str | None) -> list[str]:
+        """What the controls said that a reader must know: interception, stages not judged,
+        stages without a control of their own, a network that changed during the run."""
+        lines = []
+        board = self.board
+        if self.vantage == NO_OPEN_ACCESS:
+            lines.append("No open access: no control got through at any stage while something on the path "
+                         "answers: this network gives no open access to the Internet (log in to a captive portal "
+                         "first, or there is no way out); no verdict here is evidence of blocking.")
+        if board is not None and board.intercepted_ports():
+            ports = ", ".join(f"{port} (IPv{family})" for family, port in board.intercepted_ports())
+            lines.append(f"Interception: connections that must fail were accepted on port {ports}: something on "
+                         "the path answers for every address there, so completed connections prove nothing.")
+        for why in ("tls.untrusted_for_all", "dns.intercepted_all", "dns.same_for_all", "dns.resolver_untrusted"):
+            if self.interception.get(why):
+                lines.append(f"Interception: {INTERCEPTION_REASONS[why]}; {len(self.interception[why])} targets "
+                             "not judged.")
+        if self.vantage in (NO_OPEN_ACCESS, OFFLINE, UNDECIDED):
+            return lines
+        for why, kinds in sorted(self.not_judged.items()):
+            stage = NOT_JUDGED_REASONS[why]
+            lines.append(f"Not judged: {sum(kinds.values())} {stage} failures ({', '.join(sorted(kinds))}) — the "
+                         f"control names failed there too ({why}), so they say nothing about the service.")
+        for stage, n in sorted(self.uncontrolled.items()):
+            lines.append(f"Controls: {n} {STAGE_NAMES.get(stage, stage)} failures were judged without a control of "
+                         "their own stage (the target file names none): they stand, but only as well as the vantage point's "
+                         "other controls show it online.")
+        if board is not None and reason is None:
+            failed = [describe_stage(key) for key, state in board.states().items()
+                      if state == "failed" and key.split()[0] not in self.judged_stages
+                      and not (key.startswith("tcp ") and key.split()[1] in {str(f) for f in self.offline_families})]
+            if failed:
+                lines.append(f"Controls: every control of {', '.join(sorted(failed))} failed while the service's "
+                             "own probes got through: the control hosts, not the service, are unreachable there.")
+        if board is not None and self.second_board is not None:
+            before, after = board.states(), self.second_board.states()
+            changed = sorted(key for key in before if key in after and before[key] != after[key])
+            if changed:
+                lines.append(f"Controls: the network changed during the run: {'; '.join(f'{k} {before[k]} -> {after[k]}' for k in changed[:MAX_EXAMPLES])}"
+                             " — verdicts of those stages may mix two networks.")
         return lines
 
     def findings(self) -> list[str]:
+        return self._findings(self._reason())
+
+    def _findings(self, reason: str | None) -> list[str]:
         lines = []
         if self.vantage == "offline":
             lines.append("This vantage point looks offline: no control endpoint was reachable, so no "
@@ -239,13 +374,23 @@ class Diagnosis:
             lines.append(f"IPv{family} looks offline from this vantage point: no IPv{family} control endpoint "
                          f"was reachable, so IPv{family} failures are no evidence of blocking "
                          "(marked inconclusive).")
-        techniques = self.technique_lines()
-        lines.extend(techniques)
-        if not lines and not self.reachable_seen:
-            lines.append("Nothing concluded: no probe got a genuine answer, and none showed a block.")
-        if not lines:
+        lines.extend(self.technique_lines())
+        if reason is None:
             lines.append("No blocking observed: every probe that could conclude got through.")
+        elif reason == "summary.nothing_concluded":
+            lines.append("Nothing concluded: no probe got a genuine answer, and none showed a block.")
+        lines.extend(self.control_lines(reason))
         return lines
+
+    def _reason(self) -> str | None:
+        """The summary's reason: blocking only when a failure was backed by its stage's controls."""
+        if self.technique_lines():
+            return "summary.blocking_observed"
+        if self.vantage in ("offline", "undecided", NO_OPEN_ACCESS):
+            return f"summary.{self.vantage}"
+        if not self.reachable_seen:
+            return "summary.nothing_concluded"
+        return None
 
     def resolver_disagreements(self) -> list[tuple[str, dict[str, str]]]:
         """Domains whose answers were judged differently at different resolvers."""
@@ -271,16 +416,16 @@ class Diagnosis:
 
     def result(self) -> Result:
         """The summary record: its reason follows from the findings, never contradicts them."""
-        findings = self.findings()
-        if self.vantage in ("offline", "undecided"):
-            reason = f"summary.{self.vantage}"
-        elif self.technique_lines():
-            reason = "summary.blocking_observed"
-        elif not self.reachable_seen:
-            reason = "summary.nothing_concluded"
-        else:
-            reason = None
-        evidence = {"findings": findings, "vantage": self.vantage,
+        reason = self._reason()
+        evidence = {"findings": self._findings(reason), "vantage": self.vantage,
+                    "techniques": [{k: v for k, v in t.items() if k != "finding"} for t in self.techniques()],
                     "resolver_disagreements": dict(self.resolver_disagreements()[:50]),
                     "inconclusive": dict(self.inconclusive)}
+        if self.board is not None:
+            evidence["controls"] = self.board.states()
+            evidence["intercepted_ports"] = [port for _, port in self.board.intercepted_ports()]
+        if self.uncontrolled:
+            evidence["uncontrolled_stages"] = sorted(self.uncontrolled)
+        if self.not_judged:
+            evidence["not_judged"] = {why: dict(kinds) for why, kinds in self.not_judged.items()}
         return Result("summary", self.service, None, reason, 0.0, evidence)

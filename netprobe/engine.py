@@ -25,11 +25,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from netprobe.classify import REACHABLE, choose_addresses, offline_adjusted
+from netprobe.classify import choose_addresses, choose_control_addresses
 from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
 from netprobe.records import Result
-from netprobe.targets import Domain
+from netprobe.vantage import ONLINE, UNDECIDED, ControlBoard, as_control, decide_vantage, judged
 
 # Grace beyond --timeout before the engine itself ends a probe that overran.
 PROBE_MARGIN_S = 0.5
@@ -45,8 +45,11 @@ START_BURST = 256
 
 # Probe kinds that contact a domain at the addresses DNS (or the target file) gave.
 WEB_KINDS = ("https", "http")
-# Probe kinds that are one TCP connect, driven by the ConnectPool.
+# Probe kinds that are one TCP connect, driven by the ConnectPool (controls: stages tcp, interception).
 CONNECT_KINDS = frozenset({"tcp", "control"})
+CONNECT_STAGES = frozenset({"tcp", "interception"})
+# A run longer than this measures its controls again at the end (the network may change under it).
+REMEASURE_AFTER_S = 60.0
 # The stage a probe kind's overrun is charged to (its reasons' prefix).
 STAGE_OF_KIND = {"mtproto_abridged": "mtproto", "mtproto_obfuscated2": "mtproto", "https": "tls",
                  "dns_injection": "dns"}
@@ -59,12 +62,13 @@ class Settings:
     deadline: float | None = None
     ca_bundle: str | None = None
     rate: float | None = None  # probes started per second; None: as fast as concurrency allows
+    remeasure_after: float = REMEASURE_AFTER_S
 
 
 @dataclass
 class RunOutcome:
     counts: Counter = field(default_factory=Counter)  # (probe, verdict) -> n
-    vantage: str = "unknown"  # online | offline | unknown (no controls)
+    vantage: str = "unknown"  # online | offline | no_open_access | undecided | unknown (no controls)
     not_started: int = 0
     cut_by_deadline: int = 0
     interrupted: bool = False
@@ -73,13 +77,6 @@ class RunOutcome:
     elapsed_s: float = 0.0
     findings: list[str] = field(default_factory=list)
     offline_families: list[int] = field(default_factory=list)
-
-
-def address_family(address: str | None) -> int | None:
-    """4 or 6 for a record's `IP:PORT` / `[IPv6]:PORT` address; None for none (or a URL)."""
-    if not address or "/" in address:
-        return None
-    return 6 if address.startswith("[") else 4
 
 
 def default_deadline(plan_size: int, settings: Settings, stages: int = 1) -> float:
@@ -109,8 +106,47 @@ def usable_concurrency(requested: int) -> tuple[int, str | None]:
     return requested, None
 
 
+def stage_of(task: Task) -> str | None:
+    """The stage a control task measures (its context's "stage")."""
+    return dict(task.context).get("stage") if task.kind == "control" else None
+
+
+def is_web(task: Task) -> bool:
+    return task.kind in WEB_KINDS or stage_of(task) in ("tls", "http")
+
+
+def is_dns_lookup(task: Task) -> bool:
+    return task.kind == "dns" or stage_of(task) == "dns"
+
+
+async def execute_control(task: Task, plan: Plan, settings: Settings, prepared: dict) -> Result:
+    """A control measured exactly as the service's probes of its stage are."""
+    stage = stage_of(task)
+    if stage in CONNECT_STAGES:
+        from netprobe.probes.tcp import probe_tcp
+        return await probe_tcp(task.endpoint, settings.timeout, kind="control", context=dict(task.context))
+    name, pinned = task.domain.name, task.domain.addresses
+    if stage == "dns":
+        from netprobe.probes.dns import probe_dns
+        return await probe_dns(name, task.resolver, plan.targets.networks, settings.timeout,
+                               ca_bundle=settings.ca_bundle, control_addresses=pinned)
+    if stage == "dns_injection":
+        from netprobe.probes.dns import probe_dns_injection
+        return await probe_dns_injection(name, task.resolver, settings.timeout, plan.targets.networks,
+                                         control_addresses=pinned)
+    from netprobe.probes.https import probe_http, probe_https
+    if stage == "tls":
+        return await probe_https(name, networks=(), timeout=settings.timeout, ca_bundle=settings.ca_bundle,
+                                 service_domains=(name,), **prepared)
+    if stage == "http":
+        return await probe_http(name, networks=(), timeout=settings.timeout, service_domains=(name,), **prepared)
+    raise ValueError(f"no control for stage {stage!r}")
+
+
 async def execute(task: Task, plan: Plan, settings: Settings, prepared: dict) -> Result:
     """Run one task's probe; the kinds' modules are imported only when used."""
+    if task.kind == "control":
+        return await execute_control(task, plan, settings, prepared)
     if task.kind in WEB_KINDS:
         from netprobe.probes.https import probe_http, probe_https
         service_domains = tuple(d.name for d in plan.targets.domains)
@@ -119,7 +155,7 @@ async def execute(task: Task, plan: Plan, settings: Settings, prepared: dict) ->
                                      ca_bundle=settings.ca_bundle, service_domains=service_domains, **prepared)
         return await probe_http(task.domain.name, networks=plan.targets.networks, timeout=settings.timeout,
                                 service_domains=service_domains, **prepared)
-    if task.kind in CONNECT_KINDS:
+    if task.kind == "tcp":
         from netprobe.probes.tcp import probe_tcp
         return await probe_tcp(task.endpoint, settings.timeout, kind=task.kind, context=dict(task.context))
     if task.kind.startswith("mtproto"):
@@ -155,7 +191,11 @@ async def guarded(task: Task, plan: Plan, settings: Settings, prepared: dict | N
 
 
 class Runner:
-    """One run of a plan.  `run()` returns the outcome; `emit` gets every record."""
+    """One run of a plan.  `run()` returns the outcome; `emit` gets every record.
+
+    The runner schedules and hands records on; what a record means given the
+    controls is netprobe/vantage.py's to say.
+    """
 
     def __init__(self, plan: Plan, settings: Settings, emit: Callable[[Result], None]):
         self.plan = plan
@@ -166,7 +206,7 @@ class Runner:
         # Probes under way: token -> (task, monotonic start); coroutine probes also in `coroutines`.
         self.in_flight: dict[int, tuple[Task, float]] = {}
         self.coroutines: dict[int, asyncio.Task] = {}
-        # The first resolver's DNS result per domain, shared with the web probes.
+        # The first resolver's DNS result per name (service and control), shared with the web probes.
         self.dns_answers: dict[str, asyncio.Future] = {}
         self.dns_planned = "dns" in plan.kinds and bool(plan.resolvers)
         self.pool = None
@@ -180,13 +220,15 @@ class Runner:
         # Pacing (--rate): the earliest monotonic time the next probe may start.
         self.interval = 1.0 / settings.rate if settings.rate else 0.0
         self.next_start = 0.0
-        # Controls: until they decide the vantage point, results are held back.
+        # Controls: until every one is in, the other results are held back.
         self.controls_left = 0
         self.control_results: list[Result] = []
         self.deciding = False
         self.held: list[Result] = []
         self.started_while_deciding = 0
+        self.board = ControlBoard()
         self.offline_families: set[int] = set()  # address families none of whose controls got through
+        self.second_round: list[Result] | None = None  # controls measured again at the end of a long run
 
     # --- the run -------------------------------------------------------------------
 
@@ -209,6 +251,8 @@ class Runner:
             async with asyncio.timeout(self.settings.deadline):
                 self.pump()
                 await self.finished
+                if controls and time.monotonic() - started > self.settings.remeasure_after:
+                    await self.measure_again(controls)
         except TimeoutError:
             self.cut_in_flight("run.deadline")
         except asyncio.CancelledError:
@@ -219,6 +263,18 @@ class Runner:
             self.outcome.elapsed_s = time.monotonic() - started
         self.finish()
         return self.outcome
+
+    async def measure_again(self, controls: list[Task]) -> None:
+        """A long run: the controls once more, so that a network that changed under the
+        run is seen (the summary says which stages changed)."""
+        self.second_round = []
+        again = [Task(t.kind, t.target, t.endpoint, t.domain, t.resolver, (*t.context, ("round", 2)))
+                 for t in controls]
+        self.finished = asyncio.get_running_loop().create_future()
+        self.exhausted = False
+        self.tasks = iter(again)
+        self.pump()
+        await self.finished
 
     def pump(self) -> None:
         """Start probes while a slot is free (and, with --rate, one is due)."""
@@ -270,7 +326,7 @@ class Runner:
     def start(self, task: Task) -> None:
         token = self.tokens = self.tokens + 1
         self.in_flight[token] = (task, time.monotonic())
-        if self.pool is not None and task.kind in CONNECT_KINDS:
+        if self.pool is not None and task.kind in CONNECT_KINDS and task.endpoint is not None:
             self.pool.start(task.endpoint, task.target, task.kind, task.context, token)
             return
         coroutine = asyncio.get_running_loop().create_task(self.run_task(task))
@@ -293,13 +349,9 @@ class Runner:
         entry = self.in_flight.pop(token, None)
         if entry is None:
             return  # already recorded as cut by the run deadline
+        task = entry[0]
         try:
-            if entry[0].kind == "control" and self.deciding:
-                self.control_done(result)
-            elif self.deciding:
-                self.held.append(result)
-            else:
-                self.emit(result)
+            self.take(task, result)
         except Exception as exc:  # the sink failed: end the run with its error
             self.fail(exc)
             return
@@ -307,6 +359,21 @@ class Runner:
             self.check_finished()
         else:
             self.pump()
+
+    def take(self, task: Task, result: Result) -> None:
+        if task.kind == "control":
+            result = as_control(result, stage_of(task) or "tcp")
+            if self.second_round is not None:
+                self.second_round.append(result)
+                self.emit_control_again(result)
+            elif self.deciding:
+                self.control_done(result)
+            else:
+                self.emit(result)
+        elif self.deciding:
+            self.held.append(result)
+        else:
+            self.emit(result)
 
     def check_finished(self) -> None:
         if not self.in_flight and self.finished is not None and not self.finished.done():
@@ -318,35 +385,29 @@ class Runner:
         self.controls_left -= 1
         self.control_results.append(result)
         if self.controls_left == 0:
-            # Every control is in: online when any got through, and per address
-            # family, so that a broken IPv6 upstream is not read as IPv6 blocking.
-            reachable = {address_family(r.address) for r in self.control_results if r.verdict == REACHABLE}
-            planned = {address_family(r.address) for r in self.control_results}
-            self.offline_families = {family for family in planned - reachable if family}
-            self.decide("online" if reachable else "offline")
+            self.board = ControlBoard(self.control_results)
+            self.decide(decide_vantage(self.board, self.held))
 
     def decide(self, vantage: str) -> None:
-        """The vantage point is known: report the controls, then what was held back."""
+        """The controls are in: report them, then what was held back."""
         self.outcome.vantage = vantage
-        if vantage == "online":
+        if vantage == ONLINE:
+            self.offline_families = self.board.offline_families()
             self.outcome.offline_families = sorted(self.offline_families)
             self.diagnosis.offline_families = set(self.offline_families)
+        self.diagnosis.board = self.board
         self.deciding = False
-        for result in self.control_results:
-            self.emit(result)
-        held, self.held, self.control_results = self.held, [], []
-        for result in held:
+        held, self.held = self.held, []
+        controls, self.control_results = self.control_results, []
+        for result in [*controls, *held]:
             self.emit(result)
 
     def release_held(self) -> None:
         """The run ends before the controls decided: whether this vantage point is
         online is unknown, so failures are reported as inconclusive, like offline."""
         if self.deciding:
-            self.deciding = False
-            self.outcome.vantage = "undecided"
-            for result in [*self.control_results, *self.held]:
-                self.emit(result)
-            self.control_results, self.held = [], []
+            self.board = ControlBoard(self.control_results)
+            self.decide(UNDECIDED)
 
     # --- one probe ---------------------------------------------------------------
 
@@ -354,78 +415,88 @@ class Runner:
         """One probe; a web probe first waits for its domain's DNS result, which is
         bounded by that probe's own deadline, so each stage keeps its --timeout."""
         prepared = dns_seen = None
-        if task.kind in WEB_KINDS:
-            prepared, dns_seen = await self.address_choice(task.domain)
+        if is_web(task):
+            prepared, dns_seen = await self.address_choice(task)
         result = await guarded(task, self.plan, self.settings, prepared)
         if dns_seen is not None:
             result.evidence["dns"] = dns_seen  # what the address choice was decided from
-        if task.kind == "dns" and task.resolver == self.plan.resolvers[0]:
-            future = self.dns_answer(task.domain)
+        if is_dns_lookup(task) and self.plan.resolvers and task.resolver == self.plan.resolvers[0]:
+            future = self.dns_answer(task)
             if not future.done():
                 future.set_result(result)
         return result
 
-    def dns_answer(self, domain: Domain) -> asyncio.Future:
+    def dns_answer(self, task: Task) -> asyncio.Future:
+        domain = task.domain
         future = self.dns_answers.get(domain.name)
         if future is None:
             future = self.dns_answers[domain.name] = asyncio.get_running_loop().create_future()
             if not self.dns_planned:
-                # No DNS probe will measure this domain: look it up here, unrecorded.
-                task = Task("dns", domain.name, domain=domain, resolver=self.plan.resolvers[0])
-                lookup = asyncio.ensure_future(guarded(task, self.plan, self.settings))
+                # No DNS probe will measure this name: look it up here, unrecorded.
+                if task.kind == "control":
+                    lookup_task = Task("control", domain.name, domain=domain, resolver=self.plan.resolvers[0],
+                                       context=(("stage", "dns"),))
+                else:
+                    lookup_task = Task("dns", domain.name, domain=domain, resolver=self.plan.resolvers[0])
+                lookup = asyncio.ensure_future(guarded(lookup_task, self.plan, self.settings))
                 lookup.add_done_callback(lambda done: future.done() or done.cancelled()
                                          or future.set_result(done.result()))
         return future
 
-    async def address_choice(self, domain: Domain) -> tuple[dict, dict]:
+    async def address_choice(self, task: Task) -> tuple[dict, dict]:
         """The web probe's arguments, and the DNS observation they were chosen from."""
+        domain = task.domain
         answer, answered = None, []
         if self.plan.resolvers:
-            answer = await self.dns_answer(domain)
+            answer = await self.dns_answer(task)
             answered = [a for query in answer.evidence.get("queries", []) for a in query.get("addresses", [])]
-        addresses, source, reason = choose_addresses(answered, answer.reason if answer else None,
-                                                     domain.addresses, self.plan.targets.networks)
+        reason = answer.reason if answer else None
+        if task.kind == "control":
+            addresses, source, reason = choose_control_addresses(answered, reason, domain.addresses)
+        else:
+            addresses, source, reason = choose_addresses(answered, reason, domain.addresses,
+                                                         self.plan.targets.networks)
         seen = {"resolver": answer.address if answer else None, "addresses": answered,
                 "reason": answer.reason if answer else None}
+        if answer is not None and answer.evidence.get("aaaa_only"):
+            seen.update(aaaa_only=True, a_genuine=answer.evidence.get("a_genuine", False))
         return {"addresses": addresses, "address_source": source, "dns_reason": reason}, seen
 
     # --- records -----------------------------------------------------------------
 
     def emit(self, result: Result) -> None:
-        vantage = self.outcome.vantage
-        if vantage == "online" and self.offline_families and result.probe != "control":
-            family = address_family(result.address)
-            if family in self.offline_families:
-                vantage = f"ipv{family}_offline"
-        if vantage in ("offline", "undecided", "ipv4_offline", "ipv6_offline"):
-            adjusted = offline_adjusted(result.verdict, result.probe)
-            if adjusted != result.verdict:
-                result.evidence["vantage"] = vantage
-                result.evidence["verdict_if_online"] = result.verdict
-                result.verdict = adjusted
+        if self.board.count:
+            result = judged(result, self.board, self.outcome.vantage, self.offline_families)
         self.outcome.counts[(result.probe, result.verdict)] += 1
         self.diagnosis.add(result)
+        self.emit_to_sink(result)
+
+    def emit_control_again(self, result: Result) -> None:
+        result.evidence["round"] = 2
+        self.outcome.counts[(result.probe, result.verdict)] += 1
         self.emit_to_sink(result)
 
     def finish(self) -> None:
         """The diagnosis of how the block is built, as the run's last record."""
         self.diagnosis.vantage = self.outcome.vantage
+        if self.second_round is not None:
+            self.diagnosis.second_board = ControlBoard(self.second_round)
         summary = self.diagnosis.result()
         self.outcome.findings = summary.evidence["findings"]
         self.emit_to_sink(summary)
 
     def cut_in_flight(self, reason: str) -> None:
         """Record the probes the run deadline ended, so no planned target goes missing silently."""
-        cut = [overrun_result(task, reason, started, "run deadline") for task, started in self.in_flight.values()]
+        cut = [(task, overrun_result(task, reason, started, "run deadline"))
+               for task, started in self.in_flight.values()]
         self.in_flight.clear()
         self.stop_probes()
-        for result in cut:
-            if result.probe == "control" and self.deciding:
-                self.control_results.append(result)
-            elif self.deciding:
-                self.held.append(result)
+        for task, result in cut:
+            if task.kind == "control" and self.deciding:
+                # A control the deadline cut decided nothing: the run stays undecided.
+                self.control_results.append(as_control(result, stage_of(task) or "tcp"))
             else:
-                self.emit(result)
+                self.take(task, result)
             self.outcome.cut_by_deadline += 1
         self.release_held()
 

@@ -203,6 +203,8 @@ def test_a_dropped_control_costs_no_time_of_its_own(blackhole, listener):
     by_target = {r.target: r for r in records}
     assert by_target[closed].verdict == "inconclusive"
     assert by_target[closed].evidence["verdict_if_online"] == "reset"
+    assert (by_target[closed].reason, by_target[closed].evidence["observed_reason"]) == \
+        ("vantage.offline", "tcp.refused")
     assert by_target[f"127.0.0.1:{listener.port}"].verdict == "reachable"
 
 
@@ -238,7 +240,8 @@ def test_a_family_whose_controls_all_fail_is_offline_on_its_own(listener):
     assert (by_target[f"127.0.0.1:{closed4}"].verdict, by_target[f"127.0.0.1:{closed4}"].reason) == \
         ("reset", "tcp.refused")
     v6_result = by_target[f"[::1]:{closed6}"]
-    assert (v6_result.verdict, v6_result.reason) == ("inconclusive", "tcp.refused")
+    assert (v6_result.verdict, v6_result.reason) == ("inconclusive", "vantage.ipv6_offline")
+    assert v6_result.evidence["observed_reason"] == "tcp.refused"
     assert v6_result.evidence["vantage"] == "ipv6_offline" and v6_result.evidence["verdict_if_online"] == "reset"
     assert records[-1].evidence["findings"][0].startswith("IPv6 looks offline from this vantage point")
 

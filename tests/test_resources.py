@@ -91,7 +91,9 @@ def test_ipv6_targets_without_ipv6_are_inconclusive_not_blocked(tmp_path, v4_onl
                       env=netprobe_env(), cwd=str(REPO_ROOT))
     assert proc.returncode == 0, proc.stderr
     records = jsonl(proc.stdout)
-    control, *probes, summary = records
+    control = next(r for r in records if r["probe"] == "control" and r["evidence"]["stage"] == "tcp")
+    probes = [r for r in records if r["probe"] == "tcp"]
+    summary = records[-1]
     assert (control["probe"], control["verdict"]) == ("control", "reachable")  # online: no offline adjustment
     assert [(r["target"], r["verdict"], r["reason"]) for r in probes] == [
         ("[fd00::1]:443", "inconclusive", "tcp.no_route"), ("[fd00::2]:80", "inconclusive", "tcp.no_route")]

@@ -158,7 +158,8 @@ def test_a_run_cut_before_its_controls_decide_claims_no_block(tmp_path, blackhol
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines()]
     tcp = next(r for r in records if r["probe"] == "tcp")
-    assert (tcp["verdict"], tcp["reason"]) == ("inconclusive", "tcp.refused")
+    assert (tcp["verdict"], tcp["reason"]) == ("inconclusive", "vantage.undecided")
+    assert tcp["evidence"]["observed_reason"] == "tcp.refused"
     assert tcp["evidence"]["vantage"] == "undecided" and tcp["evidence"]["verdict_if_online"] == "reset"
     assert records[-1]["reason"] == "summary.undecided"
 

@@ -1,0 +1,410 @@
+"""Whether an observation says anything about the service: the judgment.
+
+A failure counts against the service only when a non-service control, measured
+the same way at the same stage through the same path (resolver, address
+family, port) in the same run, got through; a success counts only when it is
+the service's (a verified certificate, a resPQ with our nonce, an answer inside
+its networks) or when the path does not accept connections that must fail.
+
+Probes observe and classify.py names what they saw (the observed reason).
+Here the controls' records are folded into a ControlBoard, and `judged`
+weighs each record against it: a failure whose stage's controls failed too, or
+a success on a port that accepts everything, gets an inconclusive reason that
+names the stage and the cause; the observed reason stays in the evidence.
+Everything is a pure function of records, so every judgment is tested by
+tables without a network (tests/test_vantage.py).  The engine only schedules:
+it feeds control records in and hands every other record to `judged`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Any, Iterable
+
+from netprobe.classify import BLOCKED, REACHABLE, RESET, failure_of, negative_control_reason, verdict_for
+from netprobe.records import Result
+
+PASSED, FAILED, NONE = "passed", "failed", "none"
+FAILED_VERDICTS = (BLOCKED, RESET)
+
+# Vantage points: what the controls say about the network as a whole.
+ONLINE = "online"
+OFFLINE = "offline"              # nothing answered any control
+NO_OPEN_ACCESS = "no_open_access"  # something answers, but no control got through (portal, walled garden)
+UNDECIDED = "undecided"          # the run ended before the controls were in
+UNKNOWN = "unknown"              # no controls at all
+NOT_ONLINE = (OFFLINE, NO_OPEN_ACCESS, UNDECIDED)
+
+# Probe kinds whose "reachable" rests on silence (nothing injected an answer):
+# where the path is not known to be open, silence proves nothing.
+REACHABLE_BY_SILENCE = frozenset({"dns_injection"})
+
+# Failures in which nothing answered: a network that gives only these is offline,
+# not intercepted.
+_SILENT = frozenset({"timeout", "unreachable", "no_route", "local_firewall", "local_resources", "unknown",
+                     "port_unreachable", "overrun", "deadline"})
+
+
+def address_family(address: str | None) -> int | None:
+    """4 or 6 for a record's `IP:PORT` / `[IPv6]:PORT` address; None for none (or a URL)."""
+    if not address or "/" in address:
+        return None
+    return 6 if address.startswith("[") else 4
+
+
+def address_port(address: str | None) -> int | None:
+    if not address or "/" in address:
+        return None
+    port = address.rpartition(":")[2]
+    return int(port) if port.isdigit() else None
+
+
+@dataclass
+class Tally:
+    passed: int = 0
+    failed: int = 0
+
+    def add(self, ok: bool) -> None:
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+
+    @property
+    def state(self) -> str:
+        return PASSED if self.passed else FAILED if self.failed else NONE
+
+    def evidence(self, stage: str, **extra: Any) -> dict[str, Any]:
+        return {"stage": stage, "state": self.state, "passed": self.passed, "failed": self.failed, **extra}
+
+
+_NO_TALLY = Tally()
+
+
+def _merged(tallies: Iterable[Tally]) -> Tally:
+    total = Tally()
+    for tally in tallies:
+        total.passed += tally.passed
+        total.failed += tally.failed
+    return total
+
+
+def _dns_addresses(record: Result) -> frozenset[str]:
+    return frozenset(a for q in record.evidence.get("queries", ()) for a in q.get("addresses", ()))
+
+
+def _canary_answer(record: Result) -> tuple | None:
+    """What the address that runs no DNS server answered, or None for silence."""
+    if record.reason not in ("dns.injected", "dns.intercepted"):
+        return None
+    evidence = record.evidence
+    return (record.reason, evidence.get("rcode"), frozenset(evidence.get("addresses", ())))
+
+
+def _answered_alike(ours: tuple, theirs: tuple) -> bool:
+    """Two canary answers alike: the same rcode, and the same addresses or the same kind."""
+    return ours[1] == theirs[1] and (ours[2] == theirs[2] or ours[0] == theirs[0])
+
+
+class ControlBoard:
+    """What the controls showed, per stage and path; folded from control records."""
+
+    def __init__(self, records: Iterable[Result] = ()) -> None:
+        self.tcp: dict[tuple, Tally] = defaultdict(Tally)          # (family, port)
+        self.tcp_family: dict[int | None, Tally] = defaultdict(Tally)
+        self.negative: dict[tuple, Tally] = defaultdict(Tally)     # (family, port); passed = accepted
+        self.dns: dict[str, Tally] = defaultdict(Tally)            # resolver
+        self.dns_answers: dict[str, set[str]] = defaultdict(set)   # resolver -> control addresses
+        self.aaaa: dict[str, Tally] = defaultdict(Tally)           # resolver -> AAAA answered
+        self.canary: dict[str, list[tuple | None]] = defaultdict(list)
+        self.tls: dict[int | None, Tally] = defaultdict(Tally)     # family; passed = verified
+        self.tls_bad_certificate = 0
+        self.tls_via: dict[str, Tally] = defaultdict(Tally)        # resolver that gave the address
+        self.http: dict[int | None, Tally] = defaultdict(Tally)    # family
+        self.answered = False  # something on the path answered a control (not only silence)
+        self.count = 0
+        self.positive = 0  # controls that should get through (all but the negative ones)
+        self._fold = {"tcp": self._tcp, "interception": self._interception, "dns": self._dns,
+                      "dns_injection": self._canary, "tls": self._web, "http": self._web}
+        for record in records:
+            self.add(record)
+
+    def add(self, record: Result) -> None:
+        self.count += 1
+        stage = record.evidence.get("stage", "tcp")
+        self.positive += stage != "interception"
+        self._fold[stage](record)
+        if record.reason and failure_of(record.reason) not in _SILENT and record.reason != "interception.accepted":
+            self.answered = True
+
+    # --- folding ----------------------------------------------------------------------
+
+    def _connect(self, address: str | None, ok: bool) -> None:
+        family = address_family(address)
+        self.tcp[(family, address_port(address))].add(ok)
+        self.tcp_family[family].add(ok)
+
+    def _tcp(self, record: Result) -> None:
+        self._connect(record.address, record.reason is None)
+
+    def _interception(self, record: Result) -> None:
+        accepted = record.reason == "interception.accepted"
+        self.negative[(address_family(record.address), address_port(record.address))].add(accepted)
+        if accepted:
+            self.answered = True
+
+    def _dns(self, record: Result) -> None:
+        resolver = record.address or "?"
+        self.dns[resolver].add(record.reason is None)
+        self.dns_answers[resolver].update(_dns_addresses(record))
+        for query in record.evidence.get("queries", ()):
+            if query.get("qtype") == "AAAA":
+                self.aaaa[resolver].add(not query.get("error_reason"))
+
+    def _canary(self, record: Result) -> None:
+        self.canary[record.address or "?"].append(_canary_answer(record))
+
+    def _web(self, record: Result) -> None:
+        reason = record.reason or ""
+        stage = reason.partition(".")[0]
+        family = address_family(record.address)
+        evidence = record.evidence
+        seen = evidence.get("dns") or {}
+        address_is_genuine = evidence.get("address_source") == "pinned" or not seen.get("reason")
+        if stage == "dns" or record.address is None:
+            return  # no address to try: the DNS controls speak for that
+        if stage == "tcp":
+            if address_is_genuine:
+                self._connect(record.address, False)
+            return
+        if address_is_genuine:
+            self._connect(record.address, True)
+        if evidence.get("stage") == "tls":
+            verified = stage != "tls"
+            self.tls[family].add(verified)
+            if reason == "tls.bad_certificate":
+                self.tls_bad_certificate += 1
+            if evidence.get("address_source") == "dns" and seen.get("resolver"):
+                self.tls_via[seen["resolver"]].add(verified)
+        else:
+            self.http[family].add(not reason)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def intercepted(self, family: int | None, port: int | None) -> bool:
+        return self.negative.get((family, port), _NO_TALLY).passed > 0
+
+    def intercepted_ports(self) -> list[tuple]:
+        return sorted(key for key, tally in self.negative.items() if tally.passed)
+
+    def tcp_tally(self, family: int | None, port: int | None) -> tuple[Tally, str]:
+        """The TCP controls of this family and port; else of the family, said so."""
+        tally = self.tcp.get((family, port))
+        if tally is not None:
+            return tally, "port"
+        return self.tcp_family.get(family, _NO_TALLY), "family"
+
+    def dns_state(self, resolver: str | None) -> str:
+        tally = self.dns.get(resolver or "?", _NO_TALLY)
+        if tally.state == PASSED:
+            via = self.tls_via.get(resolver or "?")
+            if via is not None and via.failed and not via.passed:
+                return "untrusted"
+        return tally.state
+
+    def web_tally(self, tallies: dict[int | None, Tally], family: int | None) -> Tally:
+        return tallies.get(family) or _merged(tallies.values())
+
+    def genuine_pass(self) -> bool:
+        """Some control got through in a way no interceptor fakes."""
+        if any(t.passed for t in self.tls.values()):
+            return True
+        if any(t.passed for (family, port), t in self.tcp.items() if not self.intercepted(family, port)):
+            return True
+        if any(t.passed for family, t in self.http.items() if not self.intercepted(family, 80)):
+            return True
+        return any(self.dns_state(resolver) == PASSED for resolver in self.dns)
+
+    def vantage(self) -> str:
+        if not self.positive:
+            return UNKNOWN  # negative controls alone tell interception, not whether the way out is open
+        if self.genuine_pass():
+            return ONLINE
+        return NO_OPEN_ACCESS if self.answered else OFFLINE
+
+    def offline_families(self) -> set[int]:
+        """Families none of whose connections to controls got through, while another's did."""
+        return {family for family, tally in self.tcp_family.items()
+                if family and tally.state == FAILED and not self.tls.get(family, _NO_TALLY).passed}
+
+    def states(self) -> dict[str, str]:
+        """Each stage's state, to tell whether the network changed under a long run."""
+        out = {f"tcp {family} {port}": t.state for (family, port), t in self.tcp.items()}
+        out.update({f"interception {family} {port}": "intercepted" if t.passed else "none"
+                    for (family, port), t in self.negative.items()})
+        out.update({f"dns {resolver}": self.dns_state(resolver) for resolver in self.dns})
+        out.update({f"tls {family}": t.state for family, t in self.tls.items()})
+        out.update({f"http {family}": t.state for family, t in self.http.items()})
+        return out
+
+
+def as_control(record: Result, stage: str) -> Result:
+    """A probe's record as the control record of `stage` (probe "control", evidence.stage);
+    the probe kind's own stage marker, if any, is kept as `probe_stage`."""
+    evidence = dict(record.evidence)
+    if evidence.get("stage", stage) != stage:
+        evidence["probe_stage"] = evidence.pop("stage")
+    evidence = {"stage": stage, **evidence}
+    reason = record.reason
+    if stage == "interception":
+        evidence["expected"] = "no connection"
+        evidence["connect_reason"] = reason
+        reason = negative_control_reason(reason)
+    return Result("control", record.target, record.address, reason, record.duration_ms, evidence,
+                  measured_at=record.measured_at)
+
+
+def genuine_success(record: Result, board: ControlBoard) -> bool:
+    """A success that only the service gives: the vantage point is online even when
+    every control failed (the control hosts may be the ones blocked)."""
+    if record.verdict != REACHABLE or record.probe in REACHABLE_BY_SILENCE or record.probe in ("control", "summary"):
+        return False
+    if record.probe in ("tcp", "http"):
+        # A bare handshake counts only where a negative control showed the port is not intercepted.
+        key = (address_family(record.address), address_port(record.address))
+        tested = board.negative.get(key)
+        return tested is not None and not tested.passed
+    return True
+
+
+def decide_vantage(board: ControlBoard, held: Iterable[Result] = ()) -> str:
+    vantage = board.vantage()
+    if vantage in (OFFLINE, NO_OPEN_ACCESS) and any(genuine_success(r, board) for r in held):
+        return ONLINE
+    return vantage
+
+
+# --- judging one record ---------------------------------------------------------------
+
+def _changed(record: Result, reason: str | None, **evidence: Any) -> Result:
+    extra = dict(evidence)
+    if reason != record.reason:
+        extra.setdefault("observed_reason", record.reason)
+        extra.setdefault("observed_verdict", record.verdict)
+    return replace(record, reason=reason, verdict=verdict_for(reason), evidence={**record.evidence, **extra})
+
+
+def _with_controls(record: Result, controls: dict[str, Any]) -> Result:
+    """The record with what its stage's controls showed; unchanged when there were none
+    (the summary counts such failures as judged without a control of their stage)."""
+    if controls.get("state") == NONE:
+        return record
+    return replace(record, evidence={**record.evidence, "controls": controls})
+
+
+def judged(record: Result, board: ControlBoard, vantage: str = ONLINE,
+           offline_families: frozenset[int] | set[int] = frozenset()) -> Result:
+    """The record as it should be reported, given the controls (a new Result when changed)."""
+    if record.probe == "summary":
+        return record
+    verdict = record.verdict
+    family = address_family(record.address)
+    gate = vantage if vantage in NOT_ONLINE else None
+    if gate is None and family in offline_families and record.probe != "control":
+        gate = f"ipv{family}_offline"
+    silent_success = verdict == REACHABLE and record.probe in REACHABLE_BY_SILENCE
+    if verdict == REACHABLE and record.probe == "control" and record.evidence.get("stage") == "interception":
+        silent_success = True
+    if gate is not None and gate != NO_OPEN_ACCESS and (verdict in FAILED_VERDICTS or silent_success):
+        return _changed(record, f"vantage.{gate}", vantage=gate, verdict_if_online=verdict)
+    if verdict == REACHABLE:
+        result = _judged_success(record, board)
+    elif verdict in FAILED_VERDICTS:
+        result = _judged_failure(record, board)
+    else:
+        result = record
+    if gate == NO_OPEN_ACCESS and (result.verdict in FAILED_VERDICTS or silent_success):
+        return _changed(result, "vantage.no_open_access", vantage=gate, verdict_if_online=verdict)
+    return result
+
+
+def _judged_success(record: Result, board: ControlBoard) -> Result:
+    family, port = address_family(record.address), address_port(record.address)
+    kind = record.probe
+    stage = record.evidence.get("stage") if kind == "control" else None
+    if kind == "tcp" or stage == "tcp":
+        if board.intercepted(family, port):
+            return _changed(record, "tcp.intercepted")
+    elif kind == "http" or stage == "http":
+        if board.intercepted(family, port):
+            return _changed(record, "http.intercepted")
+        if kind == "http" and record.evidence.get("address_in_networks") is False:
+            return _changed(record, "http.not_service")
+    elif kind == "control" and stage == "dns" and board.dns_state(record.address) == "untrusted":
+        return _changed(record, "dns.resolver_untrusted")
+    return record
+
+
+def _judged_failure(record: Result, board: ControlBoard) -> Result:
+    if record.probe == "control":
+        return record  # a control's failure is what the others are weighed against
+    stage = (record.reason or "").partition(".")[0]
+    family, port = address_family(record.address), address_port(record.address)
+    if stage == "dns":
+        return _judged_dns(record, board)
+    if stage == "tcp":
+        tally, scope = board.tcp_tally(family, port)
+        if tally.state == FAILED:
+            return _changed(record, "tcp.path_failing", controls=tally.evidence("tcp", scope=scope))
+        return _with_controls(record, tally.evidence("tcp", scope=scope))
+    if stage == "mtproto":
+        # MTProto's control is the TCP stage of the same endpoint, which connected.
+        if board.intercepted(family, port):
+            return _changed(record, "mtproto.intercepted", controls={"stage": "interception", "state": "intercepted"})
+        return _with_controls(record, {"stage": "tcp", "state": PASSED, "scope": "same endpoint"})
+    if stage == "tls" or (stage == "http" and record.probe == "https"):
+        tally = board.web_tally(board.tls, family)
+        if tally.state == FAILED:
+            untrusted = record.reason == "tls.bad_certificate" and board.tls_bad_certificate == tally.failed
+            reason = "tls.untrusted_for_all" if untrusted else "tls.path_failing"
+            return _changed(record, reason, controls=tally.evidence("tls"))
+        return _with_controls(record, tally.evidence("tls"))
+    if stage == "http":
+        tally = board.web_tally(board.http, family)
+        if tally.state == FAILED:
+            return _changed(record, "http.path_failing", controls=tally.evidence("http"))
+        return _with_controls(record, tally.evidence("http", intercepted=board.intercepted(family, port)))
+    return record
+
+
+def _judged_dns(record: Result, board: ControlBoard) -> Result:
+    if record.probe == "dns_injection":
+        answers = board.canary.get(record.address or "?")
+        if not answers:
+            return _with_controls(record, {"stage": "dns_injection", "state": NONE})
+        ours = _canary_answer(record)
+        alike = ours is not None and any(a is not None and _answered_alike(ours, a) for a in answers)
+        controls = {"stage": "dns_injection", "state": PASSED, "control_answers": sum(a is not None for a in answers)}
+        if alike:
+            return _changed(record, "dns.intercepted_all", controls=controls)
+        return _with_controls(record, controls)
+    seen = record.evidence if record.probe == "dns" else (record.evidence.get("dns") or {})
+    resolver = record.address if record.probe == "dns" else seen.get("resolver")
+    state = board.dns_state(resolver)
+    tally = board.dns.get(resolver or "?", _NO_TALLY)
+    controls = tally.evidence("dns", resolver=resolver)
+    if state == FAILED:
+        return _changed(record, "dns.resolver_failing", controls=controls)
+    if state == "untrusted":
+        return _changed(record, "dns.resolver_untrusted", controls={**controls, "state": "untrusted"})
+    if state == PASSED:
+        ours = _dns_addresses(record) if record.probe == "dns" else frozenset()
+        if ours and ours <= board.dns_answers.get(resolver or "?", set()):
+            return _changed(record, "dns.same_for_all", controls=controls)
+        if seen.get("aaaa_only") and not board.aaaa.get(resolver or "?", _NO_TALLY).passed:
+            # AAAA goes unanswered for the control names too: the network's doing.
+            if seen.get("a_genuine") and record.probe == "dns":
+                return _changed(record, None, controls=controls, aaaa_unanswered_for_all=True)
+            return _changed(record, "dns.resolver_failing", controls={**controls, "aaaa": "unanswered for all"})
+    return _with_controls(record, controls)

@@ -1,0 +1,263 @@
+"""The judgment, by tables: each observation weighed against the controls of its stage.
+
+No network: records are built by hand as the probes write them, the controls
+folded into a ControlBoard, and `judged` must give the verdict a careful
+researcher would (netprobe/vantage.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from netprobe.classify import REASONS
+from netprobe.records import Result
+from netprobe.vantage import (
+    NO_OPEN_ACCESS,
+    OFFLINE,
+    ONLINE,
+    UNDECIDED,
+    UNKNOWN,
+    ControlBoard,
+    as_control,
+    decide_vantage,
+    judged,
+)
+
+RESOLVER = "10.0.0.53:53"
+CANARY = "149.154.175.50:53"
+
+
+# --- control records, as the engine makes them ----------------------------------------------
+
+def control_tcp(address: str, reason: str | None = None) -> Result:
+    return as_control(Result("control", address, address, reason, 1.0, {"stage": "tcp"}), "tcp")
+
+
+def negative(address: str, accepted: bool) -> Result:
+    raw = Result("control", address, address, None if accepted else "control.timeout", 1.0,
+                 {"stage": "interception"})
+    return as_control(raw, "interception")
+
+
+def control_dns(name: str, reason: str | None = None, addresses=("93.184.216.34",), aaaa_error=None,
+                resolver: str = RESOLVER) -> Result:
+    queries = [{"qtype": "A", "rcode": "NOERROR", "addresses": list(addresses)},
+               {"qtype": "AAAA", "rcode": "NOERROR", "addresses": []}]
+    if aaaa_error:
+        queries[1] = {"qtype": "AAAA", "error_reason": aaaa_error}
+    return as_control(Result("dns", name, resolver, reason, 1.0, {"queries": queries}), "dns")
+
+
+def control_canary(name: str, reason: str | None, rcode=None, addresses=()) -> Result:
+    evidence = {"canary": CANARY}
+    if reason:
+        evidence.update(rcode=rcode, addresses=list(addresses))
+    return as_control(Result("dns_injection", name, CANARY, reason, 1.0, evidence), "dns_injection")
+
+
+def control_web(stage: str, name: str, reason: str | None, address: str = "93.184.216.34:443",
+                source: str = "dns", dns_reason: str | None = None) -> Result:
+    evidence = {"address_source": source, "stage": "http" if reason is None else (reason or "").partition(".")[0],
+                "dns": {"resolver": RESOLVER, "reason": dns_reason}}
+    kind = "https" if stage == "tls" else "http"
+    return as_control(Result(kind, name, address, reason, 1.0, evidence), stage)
+
+
+def board(*records: Result) -> ControlBoard:
+    return ControlBoard(records)
+
+
+OPEN = (control_tcp("1.1.1.1:443"), negative("192.0.2.1:443", False), negative("192.0.2.1:80", False),
+        control_dns("example.com"), control_canary("example.com", None),
+        control_web("tls", "example.com", None), control_web("http", "example.com", None, "93.184.216.34:80"))
+
+
+# --- service records ---------------------------------------------------------------------
+
+def tcp(address: str, reason: str | None) -> Result:
+    return Result("tcp", address, address, reason, 1.0, {})
+
+
+def dns(name: str, reason: str | None, addresses=(), **evidence) -> Result:
+    queries = [{"qtype": "A", "addresses": list(addresses)}]
+    return Result("dns", name, RESOLVER, reason, 1.0, {"queries": queries, **evidence})
+
+
+def web(kind: str, name: str, reason: str | None, address: str | None = "149.154.167.99:443", **evidence) -> Result:
+    return Result(kind, name, address, reason, 1.0, {"dns": {"resolver": RESOLVER}, **evidence})
+
+
+def mtproto(address: str, reason: str | None) -> Result:
+    return Result("mtproto", address, address, reason, 1.0, {})
+
+
+def canary(name: str, reason: str | None, rcode=None, addresses=()) -> Result:
+    evidence = {"rcode": rcode, "addresses": list(addresses)} if reason else {}
+    return Result("dns_injection", name, CANARY, reason, 1.0, evidence)
+
+
+def verdict_reason(record: Result, controls: ControlBoard, vantage: str = ONLINE) -> tuple:
+    out = judged(record, controls, vantage)
+    return out.verdict, out.reason
+
+
+# --- failures: counted only when the stage's controls passed ------------------------------
+
+@pytest.mark.parametrize("record, controls, expected", [
+    # TCP: the same family and port's controls decide.
+    (tcp("149.154.167.51:443", "tcp.timeout"), OPEN, ("blocked", "tcp.timeout")),
+    (tcp("149.154.167.51:443", "tcp.refused"), OPEN, ("reset", "tcp.refused")),
+    (tcp("149.154.167.51:443", "tcp.timeout"), (control_tcp("1.1.1.1:443", "control.timeout"),
+                                                  control_dns("example.com")), ("inconclusive", "tcp.path_failing")),
+    # ... a port with no control of its own falls back on the family's.
+    (tcp("149.154.167.51:5222", "tcp.timeout"), OPEN, ("blocked", "tcp.timeout")),
+    # DNS: the controls at the same resolver.
+    (dns("web.telegram.org", "dns.nxdomain"), OPEN, ("blocked", "dns.nxdomain")),
+    (dns("web.telegram.org", "dns.timeout"), (control_dns("example.com", "dns.timeout", ()), *OPEN[:3]),
+     ("inconclusive", "dns.resolver_failing")),
+    # ... a resolver that answers every name with the same address (a captive portal).
+    (dns("web.telegram.org", "dns.outside_networks", ["203.0.113.7"]),
+     (control_dns("example.com", None, ["203.0.113.7"]), control_tcp("1.1.1.1:443")),
+     ("inconclusive", "dns.same_for_all")),
+    # ... whose control answers lead to TLS that does not verify (a captive portal on a public address).
+    (dns("web.telegram.org", "dns.outside_networks", ["198.18.0.9"]),
+     (control_dns("example.com", None, ["203.0.113.7"]),
+      control_web("tls", "example.com", "tls.bad_certificate", "203.0.113.7:443")),
+     ("inconclusive", "dns.resolver_untrusted")),
+    # AAAA unanswered next to a genuine A: blocked only if the controls' AAAA were answered.
+    (dns("web.telegram.org", "dns.timeout", ["149.154.167.99"], aaaa_only=True, a_genuine=True), OPEN,
+     ("blocked", "dns.timeout")),
+    (dns("web.telegram.org", "dns.timeout", ["149.154.167.99"], aaaa_only=True, a_genuine=True),
+     (control_dns("example.com", None, aaaa_error="dns.timeout"), control_tcp("1.1.1.1:443")),
+     ("reachable", None)),
+    (dns("ipv6.telegram.org", "dns.timeout", [], aaaa_only=True, a_genuine=False),
+     (control_dns("example.com", None, aaaa_error="dns.timeout"), control_tcp("1.1.1.1:443")),
+     ("inconclusive", "dns.resolver_failing")),
+    # The canary (an address that runs no DNS server): injection only if the controls are answered differently.
+    (canary("t.me", "dns.injected", "NOERROR", ["10.10.34.34"]), OPEN, ("blocked", "dns.injected")),
+    (canary("t.me", "dns.injected", "NXDOMAIN"),
+     (control_canary("example.com", "dns.injected", "NXDOMAIN"), control_tcp("1.1.1.1:443")),
+     ("inconclusive", "dns.intercepted_all")),
+    (canary("t.me", "dns.injected", "NOERROR", ["10.10.34.34"]),
+     (control_canary("example.com", "dns.intercepted", "NOERROR", ["93.184.216.34"]), control_tcp("1.1.1.1:443")),
+     ("blocked", "dns.injected")),
+    # TLS: a handshake failure counts only when the control names' TLS verified.
+    (web("https", "web.telegram.org", "tls.reset"), OPEN, ("reset", "tls.reset")),
+    (web("https", "web.telegram.org", "tls.bad_certificate"),
+     (control_web("tls", "example.com", "tls.bad_certificate"), control_tcp("1.1.1.1:443")),
+     ("inconclusive", "tls.untrusted_for_all")),
+    (web("https", "web.telegram.org", "tls.timeout"),
+     (control_web("tls", "example.com", "tls.timeout"), control_tcp("1.1.1.1:443")),
+     ("inconclusive", "tls.path_failing")),
+    # A web probe with no address to try is judged like its DNS lookup.
+    (web("https", "t.me", "dns.timeout", None), (control_dns("example.com", "dns.timeout", ()), *OPEN[:2]),
+     ("inconclusive", "dns.resolver_failing")),
+    # HTTP: a blockpage counts when the control names' HTTP got through.
+    (web("http", "t.me", "http.blockpage", "149.154.167.99:80"), OPEN, ("blocked", "http.blockpage")),
+    (web("http", "t.me", "http.blockpage", "149.154.167.99:80"),
+     (control_web("http", "example.com", "http.blockpage", "93.184.216.34:80"), control_tcp("1.1.1.1:443")),
+     ("inconclusive", "http.path_failing")),
+    # MTProto: its control is the TCP stage of the same endpoint, unless the port accepts everything.
+    (mtproto("149.154.167.51:443", "mtproto.reset"), OPEN, ("reset", "mtproto.reset")),
+    (mtproto("149.154.167.51:443", "mtproto.bad_response"), (negative("192.0.2.1:443", True), *OPEN[3:]),
+     ("inconclusive", "mtproto.intercepted")),
+])
+def test_a_failure_counts_only_when_its_stage_controls_passed(record, controls, expected):
+    assert verdict_reason(record, board(*controls)) == expected
+
+
+def test_the_observed_reason_and_the_controls_stay_in_the_evidence():
+    out = judged(tcp("149.154.167.51:443", "tcp.timeout"), board(control_tcp("1.1.1.1:443", "control.timeout"),
+                                                                   control_dns("example.com")))
+    assert out.evidence["observed_reason"] == "tcp.timeout" and out.evidence["observed_verdict"] == "blocked"
+    assert out.evidence["controls"] == {"stage": "tcp", "state": "failed", "passed": 0, "failed": 1, "scope": "port"}
+    backed = judged(tcp("149.154.167.51:443", "tcp.timeout"), board(*OPEN))
+    assert backed.evidence["controls"]["state"] == "passed" and "observed_reason" not in backed.evidence
+
+
+def test_a_failure_with_no_control_of_its_stage_stands_unmarked():
+    record = web("https", "web.telegram.org", "tls.reset")
+    assert judged(record, board(control_tcp("1.1.1.1:443"))) is record
+
+
+# --- successes: counted only when they are the service's ------------------------------------
+
+@pytest.mark.parametrize("record, expected", [
+    (tcp("149.154.167.51:443", None), ("inconclusive", "tcp.intercepted")),
+    (web("http", "t.me", None, "149.154.167.99:80"), ("inconclusive", "http.intercepted")),
+    # A verified certificate and a resPQ with our nonce are the service's whatever the port does.
+    (web("https", "t.me", None), ("reachable", None)),
+    (mtproto("149.154.167.51:443", None), ("reachable", None)),
+])
+def test_on_an_intercepted_port_only_proof_of_the_service_counts(record, expected):
+    intercepted = board(negative("192.0.2.1:443", True), negative("192.0.2.1:80", True), *OPEN[3:])
+    assert verdict_reason(record, intercepted) == expected
+
+
+def test_an_http_answer_from_outside_the_service_is_not_the_service():
+    record = web("http", "t.me", None, "203.0.113.7:80", address_in_networks=False)
+    assert verdict_reason(record, board(*OPEN)) == ("inconclusive", "http.not_service")
+
+
+def test_a_tcp_success_on_an_honest_port_stands():
+    record = tcp("149.154.167.51:443", None)
+    assert judged(record, board(*OPEN)) is record
+
+
+# --- the vantage point --------------------------------------------------------------------
+
+def test_vantage_from_the_controls():
+    assert board().vantage() == UNKNOWN
+    assert board(negative("192.0.2.1:443", False)).vantage() == UNKNOWN  # negatives alone decide nothing
+    assert board(*OPEN).vantage() == ONLINE
+    dropped = board(control_tcp("1.1.1.1:443", "control.timeout"), control_dns("example.com", "dns.timeout", ()),
+                    negative("192.0.2.1:443", False))
+    assert dropped.vantage() == OFFLINE
+    walled = board(control_tcp("1.1.1.1:443"), negative("192.0.2.1:443", True),
+                   control_dns("example.com", "dns.nxdomain", ()),
+                   control_web("tls", "example.com", "tls.bad_certificate"))
+    assert walled.vantage() == NO_OPEN_ACCESS  # the TCP control was only accepted by the interceptor
+
+
+def test_the_service_answering_makes_the_vantage_online_when_every_control_failed():
+    controls = board(control_tcp("1.1.1.1:443", "control.timeout"), negative("192.0.2.1:443", False),
+                     control_web("tls", "example.com", "tcp.timeout"))
+    assert decide_vantage(controls, [web("https", "web.telegram.org", None)]) == ONLINE
+    # A bare handshake is not the service's proof unless the port was shown honest.
+    assert decide_vantage(controls, [tcp("149.154.167.51:80", None)]) == OFFLINE
+    assert decide_vantage(controls, [tcp("149.154.167.51:443", None)]) == ONLINE
+
+
+@pytest.mark.parametrize("vantage, reason", [(OFFLINE, "vantage.offline"), (UNDECIDED, "vantage.undecided"),
+                                             (NO_OPEN_ACCESS, "vantage.no_open_access")])
+def test_without_open_access_no_failure_and_no_silence_counts(vantage, reason):
+    # The TCP control got through (an interceptor accepted it), so only the vantage decides.
+    controls = board(control_tcp("1.1.1.1:443"), negative("192.0.2.1:443", True))
+    for record in (tcp("149.154.167.51:443", "tcp.timeout"), canary("t.me", None)):
+        out = judged(record, controls, vantage)
+        assert (out.verdict, out.reason) == ("inconclusive", reason)
+        assert out.evidence["vantage"] == vantage and out.evidence["verdict_if_online"] in ("blocked", "reachable")
+
+
+def test_a_family_whose_controls_all_failed():
+    controls = board(control_tcp("1.1.1.1:443"), control_tcp("[2606:4700:4700::1111]:443", "control.timeout"))
+    assert controls.offline_families() == {6}
+    out = judged(tcp("[2001:67c:4e8:f004::9]:443", "tcp.timeout"), controls, ONLINE, {6})
+    assert (out.verdict, out.reason) == ("inconclusive", "vantage.ipv6_offline")
+
+
+def test_negative_controls_read_the_other_way_round():
+    assert negative("192.0.2.1:443", True).reason == "interception.accepted"
+    assert negative("192.0.2.1:443", True).verdict == "inconclusive"
+    honest = negative("192.0.2.1:443", False)
+    assert (honest.reason, honest.verdict, honest.evidence["connect_reason"]) == (None, "reachable", "control.timeout")
+
+
+def test_every_reason_the_judgment_gives_is_listed():
+    given = {"dns.resolver_failing", "dns.same_for_all", "dns.resolver_untrusted", "dns.intercepted_all",
+             "tcp.path_failing", "tcp.intercepted", "tls.untrusted_for_all", "tls.path_failing", "http.path_failing",
+             "http.intercepted", "http.not_service", "mtproto.intercepted", "interception.accepted",
+             "vantage.offline", "vantage.undecided", "vantage.ipv4_offline", "vantage.ipv6_offline",
+             "vantage.no_open_access"}
+    assert given <= set(REASONS)
+    assert all(REASONS[r][0] == "inconclusive" for r in given)
