@@ -33,8 +33,12 @@ from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET, VERDICTS
 RANK = {REACHABLE: 0, INCONCLUSIVE: 1, RESET: 2, BLOCKED: 3}
 BY_RANK = {rank: verdict for verdict, rank in RANK.items()}
 
-# Leading words of a summary finding, as netprobe.diagnosis writes them.
-TECHNIQUES = ("DNS", "DNS injection", "IP", "SNI", "TLS interception", "HTTP", "MTProto")
+# The techniques a summary names (its evidence.techniques[].kind, netprobe/diagnosis.py), as shown.
+TECHNIQUE_OF_KIND = {"dns": "DNS", "dns_injection": "DNS injection", "ip": "IP", "sni": "SNI",
+                     "tls_interception": "TLS interception", "http": "HTTP", "mtproto": "MTProto"}
+TECHNIQUES = tuple(TECHNIQUE_OF_KIND.values())
+# Summary reasons of a run that had no open way out: counted in the "offline" column.
+NOT_ONLINE_REASONS = ("summary.offline", "summary.no_open_access")
 
 GZIP_MAGIC = b"\x1f\x8b"
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -298,11 +302,19 @@ def summary_of(line: str, label: str | None, run_id: str, at: str, history: Hist
     except ValueError:
         record = {}
     evidence = record.get("evidence")
-    findings = evidence.get("findings") if isinstance(evidence, dict) else None
-    if not isinstance(findings, list):
-        findings = []
-    found = frozenset(f.partition(":")[0] for f in findings if isinstance(f, str)) & _TECHNIQUE_SET
-    history.summaries[(label, run_id)] = (at, found, record.get("reason") == "summary.offline")
+    if not isinstance(evidence, dict):
+        evidence = {}
+    techniques = evidence.get("techniques")
+    if isinstance(techniques, list):
+        found = frozenset(TECHNIQUE_OF_KIND[t["kind"]] for t in techniques
+                          if isinstance(t, dict) and t.get("kind") in TECHNIQUE_OF_KIND)
+    else:
+        # Summaries written before techniques were data: the leading words of their findings.
+        findings = evidence.get("findings")
+        if not isinstance(findings, list):
+            findings = []
+        found = frozenset(f.partition(":")[0] for f in findings if isinstance(f, str)) & _TECHNIQUE_SET
+    history.summaries[(label, run_id)] = (at, found, record.get("reason") in NOT_ONLINE_REASONS)
 
 
 _TECHNIQUE_SET = frozenset(TECHNIQUES)

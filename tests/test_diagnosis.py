@@ -128,3 +128,54 @@ def test_injection_and_racing_answers():
     assert any("racing the first" in line for line in lines)
     assert any(line.startswith("DNS injection: 1/1 domains were answered by an address that runs no DNS")
                for line in lines)
+
+
+# --- dispatch, controls and structured techniques ----------------------------------------------
+
+def test_every_probe_kind_has_a_rule_and_an_unknown_kind_is_an_error():
+    import pytest
+
+    from netprobe.plan import PROBE_KINDS
+    d = Diagnosis("telegram")
+    assert set(PROBE_KINDS) | {"control"} <= set(d.handlers)
+    with pytest.raises(ValueError, match="no rule for probe kind 'quic'"):
+        d.add(Result("quic", "t.me", None, None, 1.0, {}))
+
+
+def test_techniques_are_data_with_counts_and_the_finding():
+    d = diagnose(tcp("1.1.1.1:443", "tcp.timeout"), tcp("1.1.1.2:443", None),
+                 mtproto("mtproto", "intermediate", "1.1.1.2:443", "mtproto.reset"),
+                 mtproto("mtproto_obfuscated2", "obfuscated2", "1.1.1.2:443", None))
+    summary = d.result()
+    kinds = {t["kind"]: t for t in summary.evidence["techniques"]}
+    assert set(kinds) == {"ip", "mtproto"}
+    assert (kinds["ip"]["failed"], kinds["ip"]["tested"], kinds["ip"]["reasons"]) == (1, 2, {"tcp.timeout": 1})
+    assert kinds["mtproto"]["targets"] == ["1.1.1.2:443"]
+    assert "finding" not in kinds["ip"]
+    assert summary.reason == "summary.blocking_observed"
+
+
+def test_no_open_access_is_said_plainly_and_is_no_blocking():
+    from netprobe.vantage import ControlBoard
+    d = diagnose(Result("tcp", "1.1.1.2:443", "1.1.1.2:443", "tcp.intercepted", 1.0, {}),
+                 Result("https", "t.me", "1.1.1.2:443", "tls.untrusted_for_all", 1.0, {}),
+                 vantage="no_open_access")
+    d.board = ControlBoard()
+    summary = d.result()
+    assert (summary.verdict, summary.reason) == ("inconclusive", "summary.no_open_access")
+    findings = summary.evidence["findings"]
+    assert findings[0].startswith("No open access:")
+    assert any(f.startswith("Interception: TLS fails verification for every name") for f in findings)
+    assert not any(f.startswith(("No blocking observed", "SNI:", "IP:")) for f in findings)
+
+
+def test_failures_whose_controls_failed_are_named_as_not_judged():
+    from netprobe.vantage import ControlBoard
+    d = diagnose(dns("a.org", "dns.resolver_failing"), dns("b.org", "dns.resolver_failing"),
+                 https("web.telegram.org", None))
+    d.board = ControlBoard()
+    d.judged_stages.add("dns")
+    summary = d.result()
+    assert summary.reason is None  # the service's own probe got through
+    assert summary.evidence["findings"][0].startswith("No blocking observed")
+    assert any(f.startswith("Not judged: 2 DNS failures") for f in summary.evidence["findings"])

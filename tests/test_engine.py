@@ -404,3 +404,38 @@ def test_pool_connects_over_ipv6():
     finally:
         server.close()
     assert [(r.target, r.verdict) for r in records[:-1]] == [(endpoint, "reachable")]
+
+
+# --- a long run measures its controls again -------------------------------------------------
+
+def test_a_long_run_measures_its_controls_again_and_names_a_stage_that_changed():
+    """Past `remeasure_after` the controls run once more; a control that got through at the
+    start and is refused at the end shows the network changed under the run."""
+    control = Listener("127.0.0.2")
+    endpoint = f"127.0.0.1:{closed_port()}"
+    plan = make_plan(controls=[f"127.0.0.2:{control.port}"], endpoints=[endpoint], networks=("127.0.0.1/32",))
+    records = []
+
+    def sink(record):
+        records.append(record)
+        if record.probe == "tcp":
+            control.close()  # the network changes once the run's own probes are done
+
+    try:
+        outcome = asyncio.run(Runner(plan, Settings(timeout=0.5, concurrency=8, remeasure_after=0.0), sink).run())
+    finally:
+        control.close()
+    controls = [r for r in records if r.probe == "control"]
+    assert [r.evidence.get("round") for r in controls] == [None, 2]
+    assert (controls[0].verdict, controls[1].verdict) == ("reachable", "reset")
+    assert outcome.vantage == "online"
+    summary = records[-1]
+    changed = [f for f in summary.evidence["findings"] if f.startswith("Controls: the network changed")]
+    assert changed and "passed -> failed" in changed[0]
+
+
+def test_a_short_run_measures_its_controls_once(listener):
+    plan = make_plan(controls=[f"127.0.0.2:{listener.port}"], endpoints=[f"127.0.0.1:{listener.port}"],
+                     networks=("127.0.0.1/32",))
+    records, outcome, _, _ = run_plan(plan)
+    assert [r.probe for r in records].count("control") == 1

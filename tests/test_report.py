@@ -574,3 +574,18 @@ def test_benchmark_smoke():
     for view in ("current state", "--changes", "--techniques"):
         assert f"netprobe report {view}:" in proc.stdout
     assert "MB peak RSS" in proc.stdout and "target <= 10 s" in proc.stdout
+
+
+def test_techniques_are_read_from_the_summary_data_not_its_sentences(tmp_path):
+    """A summary carries its techniques as data (kind, stage, counts); a finding's wording may
+    change, and a network-wide line ("Interception: ...") is no technique of blocking."""
+    structured = summary(t(0), "r0", ["Interception: port 443 accepts everything", "SNI: worded anew"])
+    structured["evidence"]["techniques"] = [{"kind": "dns", "stage": "dns", "failed": 2, "tested": 6},
+                                            {"kind": "mtproto", "stage": "mtproto", "failed": 1, "tested": 4}]
+    walled = summary(t(1), "r1", ["No open access: no control got through"])
+    walled.update(reason="summary.no_open_access", verdict="inconclusive")
+    walled["evidence"]["techniques"] = []
+    path = write_jsonl(tmp_path / "a.jsonl", [structured, walled])
+    [row] = jsonl(run_report(path, "--techniques", "--format", "jsonl").stdout)
+    assert row["runs"] == 2 and row["offline"] == 1
+    assert {k for k, n in row["techniques"].items() if n} == {"DNS", "MTProto"}

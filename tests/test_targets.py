@@ -334,3 +334,43 @@ def test_builtin_ranges_are_inside_the_networks(builtin):
 def test_builtin_pins_web_telegram_org(builtin):
     pinned = {d.name: d.addresses for d in builtin.domains}
     assert ipaddress.ip_address("149.154.167.99") in pinned["web.telegram.org"]
+
+
+# --- control names and negative controls ----------------------------------------------------
+
+def test_control_domains_take_the_form_of_domains_and_may_be_pinned_anywhere_but_the_service():
+    t = parse('networks = ["149.154.160.0/20"]\ndomains = ["t.me"]\n'
+              'control_domains = ["Example.COM.", { name = "control.lab", addresses = ["10.88.0.1", "fd88::1"] }]')
+    assert [d.name for d in t.control_domains] == ["example.com", "control.lab"]
+    assert [str(a) for a in t.control_domains[1].addresses] == ["10.88.0.1", "fd88::1"]
+    assert t.negative_controls is None  # the built-in default applies (netprobe/plan.py)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('control_domains = ["t.me"]', "also one of the service's domains"),
+    ('control_domains = [{ name = "x.org", addresses = ["149.154.167.99"] }]', "inside the service's networks"),
+    ('control_domains = ["x.org", "X.org"]', "duplicate entry"),
+    ('control_domains = "x.org"', "expected an array"),
+    ('negative_controls = ["149.154.167.1"]', "inside the service's networks"),
+    ('negative_controls = ["192.0.2.1:443"]', "negative_controls[0]"),
+])
+def test_bad_control_entries_are_named(text, fragment):
+    with pytest.raises(TargetFileError) as info:
+        parse('networks = ["149.154.160.0/20"]\ndomains = ["t.me"]\n' + text)
+    assert fragment in str(info.value)
+
+
+def test_an_empty_negative_controls_turns_the_default_off():
+    from netprobe.plan import Plan
+    t = parse('endpoints = ["149.154.167.51:443"]\nnegative_controls = []')
+    assert t.negative_controls == ()
+    assert Plan(t, ("tcp",), (), 1).negative_controls() == ()
+
+
+def test_the_default_negative_controls_follow_the_families_and_ports_used():
+    from netprobe.plan import Plan
+    plan = Plan(parse('endpoints = ["149.154.167.51:443", "149.154.167.51:5222"]'), ("tcp",), (), 1)
+    stages = [(t.target, dict(t.context)["stage"]) for t in plan.controls()]
+    assert stages == [("192.0.2.1:443", "interception"), ("192.0.2.1:5222", "interception")]
+    loopback = Plan(parse('endpoints = ["127.0.0.1:443", "[::1]:443"]'), ("tcp",), (), 1)
+    assert loopback.controls() == []  # nothing on a path to intercept, and nothing leaves this machine
