@@ -315,7 +315,6 @@ def tcp(endpoints, **options):
 @common_options
 def targets(**options):
     """Show the expanded plan: every probe a run would perform, without probing."""
-    from netprobe.output import StdoutWriter
     target_set = load_targets(options["targets_file"])
     plan = make_plan(target_set, options)
     fmt = options["fmt"] or ("table" if sys.stdout.isatty() else "jsonl")
