@@ -66,6 +66,8 @@ def common_options(func):
         click.option("--ca-bundle", envvar="NETPROBE_CA_BUNDLE", type=click.Path(dir_okay=False), default=None,
                      help="PEM trust store for TLS probes (default: the system's)."),
         click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout; errors still go to stderr."),
+        click.option("-v", "--details", is_flag=True, envvar="NETPROBE_DETAILS",
+                     help="Table: every record, not one row per probe kind and group."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -192,8 +194,12 @@ def execute_plan(plan, options) -> int:
         progress.start()
     failure: list[str] = []
 
+    summary: list[dict] = []
+
     def emit(result):
         record = encode(result, run)
+        if result.probe == "summary":
+            summary.append(record)
         if archive is not None and not failure:
             try:
                 archive.append(to_json_line(record))
@@ -244,11 +250,13 @@ def execute_plan(plan, options) -> int:
     if stdout is not None:
         out_console = Console(no_color=no_color, highlight=False, soft_wrap=False)
         if fmt == "table":
-            print_report(out_console, stdout.kept, outcome.counts, outcome.vantage, notes, outcome.findings)
+            print_report(out_console, stdout.kept, outcome.counts, outcome.vantage, notes, outcome.findings,
+                         details=options["details"], summary=summary[0] if summary else None)
         else:
             if fmt == "json":
                 sys.stdout.write(stdout.json_text())
-            print_report(err_console, [], outcome.counts, outcome.vantage, notes, outcome.findings)
+            print_report(err_console, [], outcome.counts, outcome.vantage, notes, outcome.findings,
+                         summary=summary[0] if summary else None)
     if received:
         name = signal.Signals(received[0]).name
         if archive is not None:

@@ -87,6 +87,100 @@ def results_table(records: Iterable[dict[str, Any]]) -> Table:
     return table
 
 
+# --- the grouped table: one row per (probe kind, group) ---------------------------------------
+
+def group_of(record: dict[str, Any]) -> str:
+    """The group a record is counted in: the file's `group`, a range, a data center, the
+    stage of a control, else the target itself."""
+    evidence = record.get("evidence") or {}
+    if evidence.get("group"):
+        return str(evidence["group"])
+    if evidence.get("range"):
+        return str(evidence["range"])
+    if evidence.get("dc") is not None:
+        return f"DC{evidence['dc']}"
+    if record["probe"] == "control":
+        return f"{evidence.get('stage', 'tcp')} controls"
+    return str(record["target"])
+
+
+_RANK = {REACHABLE: 0, INCONCLUSIVE: 1, RESET: 2, BLOCKED: 3}
+MAX_DIFFERING = 2
+
+
+def grouped_rows(records: Iterable[dict[str, Any]]) -> list[tuple[str, str, Counter, Counter, list[str]]]:
+    """(probe, group, verdict counts, reason counts, members whose verdict differs from the group's most common)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["probe"], group_of(record)), []).append(record)
+    rows = []
+    for (probe, group), members in groups.items():
+        verdicts = Counter(r["verdict"] for r in members)
+        reasons = Counter(r.get("reason") for r in members if r.get("reason"))
+        common = verdicts.most_common(1)[0][0]
+        differing = [f"{r['target']} {r['verdict']}" for r in members if r["verdict"] != common]
+        rows.append((probe, group, verdicts, reasons, differing))
+    order = {kind: i for i, kind in enumerate(("control", "dns", "dns_injection", "tcp", "https", "http", "mtproto",
+                                               "mtproto_abridged", "mtproto_obfuscated2"))}
+    rows.sort(key=lambda row: (order.get(row[0], 99), -max(_RANK[v] for v in row[2]), row[1]))
+    return rows
+
+
+def verdict_cell(verdicts: Counter) -> Text:
+    cell = Text()
+    for verdict in sorted(verdicts, key=lambda v: -_RANK[v]):
+        if cell:
+            cell.append(" ")
+        cell.append(f"{verdicts[verdict]} {verdict}", style=VERDICT_STYLES.get(verdict, ""))
+    return cell
+
+
+def grouped_table(records: Iterable[dict[str, Any]]) -> Table:
+    """One row per (probe kind, group): what each data center, range and family of names did.
+    Names and reasons wrap between words, never inside one."""
+    table = Table(show_lines=False, header_style="bold", pad_edge=False)
+    table.add_column("probe", no_wrap=True)
+    table.add_column("group", no_wrap=True)
+    table.add_column("verdicts", overflow="fold")
+    table.add_column("reasons; members that differ", overflow="fold", ratio=1)
+    for probe, group, verdicts, reasons, differing in grouped_rows(records):
+        notes = [f"{printable(reason)}" + (f" ×{n}" if n > 1 else "") for reason, n in reasons.most_common(2)]
+        if differing:
+            shown = ", ".join(printable(d, 60) for d in differing[:MAX_DIFFERING])
+            more = f" +{len(differing) - MAX_DIFFERING}" if len(differing) > MAX_DIFFERING else ""
+            notes.append(f"differ: {shown}{more}")
+        table.add_row(Text(printable(probe)), Text(printable(group, 40)), verdict_cell(verdicts),
+                      Text("; ".join(notes)))
+    return table
+
+
+# --- the verdict block: the answer, last, where the eye lands ---------------------------------
+
+HEADLINES = {
+    None: ("Telegram's probes got through: no blocking observed", "bold green"),
+    "summary.blocking_observed": ("Blocking observed", "bold red"),
+    "summary.offline": ("This vantage point looks offline: nothing can be concluded", "bold yellow"),
+    "summary.no_open_access": ("No open access to the Internet here: nothing can be concluded", "bold yellow"),
+    "summary.undecided": ("The run ended before the controls decided: nothing can be concluded", "bold yellow"),
+    "summary.nothing_concluded": ("Nothing concluded: no probe got a genuine answer", "bold yellow"),
+}
+
+
+def verdict_block(summary: dict[str, Any]) -> Text:
+    """The diagnosis as a short block: a headline, then one line per technique found (what it
+    hits, with its counts), then what could not be judged and why."""
+    headline, style = HEADLINES.get(summary.get("reason"), (printable(summary.get("reason")), "bold"))
+    block = Text()
+    block.append(f"Verdict: {headline}", style=style)
+    findings = (summary.get("evidence") or {}).get("findings") or []
+    for finding in findings:
+        if not isinstance(finding, str) or finding.startswith("No blocking observed"):
+            continue
+        block.append("\n  • ")
+        block.append(printable(finding, limit=1000))
+    return block
+
+
 def summary_lines(counts: Counter, vantage: str) -> list[Text]:
     """One line per probe kind; an offline vantage point is stated by the findings."""
     lines = []
@@ -106,15 +200,23 @@ def summary_lines(counts: Counter, vantage: str) -> list[Text]:
 
 
 def print_report(console: Console, records: list[dict[str, Any]], counts: Counter, vantage: str,
-                 notes: Iterable[str] = (), findings: Iterable[str] = ()) -> None:
-    """Findings first (the headline: how the block is built), then the table and counts."""
-    for finding in findings:
-        console.print(Text(printable(finding, limit=1000), style="bold"))
-    records = [r for r in records if r["probe"] != "summary"]
-    if records:
-        console.print(results_table(records))
-    counts = Counter({key: n for key, n in counts.items() if key[0] != "summary"})
-    for line in summary_lines(counts, vantage):
-        console.print(line)
+                 notes: Iterable[str] = (), findings: Iterable[str] = (), *, details: bool = False,
+                 summary: dict[str, Any] | None = None) -> None:
+    """The table (grouped, or every record with `details`), the counts, notes, and last the
+    verdict block: the answer where the eye lands when the run ends."""
+    rows = [r for r in records if r["probe"] != "summary"]
+    if summary is None:
+        summary = next((r for r in records if r["probe"] == "summary"), None)
+    if rows:
+        console.print(results_table(rows) if details else grouped_table(rows))
+    if details or not rows:
+        counts = Counter({key: n for key, n in counts.items() if key[0] != "summary"})
+        for line in summary_lines(counts, vantage):
+            console.print(line)
     for note in notes:
         console.print(Text(printable(note, limit=500)))
+    if summary is not None:
+        console.print(verdict_block(summary))
+    else:
+        for finding in findings:
+            console.print(Text(printable(finding, limit=1000), style="bold"))

@@ -118,7 +118,7 @@ def check_inert(text: str) -> None:
 
 
 def test_table_on_a_terminal_shows_hostile_text_inert(hostile_site):
-    code, raw, stderr = run_on_pty([*hostile_site, "--format", "table"])
+    code, raw, stderr = run_on_pty([*hostile_site, "--format", "table", "--details"])
     assert code == 0, stderr
     text = raw.decode("utf-8")  # also: rich wrote valid UTF-8, whatever the server sent
     assert RICH_SGR.search(text), "no colour at all: the output was not treated as a terminal"
@@ -129,12 +129,22 @@ def test_table_on_a_terminal_shows_hostile_text_inert(hostile_site):
 
 
 def test_table_with_rich_forced_to_colour_shows_hostile_text_inert(hostile_site):
-    proc, _ = run_netprobe(*hostile_site, "--format", "table",
+    proc, _ = run_netprobe(*hostile_site, "--format", "table", "--details",
                            env=netprobe_env(FORCE_COLOR="1", TTY_COMPATIBLE="1", COLUMNS="300"))
     assert proc.returncode == 0, proc.stderr
     assert RICH_SGR.search(proc.stdout)
     check_inert(proc.stdout)
     assert "\r" not in proc.stdout
+
+
+def test_the_grouped_table_and_verdict_block_stay_inert(hostile_site):
+    """The default view: one row per group and the verdict block, whose findings quote targets."""
+    proc, _ = run_netprobe(*hostile_site, "--format", "table",
+                           env=netprobe_env(FORCE_COLOR="1", TTY_COMPATIBLE="1", COLUMNS="300"))
+    assert proc.returncode == 0, proc.stderr
+    plain = RICH_SGR.sub("", proc.stdout)
+    assert ESC not in plain and "\x07" not in plain and "\r" not in plain
+    assert "Verdict:" in plain
 
 
 def test_jsonl_keeps_hostile_text_as_escaped_data(hostile_site):

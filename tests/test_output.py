@@ -228,7 +228,7 @@ def test_results_table_shows_markup_literally_and_no_remote_escapes():
 
 def test_print_report_notes_are_escaped_too():
     counts = Counter({("tcp", "reset"): 1, ("dns", "blocked"): 1})
-    output = render(HOSTILE_RECORDS, counts=counts, vantage="online", notes=["note \x1b[2J[bold]n"])
+    output = render(HOSTILE_RECORDS, counts=counts, vantage="online", notes=["note \x1b[2J[bold]n"], details=True)
     assert "note \\x1b[2J[bold]n" in output
     assert "\x1b" not in SGR.sub("", output)
     assert "tcp: 1 reset" in SGR.sub("", output)
@@ -240,12 +240,39 @@ def test_report_says_when_no_controls_were_probed():
     assert "tcp: 2 inconclusive" in output
 
 
-def test_report_puts_escaped_findings_first_and_leaves_summary_out_of_the_table():
+def test_report_ends_with_the_escaped_verdict_block_and_leaves_summary_out_of_the_table():
     summary = record(probe="summary", target="loopback", address=None, reason="summary.blocking_observed",
-                     evidence={"findings": ["x"]})
+                     evidence={"findings": ["IP: 1/2 failed \x1b[2J[red]", "No blocking observed: never shown"]})
     output = SGR.sub("", render([*HOSTILE_RECORDS, summary], counts=Counter({("tcp", "reset"): 1,
                                                                              ("summary", "blocked"): 1}),
-                                vantage="online", findings=["IP: 1/2 failed \x1b[2J[red]"]))
-    assert output.startswith("IP: 1/2 failed \\x1b[2J[red]")
-    assert "summary" not in output
+                                vantage="online"))
+    tail = output[output.index("Verdict: Blocking observed"):]
+    assert tail.splitlines()[1].strip() == "• IP: 1/2 failed \\x1b[2J[red]"
+    assert "never shown" not in output
+    assert "summary" not in output[:output.index("Verdict:")]
     assert "\x1b" not in output
+
+
+def test_the_grouped_table_has_one_row_per_kind_and_group_and_names_who_differs():
+    records = [record(target=f"10.0.0.{i}:443", address=f"10.0.0.{i}:443", evidence={"range": "10.0.0.0/28"},
+                      verdict="blocked" if i == 3 else "reachable", reason="tcp.timeout" if i == 3 else None)
+               for i in range(8)]
+    records += [record(target=f"10.1.0.{i}:443", address=f"10.1.0.{i}:443", evidence={"dc": 2}, verdict="reachable",
+                      reason=None) for i in range(3)]
+    output = SGR.sub("", render(records, counts=Counter(), vantage="online"))
+    rows = [line for line in output.splitlines() if "tcp" in line]
+    assert len(rows) == 2
+    assert "10.0.0.0/28" in rows[0] and "1 blocked 7 reachable" in rows[0] and "differ: 10.0.0.3:443 blocked" in rows[0]
+    assert "DC2" in rows[1] and "3 reachable" in rows[1]
+
+
+def test_the_grouped_table_fits_80_columns_without_breaking_a_word():
+    records = [record(probe="mtproto_obfuscated2", target=f"[2001:67c:4e8:f002::{i}]:443",
+                      address=f"[2001:67c:4e8:f002::{i}]:443", evidence={"dc": i}, verdict="blocked",
+                      reason="mtproto.bad_response") for i in range(1, 6)]
+    out = io.StringIO()
+    console = Console(file=out, width=80, color_system=None)
+    print_report(console, records, Counter(), "online")
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert any("mtproto.bad_response" in line for line in lines)  # a reason is never cut inside
