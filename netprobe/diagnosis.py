@@ -39,6 +39,9 @@ NOT_JUDGED_REASONS = {
     "http.path_failing": "HTTP",
     "http.not_service": "HTTP",
 }
+# The stage a probe kind's success shows open (for "the controls failed, the service got through").
+REACHED_STAGE = {"https": "tls", "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp",
+                 "dns_injection": "dns_injection"}
 STAGE_NAMES = {"tcp": "TCP", "dns": "DNS", "dns_injection": "DNS at the canary", "tls": "TLS", "http": "HTTP",
                "interception": "interception"}
 
@@ -149,6 +152,7 @@ class Diagnosis:
         self.interception: dict[str, set] = defaultdict(set)        # reason -> targets
         self.uncontrolled: Counter = Counter()                      # stage -> failures judged without control
         self.judged_stages: set[str] = set()                         # stages with failures the controls judged
+        self.reached_stages: set[str] = set()                        # stages the service's probes got through
         # Every probe kind has a handler: a new kind cannot silently count for nothing.
         self.handlers: dict[str, Callable[[Result], None]] = {
             "control": self._add_control, "dns": self._add_dns, "dns_injection": self._add_dns_injection,
@@ -178,6 +182,7 @@ class Diagnosis:
                 self.judged_stages.add(str(result.evidence.get("controls", {}).get("stage", "")))
         if result.verdict == REACHABLE:
             self.reachable_seen = True
+            self.reached_stages.add(REACHED_STAGE.get(result.probe, result.probe))
         if result.verdict in FAILED and self.board is not None and "controls" not in result.evidence:
             self.uncontrolled[(result.reason or "?").partition(".")[0]] += 1
 
@@ -346,7 +351,8 @@ class Diagnosis:
                          "other controls show it online.")
         if board is not None and reason is None:
             failed = [describe_stage(key) for key, state in board.states().items()
-                      if state == "failed" and key.split()[0] not in self.judged_stages
+                      if state == "failed" and key.split()[0] in self.reached_stages
+                      and key.split()[0] not in self.judged_stages
                       and not (key.startswith("tcp ") and key.split()[1] in {str(f) for f in self.offline_families})]
             if failed:
                 lines.append(f"Controls: every control of {', '.join(sorted(failed))} failed while the service's "
