@@ -39,6 +39,9 @@ NOT_JUDGED_REASONS = {
     "http.path_failing": "HTTP",
     "http.not_service": "HTTP",
 }
+# The stage whose controls a probe kind is weighed against.
+STAGE_OF_KIND = {"dns": "dns", "dns_injection": "dns_injection", "tcp": "tcp", "https": "tls", "http": "http",
+                 "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp"}
 # The stage a probe kind's success shows open (for "the controls failed, the service got through").
 REACHED_STAGE = {"https": "tls", "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp",
                  "dns_injection": "dns_injection"}
@@ -153,6 +156,7 @@ class Diagnosis:
         self.uncontrolled: Counter = Counter()                      # stage -> failures judged without control
         self.judged_stages: set[str] = set()                         # stages with failures the controls judged
         self.reached_stages: set[str] = set()                        # stages the service's probes got through
+        self.stages_used: set[str] = set()                           # stages the service's probes measured
         # Every probe kind has a handler: a new kind cannot silently count for nothing.
         self.handlers: dict[str, Callable[[Result], None]] = {
             "control": self._add_control, "dns": self._add_dns, "dns_injection": self._add_dns_injection,
@@ -169,6 +173,7 @@ class Diagnosis:
             raise ValueError(f"the diagnosis has no rule for probe kind {result.probe!r}")
         if result.probe != "control":
             self._weighed(result)
+            self.stages_used.add(STAGE_OF_KIND.get(result.probe, result.probe))
         handler(result)
 
     def _weighed(self, result: Result) -> None:
@@ -345,6 +350,11 @@ class Diagnosis:
             stage = NOT_JUDGED_REASONS[why]
             lines.append(f"Not judged: {sum(kinds.values())} {stage} failures ({', '.join(sorted(kinds))}) — the "
                          f"control names failed there too ({why}), so they say nothing about the service.")
+        missing = self.stages_without_control()
+        if missing:
+            lines.append(f"Controls: no control for {', '.join(STAGE_NAMES.get(s, s) for s in missing)} (the target "
+                         "file names no control_domains or controls for it): failures there are judged only by "
+                         "whether the vantage point is online.")
         for stage, n in sorted(self.uncontrolled.items()):
             lines.append(f"Controls: {n} {STAGE_NAMES.get(stage, stage)} failures were judged without a control of "
                          "their own stage (the target file names none): they stand, but only as well as the vantage point's "
@@ -364,6 +374,15 @@ class Diagnosis:
                 lines.append(f"Controls: the network changed during the run: {'; '.join(f'{k} {before[k]} -> {after[k]}' for k in changed[:MAX_EXAMPLES])}"
                              " — verdicts of those stages may mix two networks.")
         return lines
+
+    def stages_without_control(self) -> list[str]:
+        """Stages the service's probes measured that no control of their own was measured at."""
+        board = self.board
+        if board is None:
+            return []
+        controlled = {"tcp": bool(board.tcp), "dns": bool(board.dns), "dns_injection": bool(board.canary),
+                      "tls": bool(board.tls), "http": bool(board.http)}
+        return sorted(stage for stage in self.stages_used if not controlled.get(stage, True))
 
     def findings(self) -> list[str]:
         return self._findings(self._reason())
@@ -430,8 +449,8 @@ class Diagnosis:
         if self.board is not None:
             evidence["controls"] = self.board.states()
             evidence["intercepted_ports"] = [port for _, port in self.board.intercepted_ports()]
-        if self.uncontrolled:
-            evidence["uncontrolled_stages"] = sorted(self.uncontrolled)
+        if self.board is not None:
+            evidence["stages_without_control"] = self.stages_without_control()
         if self.not_judged:
             evidence["not_judged"] = {why: dict(kinds) for why, kinds in self.not_judged.items()}
         return Result("summary", self.service, None, reason, 0.0, evidence)
