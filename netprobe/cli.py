@@ -13,9 +13,10 @@ import sys
 import click
 
 from netprobe import __version__
+from netprobe.ooni_cli import ooni_options
 
 EXIT_USER_ERROR = 2
-FORMATS = ("table", "jsonl", "json", "csv")
+FORMATS = ("table", "jsonl", "json", "csv", "ooni")
 
 
 class UserError(click.ClickException):
@@ -248,6 +249,9 @@ def execute_plan(plan, options) -> int:
         else:
             if fmt == "json":
                 sys.stdout.write(stdout.json_text())
+            if fmt == "ooni":
+                from netprobe.ooni_cli import run_as_ooni
+                sys.stdout.write(run_as_ooni(stdout.kept, options))
             print_report(err_console, [], outcome.counts, outcome.vantage, notes, outcome.findings)
     if received:
         name = signal.Signals(received[0]).name
@@ -262,6 +266,7 @@ def execute_plan(plan, options) -> int:
 
 @cli.command()
 @common_options
+@ooni_options
 def run(**options):
     """Run every probe over a target set (default: the built-in Telegram set)."""
     targets = load_targets(options["targets_file"])
@@ -271,6 +276,7 @@ def run(**options):
 @cli.command()
 @click.argument("names", nargs=-1, required=True)
 @common_options
+@ooni_options
 def dns(names, **options):
     """Ask the resolvers for NAME's A and AAAA records and judge the answers.
 
@@ -292,6 +298,7 @@ def dns(names, **options):
 @cli.command()
 @click.argument("endpoints", nargs=-1, required=True, metavar="IP:PORT...")
 @common_options
+@ooni_options
 def tcp(endpoints, **options):
     """Connect to each IP:PORT (IPv6 as [ADDR]:PORT) and judge the outcome.
 
@@ -319,6 +326,8 @@ def targets(**options):
     target_set = load_targets(options["targets_file"])
     plan = make_plan(target_set, options)
     fmt = options["fmt"] or ("table" if sys.stdout.isatty() else "jsonl")
+    if fmt == "ooni":
+        raise UserError("--format ooni writes measured runs; the plan is not one")
     rows = [{"probe": t.kind, "target": t.target,
              "address": str(t.endpoint or t.resolver or ""), **{k: v for k, v in t.context}}
             for t in [*plan.controls(), *plan.tasks()]]
@@ -358,6 +367,11 @@ from netprobe.report_cli import cron, report  # noqa: E402 - report_cli imports 
 
 cli.add_command(report)
 cli.add_command(cron)
+
+from netprobe.ooni_cli import export_group, import_group  # noqa: E402 - OONI interop (netprobe.ooni)
+
+cli.add_command(import_group)
+cli.add_command(export_group)
 
 
 class Terminated(BaseException):
