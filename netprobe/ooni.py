@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -382,10 +383,11 @@ def _label(measurement: dict) -> str:
 
 def run_id_of(measurement: dict) -> str:
     """The same for one measurement however it was downloaded (bulk data carries no
-    measurement_uid), so that importing it twice folds into one run in `report`."""
-    key = "\0".join(str(measurement.get(k))[:MAX_TEXT] for k in
-                    ("report_id", "input", "measurement_start_time", "test_name", "probe_cc", "probe_asn"))
-    return hashlib.sha256(key.encode("utf-8", "backslashreplace")).hexdigest()[:32]
+    measurement_uid; the API adds it), so that importing it twice folds into one run
+    in `report`: a digest of the measurement's own keys, in a canonical form."""
+    own = {k: v for k, v in measurement.items() if k not in ("measurement_uid", "id")}
+    text = json.dumps(own, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
 
 
 def _context(measurement: dict, start: datetime, uid: str | None) -> Context:
@@ -522,18 +524,18 @@ def _connect_records(connects: list[Connect], context: Context, conclusion: str,
         ok = [c for c in group if c.failure is None]
         decisive = _earliest(ok) if ok else _earliest(group)
         reason = None if ok else ooni_reason(decisive.failure, "tcp")
-        endpoint_conclusion = conclusion
         blocked = [c.blocked for c in group if c.blocked is not None]
         evidence: dict[str, Any] = {"connect": "ok" if ok else "failed", "attempts": len(group),
                                     "ooni_failures": sorted({c.failure for c in group if c.failure})[:MAX_LISTED],
                                     **note}
         if blocked:
-            endpoint_conclusion = _conclusion(any(blocked))
-            evidence["ooni_blocked"] = any(blocked)
+            # Kept, not followed: OONI deprecated this per-endpoint flag; it marks an IPv6
+            # timeout on a probe without IPv6 while the measurement says "accessible".
+            evidence["ooni_endpoint_blocked"] = any(blocked)
         if dc_numbers and ip in dc_numbers:
             evidence["dc"] = dc_numbers[ip]
         target = _endpoint_text(ip, port)
-        records.append(_record(context, "tcp", target, target, reason, endpoint_conclusion, evidence,
+        records.append(_record(context, "tcp", target, target, reason, conclusion, evidence,
                                decisive.t, decisive.t0))
     return records
 
@@ -653,11 +655,16 @@ def _telegram_web(tk: dict, context: Context, requests: list[Request], connects:
 
 
 def _address_of(request: Request, connects: list[Connect], host_ips: dict[str, set[str]]) -> str | None:
-    """The endpoint a request went to, when OONI recorded a connect that tells it."""
+    """The endpoint a request went to, when OONI's connects tell it: the one that failed
+    as the request did, else the only one that connected."""
     ips = {request.host} if request.host_is_ip else host_ips.get(request.host or "", set())
-    for connect in connects:
-        if connect.ip in ips and connect.port == request.port and connect.failure == request.failure:
-            return _endpoint_text(connect.ip, connect.port)
+    near = [c for c in connects if c.ip in ips and c.port == request.port]
+    same = [c for c in near if c.failure == request.failure and c.failure is not None]
+    connected = {(c.ip, c.port) for c in near if c.failure is None}
+    if same:
+        return _endpoint_text(same[0].ip, same[0].port)
+    if len(connected) == 1:
+        return _endpoint_text(*connected.pop())
     return None
 
 
@@ -714,9 +721,9 @@ def _web_connectivity(measurement: dict, tk: dict, context: Context) -> list[dic
     evidence: dict[str, Any] = {"url": url[:MAX_TEXT], "requests": _listed(requests, _request_fields),
                                 "ooni_failures": [failure] if failure else [], **said}
     reason = None
+    ips = {a for q in classic for a in q.addresses}
+    probe_request = final or Request(url, scheme, host, False, port, "GET", failure, None, None, None, None, None)
     if failure:
-        ips = {a for q in classic for a in q.addresses}
-        probe_request = final or Request(url, scheme, host, False, port, "GET", failure, None, None, None, None, None)
         stage = "tcp" if blocking == "tcp_ip" else _request_stage(probe_request, connects, handshakes, ips)
         reason = ooni_reason(failure, stage)
         if blocking == "dns" and dns_reason:
@@ -729,8 +736,7 @@ def _web_connectivity(measurement: dict, tk: dict, context: Context) -> list[dic
     elif final is not None and final.code == 451:
         reason = "http.blockpage"
     t = final.t if final else None
-    address = (final.address or _address_of(final, connects, {host: {a for q in classic for a in q.addresses}})
-               if final else None)
+    address = probe_request.address or _address_of(probe_request, connects, {host: ips})
     records.append(_record(context, scheme, host, address, reason, conclusion, evidence, t, final.t0 if final else None))
     return records
 
