@@ -20,9 +20,13 @@ import zlib
 from collections import Counter
 from typing import BinaryIO, Iterator
 
-MAX_LINE_BYTES = 16 * 1024 * 1024  # one measurement; OONI's largest are a few MB
-MAX_DOCUMENT_BYTES = 64 * 1024 * 1024  # one pretty-printed download (an API answer)
+MAX_LINE_BYTES = 8 * 1024 * 1024  # one measurement; OONI caps bodies, so even big ones are < 1 MB
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # one pretty-printed download (an API answer, a list)
 MAX_INPUT_BYTES = 4 * 1024 * 1024 * 1024  # decompressed, per input
+# JSON values per line / document, counted before parsing ('{', '[' and ','): Python
+# objects cost 50-100 times the bytes of `{},`, so bytes alone do not bound memory.
+MAX_LINE_VALUES = 200_000  # a telegram measurement has ~2,000; web_connectivity ~5,000
+MAX_DOCUMENT_VALUES = 500_000
 CHUNK = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -35,8 +39,12 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def parse_json(data: bytes | str):
-    """json.loads without NaN/Infinity; ValueError for anything that is not plain JSON."""
+def parse_json(data: bytes | str, max_values: int = MAX_LINE_VALUES):
+    """json.loads without NaN/Infinity; ValueError for anything that is not plain JSON,
+    or that holds more than `max_values` values (it would cost too much memory)."""
+    marks = (b",", b"{", b"[") if isinstance(data, bytes) else (",", "{", "[")
+    if sum(data.count(mark) for mark in marks) > max_values:
+        raise ValueError(f"more than {max_values} JSON values")
     try:
         return json.loads(data, parse_constant=_no_constants)
     except RecursionError:
@@ -137,9 +145,9 @@ def _document(line: bytes, capped: _Capped, skipped: Counter, max_line: int, max
     document = line + capped.read(max_document + 1 - len(line))
     if len(document) > max_document:
         raise InputError(f"one JSON document larger than {_size(max_document)} "
-                         "(give measurements as JSON lines instead)")
+                         "(give them as JSON lines instead)")
     try:
-        value = parse_json(document)
+        value = parse_json(document, MAX_DOCUMENT_VALUES)
     except ValueError as exc:
         _note(broken, f"not JSON or JSON lines: {_short(exc)}")
     else:

@@ -613,9 +613,9 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
 def _telegram_web(tk: dict, context: Context, requests: list[Request], connects: list[Connect],
                   handshakes: list[Handshake], host_ips: dict[str, set[str]]) -> list[dict]:
     """web.telegram.org: blocked when a GET of it failed (telegram_web_status)."""
-    status, flag_failure = tk.get("telegram_web_status"), _failure(tk.get("telegram_web_failure"))
+    status, flag_failure = _text(tk.get("telegram_web_status"), 20), _failure(tk.get("telegram_web_failure"))
     conclusion = {"blocked": SAYS_BLOCKED, "ok": SAYS_NOT_BLOCKED}.get(status, UNDECIDED)
-    said = {"ooni_conclusion": {"telegram_web_status": status if isinstance(status, str) else None,
+    said = {"ooni_conclusion": {"telegram_web_status": status,
                                 "telegram_web_failure": flag_failure}}
     groups: dict[tuple[str, str], list[Request]] = {}
     for request in requests:
@@ -791,7 +791,8 @@ USER_AGENT = f"netprobe/{__version__}"
 
 
 def _when(record: dict) -> datetime:
-    return datetime.fromisoformat(record["measured_at"])
+    """measured_at as an aware UTC time (an edited archive may spell it otherwise)."""
+    return datetime.fromisoformat(normalise_time(record["measured_at"]) or record["measured_at"])
 
 
 def measurement_from_run(records: list[dict], probe_cc: str | None = None,
@@ -901,9 +902,9 @@ def _failure_of_record(record: dict) -> str | None:
     reason = record.get("reason")
     if reason is None:
         return None
-    evidence = record.get("evidence") or {}
+    evidence = _dict(record.get("evidence"))
     if reason == "tls.bad_certificate":
-        message = str((evidence.get("tls") or {}).get("verify_message") or "").lower()
+        message = str(_dict(evidence.get("tls")).get("verify_message") or "").lower()
         if "hostname" in message or "ip address mismatch" in message:
             return "ssl_invalid_hostname"
         if "issuer" in message or "self-signed" in message or "self signed" in message:
@@ -914,8 +915,13 @@ def _failure_of_record(record: dict) -> str | None:
     return ooni_failure(reason)
 
 
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 class _Builder:
-    """The df-001/002/005/006 lists of one run, with times relative to its start."""
+    """The df-001/002/005/006 lists of one run, with times relative to its start.  The
+    records come from an archive anyone could have edited: every value is checked."""
 
     def __init__(self, start: datetime):
         self.start = start
@@ -930,6 +936,10 @@ class _Builder:
         t0 = max(0.0, t - (_number(record.get("duration_ms")) or 0.0) / 1000)
         return round(t0, 6), round(t, 6)
 
+    @staticmethod
+    def after(t0: float, ms: object) -> float:
+        return round(t0 + max(0.0, min(_number(ms) or 0.0, MAX_T * 1000)) / 1000, 6)
+
     def add(self, record: dict) -> None:
         if record["probe"] in TCP_KINDS:
             self.transaction += 1
@@ -942,7 +952,7 @@ class _Builder:
             self.web(record)
 
     def connect(self, record: dict, endpoint: str | None) -> None:
-        evidence = record.get("evidence") or {}
+        evidence = _dict(record.get("evidence"))
         try:
             parsed = parse_endpoint(endpoint or "")
         except ValueError:
@@ -951,66 +961,69 @@ class _Builder:
         connected = evidence.get("connect") == "ok" or (reason is None and "connect" not in evidence)
         t0, t = self.times(record)
         if "connect_ms" in evidence:
-            t = round(t0 + (_number(evidence.get("connect_ms")) or 0.0) / 1000, 6)
+            t = self.after(t0, evidence.get("connect_ms"))
         failure = None
         if not connected:
-            failure = _failure_of_record(record) if reason and reason.split(".")[0] in ("tcp", "control") else (
-                "generic_timeout_error" if evidence.get("deadline_stage") == "connect" else
-                ooni_failure(f"tcp.{failure_of(reason)}") if reason else None)
+            if reason is None:
+                failure = "unknown_failure: no connection"
+            elif reason.split(".")[0] in ("tcp", "control"):
+                failure = _failure_of_record(record)
+            elif evidence.get("deadline_stage") == "connect":
+                failure = "generic_timeout_error"
+            else:
+                failure = ooni_failure(f"tcp.{failure_of(reason)}")
         entry: dict[str, Any] = {"ip": str(parsed.ip), "port": parsed.port,
                                  "status": {"failure": failure, "success": failure is None},
-                                 "t0": t0, "t": t, "transaction_id": self.transaction}
-        tags = [f"dc={evidence['dc']}"] if "dc" in evidence else []
-        tags += [f"range={evidence['range']}"] if "range" in evidence else []
+                                 "t0": t0, "t": max(t, t0), "transaction_id": self.transaction}
+        tags = [f"dc={evidence['dc']}"] if _int(evidence.get("dc")) is not None else []
+        tags += [f"range={evidence['range']}"] if isinstance(evidence.get("range"), str) else []
         if tags:
-            entry["tags"] = tags
+            entry["tags"] = [tag[:60] for tag in tags]
         self.tcp_connect.append(entry)
 
     def dns(self, record: dict) -> None:
-        evidence = record.get("evidence") or {}
+        evidence = _dict(record.get("evidence"))
         t0, t = self.times(record)
-        queries = evidence.get("queries") if isinstance(evidence.get("queries"), list) else []
+        queries = [q for q in _list(evidence.get("queries")) if isinstance(q, dict)]
         if not queries:
             self.queries.append(self.query(record, "A", None, [], _failure_of_record(record), t0, t, None))
             return
         for query in queries:
-            if not isinstance(query, dict):
-                continue
-            qtype = str(query.get("qtype") or "A")
-            addresses = [a for a in query.get("addresses") or [] if isinstance(a, str)]
+            qtype = query.get("qtype") if query.get("qtype") in ("A", "AAAA") else "ANY"
+            addresses = [ip for ip in (_ip(a) for a in _list(query.get("addresses"))) if ip]
+            rcode = query.get("rcode") if isinstance(query.get("rcode"), str) else None
             failure = None
             if query.get("error_reason"):
-                failure = ooni_failure(str(query["error_reason"])) if query["error_reason"] in REASONS else None
-            elif query.get("rcode") and query["rcode"] != "NOERROR":
+                error = query["error_reason"]
+                failure = ooni_failure(error) if isinstance(error, str) and error in REASONS else "unknown_failure"
+            elif rcode and rcode != "NOERROR":
                 failure = ooni_failure({"NXDOMAIN": "dns.nxdomain", "SERVFAIL": "dns.servfail",
-                                        "REFUSED": "dns.refused"}.get(query["rcode"], "dns.bad_rcode"))
+                                        "REFUSED": "dns.refused"}.get(rcode, "dns.bad_rcode"))
             elif not addresses:
                 failure = "dns_no_answer"
-            ttls = {str(a.get("data")): a.get("ttl") for a in query.get("answers") or [] if isinstance(a, dict)}
-            entry = self.query(record, qtype, ENGINES.get(str(query.get("transport") or "udp"), "udp"),
-                               [(a, ttls.get(a)) for a in addresses], failure, t0,
-                               round(t0 + (_number(query.get("duration_ms")) or 0.0) / 1000, 6), query.get("rcode"))
-            self.queries.append(entry)
+            ttls = {str(a.get("data")): a.get("ttl") for a in _list(query.get("answers")) if isinstance(a, dict)}
+            engine = ENGINES.get(query.get("transport") if isinstance(query.get("transport"), str) else "udp", "udp")
+            self.queries.append(self.query(record, qtype, engine, [(a, ttls.get(a)) for a in addresses], failure,
+                                           t0, self.after(t0, query.get("duration_ms")), rcode))
 
     def query(self, record: dict, qtype: str, engine: str | None, answers: list[tuple[str, Any]],
-              failure: str | None, t0: float, t: float, rcode: object) -> dict:
+              failure: str | None, t0: float, t: float, rcode: str | None) -> dict:
         entry: dict[str, Any] = {
-            "answers": [{"answer_type": qtype, ("ipv6" if ":" in a else "ipv4"): a,
-                         "ttl": ttl if isinstance(ttl, int) and not isinstance(ttl, bool) else None}
-                        for a, ttl in answers],
+            "answers": [{"answer_type": "AAAA" if ":" in a else "A", ("ipv6" if ":" in a else "ipv4"): a,
+                         "ttl": _int(ttl)} for a, ttl in answers],
             "engine": engine or "udp",
             "failure": failure,
             "hostname": record["target"],
             "query_type": qtype,
             "resolver_address": record.get("address") or "",
-            "t0": t0, "t": t, "transaction_id": self.transaction,
+            "t0": t0, "t": max(t, t0), "transaction_id": self.transaction,
         }
         if rcode in RCODES:
             entry["rcode"] = RCODES[rcode]
         return entry
 
     def web(self, record: dict) -> None:
-        evidence = record.get("evidence") or {}
+        evidence = _dict(record.get("evidence"))
         kind, domain = record["probe"], record["target"]
         t0, t = self.times(record)
         reason = record.get("reason")
@@ -1020,31 +1033,31 @@ class _Builder:
         tls = evidence.get("tls") if isinstance(evidence.get("tls"), dict) else None
         if kind == "https" and tls is not None and record.get("address"):
             self.tls_handshakes.append({
-                "network": "tcp", "address": record["address"], "cipher_suite": tls.get("cipher") or "",
+                "network": "tcp", "address": record["address"], "cipher_suite": _text(tls.get("cipher"), 100) or "",
                 "failure": _failure_of_record(record) if stage == "tls" else None,
-                "negotiated_protocol": tls.get("alpn") or "", "no_tls_verify": False, "peer_certificates": [],
-                "server_name": tls.get("sni") or domain, "tls_version": tls.get("version") or "",
-                "t0": t0, "t": round(t0 + (_number(tls.get("handshake_ms")) or 0.0) / 1000, 6),
-                "transaction_id": self.transaction,
+                "negotiated_protocol": _text(tls.get("alpn"), 40) or "", "no_tls_verify": False,
+                "peer_certificates": [], "server_name": _text(tls.get("sni"), 253) or domain,
+                "tls_version": _text(tls.get("version"), 40) or "",
+                "t0": t0, "t": self.after(t0, tls.get("handshake_ms")), "transaction_id": self.transaction,
             })
-        http = evidence.get("http") if isinstance(evidence.get("http"), dict) else {}
-        port = evidence.get("port")
+        http = _dict(evidence.get("http"))
+        port = _int(evidence.get("port"))
         default = 443 if kind == "https" else 80
         url = f"{kind}://{domain}/" if port in (None, default) else f"{kind}://{domain}:{port}/"
         failure = None if reason is None or reason == "http.blockpage" else _failure_of_record(record)
         if reason and reason.startswith("dns.") and not str(failure).startswith("dns_"):
             failure = f"unknown_failure: {reason}"  # a request failure OONI would not read as DNS's
-        headers = {"Host": domain, "User-Agent": str(http.get("user_agent") or USER_AGENT), "Accept": "*/*",
+        headers = {"Host": domain, "User-Agent": _text(http.get("user_agent"), 200) or USER_AGENT, "Accept": "*/*",
                    "Connection": "close"}
         response: dict[str, Any] = {"body": "", "body_is_truncated": False, "code": 0, "headers": {},
                                     "headers_list": []}
-        if isinstance(http.get("status"), int):
-            got = {k.title(): str(v) for k, v in (http.get("headers") or {}).items()}
+        if _int(http.get("status")) is not None:
+            got = {str(k).title(): str(v) for k, v in _dict(http.get("headers")).items()}
             body, truncated = _body(http.get("body_prefix"))
-            response = {"body": body, "body_is_truncated": truncated or not http.get("headers_complete", True),
+            response = {"body": body, "body_is_truncated": truncated or http.get("headers_complete") is False,
                         "code": http["status"], "headers": got, "headers_list": [[k, v] for k, v in got.items()]}
         self.requests.append({
-            "network": "tcp", "address": record.get("address") or "", "alpn": (tls or {}).get("alpn") or "",
+            "network": "tcp", "address": record.get("address") or "", "alpn": _text((tls or {}).get("alpn"), 40) or "",
             "failure": failure,
             "request": {"body": "", "body_is_truncated": False, "headers": headers,
                         "headers_list": [[k, v] for k, v in headers.items()], "method": "GET",
