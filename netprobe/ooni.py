@@ -532,7 +532,10 @@ def _connect_records(connects: list[Connect], context: Context, conclusion: str,
             # Kept, not followed: OONI deprecated this per-endpoint flag; it marks an IPv6
             # timeout on a probe without IPv6 while the measurement says "accessible".
             evidence["ooni_endpoint_blocked"] = any(blocked)
-        if dc_numbers and ip in dc_numbers:
+        tagged = [int(t[3:]) for c in group for t in c.tags if t.startswith("dc=") and t[3:].isdigit()]
+        if tagged:  # netprobe's own exports say which DC each endpoint is
+            evidence["dc"] = tagged[0]
+        elif dc_numbers and ip in dc_numbers:
             evidence["dc"] = dc_numbers[ip]
         target = _endpoint_text(ip, port)
         records.append(_record(context, "tcp", target, target, reason, conclusion, evidence,
@@ -569,10 +572,6 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
     dc_ips = (set(OONI_DC_IPS) | set(dc_numbers) | {r.host for r in requests if r.host_is_ip}
               | {c.ip for c in connects if any(t.startswith("dc=") for t in c.tags)}) - web_ips
     dc_connects = [c for c in connects if c.ip in dc_ips]
-    for connect in connects:  # netprobe's own exports tag the DC of each endpoint
-        for tag in connect.tags:
-            if tag.startswith("dc=") and tag[3:].isdigit() and connect.ip not in dc_numbers:
-                dc_numbers = {**dc_numbers, connect.ip: int(tag[3:])}
     verified = {h.ip for h in handshakes if h.ip and h.failure is None and h.verified}
     records = _dns_records(queries, context, networks, UNDECIDED, verified)
 

@@ -166,6 +166,10 @@ def _show(writer, fmt: str, counts: Counter) -> None:
         print_report(console, writer.kept, counts, "imported")
 
 
+PLURALS = {"broken line": "broken lines", "line too long": "lines too long", "unsupported test": "unsupported tests",
+           "not a measurement": "not measurements", "not a netprobe record": "not netprobe records"}
+
+
 def tally(skipped: Counter) -> str:
     """'; skipped K: 2 broken lines, 1 unsupported test (dash)' - remote words escaped."""
     from netprobe.render import printable
@@ -178,7 +182,7 @@ def tally(skipped: Counter) -> str:
         parts["unsupported test" if kind.startswith("unsupported test ") else kind] += n
     words = []
     for kind, n in sorted(parts.items(), key=lambda item: (-item[1], item[0])):
-        text = f"{n} {kind}"
+        text = f"{n} {PLURALS.get(kind, kind) if n != 1 else kind}"
         if kind == "unsupported test":
             shown = ", ".join(printable(t, 40) for t in tests[:5]) + (", …" if len(tests) > 5 else "")
             text += f" ({shown})"
