@@ -51,6 +51,8 @@ SUPPORTED_TESTS = ("telegram", "web_connectivity")
 OONI_DC_IPS = ("149.154.175.50", "149.154.167.51", "149.154.175.100", "149.154.167.91", "149.154.171.5",
                "95.161.76.100")
 WEB_HOST = "web.telegram.org"
+# Telegram's autonomous systems (RIPE RIS): OONI annotates each DNS answer with its AS.
+TELEGRAM_ASNS = frozenset({62041, 62014, 59930, 44907, 211157})
 # data_format_version: 0.2.0 since 2016; 0.2.1-0.4.0 were experimental (2019-2020) with the
 # same keys; 0.1.0 was YAML.  0.5.0 is reserved for the next, unknown, format.
 FORMATS = ((0, 2, 0), (0, 5, 0))
@@ -210,6 +212,7 @@ class Query:
     malformed: bool
     t: float | None
     tags: tuple[str, ...]
+    asns: tuple[tuple[str, int], ...] = ()  # (address, AS number) as OONI annotated them
 
 
 def _connects(tk: dict) -> list[Connect]:
@@ -302,7 +305,7 @@ def _queries(tk: dict) -> list[Query]:
         hostname = _host(entry.get("hostname"))
         if hostname is None:
             continue
-        addresses, malformed = [], False
+        addresses, malformed, asns = [], False, []
         for answer in _list(entry.get("answers")):
             if not isinstance(answer, dict) or answer.get("answer_type") not in ("A", "AAAA"):
                 continue
@@ -312,10 +315,11 @@ def _queries(tk: dict) -> list[Query]:
                 malformed = True
             elif len(addresses) < 64:
                 addresses.append(ip)
-        tags = _tags(entry)
+                if _int(answer.get("asn")) is not None:
+                    asns.append((ip, answer["asn"]))
         found.append(Query(hostname, _text(entry.get("query_type"), 8) or "ANY", _text(entry.get("engine"), 32),
                            _text(entry.get("resolver_address"), 200) or None, _failure(entry.get("failure")),
-                           tuple(addresses), malformed, _offset(entry.get("t")), tags))
+                           tuple(addresses), malformed, _offset(entry.get("t")), _tags(entry), tuple(asns)))
     return found
 
 
@@ -377,7 +381,8 @@ def _label(measurement: dict) -> str:
     cc = cc if isinstance(cc, str) and len(cc) == 2 and cc.isascii() and cc.isalpha() else "ZZ"
     if isinstance(asn, int) and not isinstance(asn, bool):
         asn = f"AS{asn}"
-    asn = asn if isinstance(asn, str) and asn[:2] == "AS" and asn[2:].isdigit() and len(asn) <= 12 else "AS0"
+    plausible = isinstance(asn, str) and asn.isascii() and asn[:2] == "AS" and asn[2:].isdigit() and len(asn) <= 12
+    asn = asn if plausible else "AS0"
     return f"ooni:{cc.upper()}:{asn}"
 
 
@@ -490,7 +495,7 @@ def _dns_records(queries: list[Query], context: Context, networks: tuple, conclu
             answers = {a for o in outcomes for a in o.addresses}
             if reason == "dns.outside_networks" and all(
                     a in verified for a in answers if not any(ipaddress.ip_address(a) in n for n in networks)):
-                reason = None  # a verified TLS handshake with that address proves it genuine
+                reason = None  # a verified TLS handshake (or Telegram's own AS) proves it genuine
         evidence: dict[str, Any] = {
             "resolver": resolver, "engine": engine,
             "queries": _listed(group, lambda q: {"qtype": q.qtype, "failure": q.failure,
@@ -573,6 +578,7 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
               | {c.ip for c in connects if any(t.startswith("dc=") for t in c.tags)}) - web_ips
     dc_connects = [c for c in connects if c.ip in dc_ips]
     verified = {h.ip for h in handshakes if h.ip and h.failure is None and h.verified}
+    verified |= {ip for q in queries for ip, asn in q.asns if asn in TELEGRAM_ASNS}  # moved, still Telegram's
     records = _dns_records(queries, context, networks, UNDECIDED, verified)
 
     # Data centers, TCP: blocked only when every one failed (telegram_tcp_blocking).

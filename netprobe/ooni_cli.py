@@ -107,12 +107,12 @@ def import_ooni(files, fmt, output, quiet):
             for value in json_values(path, skipped):
                 for measurement, uid, kind in measurements_in(value):
                     if kind:
-                        skipped[kind] += 1
+                        count(skipped, kind)
                         continue
                     try:
                         records = records_from_measurement(measurement, uid)
                     except Skip as exc:
-                        skipped[str(exc)] += 1
+                        count(skipped, str(exc))
                         continue
                     measurements += 1
                     for record in records:
@@ -164,6 +164,18 @@ def _show(writer, fmt: str, counts: Counter) -> None:
     elif fmt == "table":
         console = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=False)
         print_report(console, writer.kept, counts, "imported")
+
+
+MAX_NAMED = 40  # skip kinds that name a stranger's word (a test, a version) kept apart, at most
+NAMED = ("unsupported test ", "old data format ", "newer data format ")
+
+
+def count(skipped: Counter, kind: str) -> None:
+    """Count a skip by kind; past MAX_NAMED names, further names share one kind."""
+    named = next((prefix for prefix in NAMED if kind.startswith(prefix)), None)
+    if named and kind not in skipped and sum(k.startswith(NAMED) for k in skipped) >= MAX_NAMED:
+        kind = named + "…"
+    skipped[kind] += 1
 
 
 PLURALS = {"broken line": "broken lines", "line too long": "lines too long", "unsupported test": "unsupported tests",

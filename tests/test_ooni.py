@@ -591,3 +591,20 @@ def test_the_telegram_shape_alone_reads_back_with_oonis_logic():
         ("tls.reset", RESET)
     assert keyed[("dns", "web.telegram.org")]["verdict"] == REACHABLE
     assert keyed[("tcp", "91.108.56.7:443")]["verdict"] == BLOCKED  # a sampled range address: its own view
+
+
+def test_a_dns_answer_outside_telegrams_networks_is_judged_by_oonis_as_annotation():
+    """An edited copy of a real measurement (not test data of its own): web.telegram.org
+    answering an address outside the built-in networks is genuine when OONI annotated it
+    with Telegram's AS, and DNS tampering when not."""
+    measurement = copy.deepcopy(load("telegram-RU-20221109.json")[0])
+    for query in measurement["test_keys"]["queries"]:
+        for answer in query["answers"]:
+            if answer["answer_type"] == "A":
+                answer["ipv4"] = "93.184.216.34"  # example.com's, outside Telegram's networks
+    assert by_key(records_from_measurement(measurement))[("dns", "web.telegram.org")]["verdict"] == REACHABLE
+    for query in measurement["test_keys"]["queries"]:
+        for answer in query["answers"]:
+            answer["asn"] = 64496
+    dns = by_key(records_from_measurement(measurement))[("dns", "web.telegram.org")]
+    assert (dns["reason"], dns["verdict"]) == ("dns.outside_networks", BLOCKED)

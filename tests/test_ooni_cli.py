@@ -347,3 +347,17 @@ def test_export_and_format_errors(tmp_path, args, fragment):
     if args[0] in ("targets", "run"):
         args += ["--targets", str(targets)]
     assert_user_error(netprobe(*args), fragment)
+
+
+def test_the_tally_stays_one_short_line_whatever_strangers_name_their_tests():
+    from collections import Counter
+
+    from netprobe.ooni_cli import count, tally
+
+    skipped = Counter()
+    for i in range(1000):
+        count(skipped, f"unsupported test t{i:04d}")
+    count(skipped, "broken line")
+    line = tally(skipped)
+    assert line.startswith("; skipped 1001: 1000 unsupported tests (t0000, t0001, t0002, t0003, t0004, …)")
+    assert len(skipped) <= 42 and len(line) < 200
