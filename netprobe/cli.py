@@ -242,6 +242,9 @@ def execute_plan(plan, options) -> int:
     elif outcome.cut_by_deadline or outcome.not_started:
         notes.append(f"run deadline reached: {outcome.cut_by_deadline} probes cut short, "
                      f"{outcome.not_started} not started")
+    if stdout is not None and fmt == "ooni":  # the run as one OONI measurement (netprobe.ooni)
+        from netprobe.ooni_cli import run_as_ooni
+        sys.stdout.write(run_as_ooni(stdout.kept, options))
     if stdout is not None:
         out_console = Console(no_color=no_color, highlight=False, soft_wrap=False)
         if fmt == "table":
@@ -249,9 +252,6 @@ def execute_plan(plan, options) -> int:
         else:
             if fmt == "json":
                 sys.stdout.write(stdout.json_text())
-            if fmt == "ooni":
-                from netprobe.ooni_cli import run_as_ooni
-                sys.stdout.write(run_as_ooni(stdout.kept, options))
             print_report(err_console, [], outcome.counts, outcome.vantage, notes, outcome.findings)
     if received:
         name = signal.Signals(received[0]).name
