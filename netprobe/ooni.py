@@ -430,7 +430,7 @@ def _record(context: Context, probe: str, target: str, address: str | None, reas
     if verdict != own:
         evidence["verdict_if_alone"] = own
     duration = max(0.0, (t - t0) * 1000) if t is not None and t0 is not None else 0.0
-    result = Result(probe, target, address, reason, duration, {"ooni": context.base, **evidence},
+    result = Result(probe, target, address, reason, duration, {"ooni": dict(context.base), **evidence},
                     verdict=verdict, measured_at=context.at(t))
     return encode(result, context.run)
 
