@@ -611,13 +611,16 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
         records.append(_record(context, "http", endpoint, endpoint, reason, _conclusion(flag), evidence,
                                decisive.t, decisive.t0))
 
-    records += _telegram_web(tk, context, requests, connects, handshakes, host_ips)
+    forged = {r["target"]: r["reason"] for r in records if r["probe"] == "dns" and r["verdict"] == BLOCKED}
+    records += _telegram_web(tk, context, requests, connects, handshakes, host_ips, forged)
     return records
 
 
 def _telegram_web(tk: dict, context: Context, requests: list[Request], connects: list[Connect],
-                  handshakes: list[Handshake], host_ips: dict[str, set[str]]) -> list[dict]:
-    """web.telegram.org: blocked when a GET of it failed (telegram_web_status)."""
+                  handshakes: list[Handshake], host_ips: dict[str, set[str]],
+                  forged: dict[str, str]) -> list[dict]:
+    """web.telegram.org: blocked when a GET of it failed (telegram_web_status).  When the
+    name's DNS answer was itself a block, the GET went where it pointed: DNS decided it."""
     status, flag_failure = _text(tk.get("telegram_web_status"), 20), _failure(tk.get("telegram_web_failure"))
     conclusion = {"blocked": SAYS_BLOCKED, "ok": SAYS_NOT_BLOCKED}.get(status, UNDECIDED)
     said = {"ooni_conclusion": {"telegram_web_status": status,
@@ -636,6 +639,8 @@ def _telegram_web(tk: dict, context: Context, requests: list[Request], connects:
         if failed:
             stage = _request_stage(decisive, connects, handshakes, host_ips.get(host, set()))
             reason = ooni_reason(decisive.failure, stage)
+            if host in forged and not reason.startswith("dns."):
+                reason, stage = forged[host], "dns"
         elif decisive.code == 451:
             reason = "http.blockpage"
         evidence = {"url": decisive.url, "requests": _listed(group, _request_fields),

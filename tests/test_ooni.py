@@ -608,3 +608,20 @@ def test_a_dns_answer_outside_telegrams_networks_is_judged_by_oonis_as_annotatio
             answer["asn"] = 64496
     dns = by_key(records_from_measurement(measurement))[("dns", "web.telegram.org")]
     assert (dns["reason"], dns["verdict"]) == ("dns.outside_networks", BLOCKED)
+
+
+def test_a_web_request_sent_where_a_forged_dns_answer_pointed_is_a_dns_block():
+    """An edited copy of a real measurement (not test data of its own), shaped like
+    Iran's: web.telegram.org answered with 10.10.34.35, the GET timing out there.  The
+    DNS answer decided it, as web_connectivity's `blocking: dns` says for such pages."""
+    measurement = copy.deepcopy(load("telegram-RU-20221109.json")[0])
+    for query in measurement["test_keys"]["queries"]:
+        query["answers"] = [a for a in query["answers"] if a["answer_type"] == "A"]
+        for answer in query["answers"]:
+            answer.update(ipv4="10.10.34.35", asn=0)
+    keyed = by_key(records_from_measurement(measurement))
+    assert (keyed[("dns", "web.telegram.org")]["reason"], keyed[("dns", "web.telegram.org")]["verdict"]) == \
+        ("dns.bogon", BLOCKED)
+    web = keyed[("https", "web.telegram.org")]
+    assert (web["reason"], web["verdict"], web["evidence"]["stage"]) == ("dns.bogon", BLOCKED, "dns")
+    assert web["evidence"]["ooni_failures"] == ["generic_timeout_error"]
