@@ -140,9 +140,21 @@ def import_ooni(files, fmt, output, quiet):
 
 def _check_readable(path: str, json_values, InputError) -> None:
     """Open the file and read up to its first JSON value: a file that is missing, a
-    directory or not JSON at all is the user's to fix, and is said before any output."""
+    directory or not JSON at all is the user's to fix, and is said before any output.
+    A pipe (`<(zcat …)`) can be read only once: it is checked as it is read.  A device
+    is refused: /dev/zero would be read for ever."""
+    import stat
+
     from netprobe.cli import UserError
 
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise UserError(f"cannot read {path}: a device, not a file")
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        return
     values = json_values(path, Counter())
     try:
         next(values, None)

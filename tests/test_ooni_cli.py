@@ -361,3 +361,26 @@ def test_the_tally_stays_one_short_line_whatever_strangers_name_their_tests():
     line = tally(skipped)
     assert line.startswith("; skipped 1001: 1000 unsupported tests (t0000, t0001, t0002, t0003, t0004, …)")
     assert len(skipped) <= 42 and len(line) < 200
+
+
+def test_a_pipe_is_read_once_and_a_device_is_refused(tmp_path):
+    """`netprobe import ooni <(zcat ...)`: the pipe is not drained by the up-front check."""
+    measurement = (DATA / "telegram-DE-20170407.json").read_bytes()
+    code = ("import os, subprocess, sys\n"
+            "r, w = os.pipe()\n"
+            "child = subprocess.Popen([sys.executable, '-m', 'netprobe', 'import', 'ooni', f'/dev/fd/{r}',\n"
+            "                          '--format', 'jsonl'], pass_fds=[r], stdout=subprocess.PIPE,\n"
+            "                         stderr=subprocess.PIPE)\n"
+            "os.close(r)\n"
+            "os.write(w, sys.stdin.buffer.read())\n"
+            "os.close(w)\n"
+            "out, err = child.communicate(timeout=60)\n"
+            "sys.stdout.buffer.write(out)\n"
+            "sys.stderr.buffer.write(err)\n"
+            "sys.exit(child.returncode)\n")
+    proc = subprocess.run([sys.executable, "-c", code], input=gzip.compress(measurement), capture_output=True,
+                          timeout=90, env=ENV, check=False)
+    out, err = text(proc)
+    assert proc.returncode == 0, err
+    assert len(jsonl(out)) == 15 and "from 1 measurement\n" in err
+    assert_user_error(netprobe("import", "ooni", "/dev/zero"), "/dev/zero", "device")
