@@ -604,10 +604,12 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
         reason = None
         if not ok:
             reason = ooni_reason(decisive.failure, _request_stage(decisive, dc_connects, [], {decisive.host}))
-        evidence = {"requests": _listed(group, _request_fields), "dc": dc_numbers.get(decisive.host),
+        evidence = {"requests": _listed(group, _request_fields),
                     "ooni_failures": sorted({r.failure for r in group if r.failure})[:MAX_LISTED],
                     "ooni_conclusion": {"telegram_http_blocking": flag},
                     "note": "an HTTP POST to a Telegram data center; any HTTP answer means it is reachable"}
+        if decisive.host in dc_numbers:
+            evidence["dc"] = dc_numbers[decisive.host]
         records.append(_record(context, "http", endpoint, endpoint, reason, _conclusion(flag), evidence,
                                decisive.t, decisive.t0))
 
