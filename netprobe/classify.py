@@ -133,6 +133,104 @@ def failure_of(reason: str) -> str:
     return reason.partition(".")[2]
 
 
+# --- OONI failure strings <-> reasons (netprobe import ooni / export ooni) ------
+#
+# OONI names a failure by what the socket or library said (df-007-errors), not by
+# the stage it happened in; the stage comes from where OONI recorded it (a
+# tcp_connect entry, a TLS handshake, a DNS query, an HTTP request).  A value
+# with a dot is a whole reason whatever the stage (a DNS or certificate error
+# can only be that); a value without one is a stream failure, prefixed with
+# the stage.  Order matters for the reverse direction: the first OONI string
+# naming a failure is the one netprobe writes.
+
+_OONI_CURRENT = {  # ooniprobe (Go) and Measurement Kit: what netprobe writes, too
+    "generic_timeout_error": "timeout",
+    "connection_refused": "refused",
+    "connection_reset": "reset",
+    "eof_error": "eof",
+    "host_unreachable": "unreachable",
+    "network_unreachable": "no_route",  # ENETUNREACH: almost always this machine's own routing (no IPv6)
+    "network_down": "no_route",
+    "connection_aborted": "reset",
+    "network_reset": "reset",
+    "dns_nxdomain_error": "dns.nxdomain",
+    "dns_servfail_error": "dns.servfail",
+    "dns_refused_error": "dns.refused",
+    "dns_no_answer": "dns.no_answer",
+    "dns_bogon_error": "dns.bogon",
+    "dns_server_misbehaving": "dns.bad_rcode",
+    "dns_non_recoverable_failure": "dns.bad_rcode",
+    "dns_temporary_failure": "dns.servfail",  # getaddrinfo EAI_AGAIN: SERVFAIL or no answer in time
+    "android_dns_cache_no_data": "dns.no_answer",  # Android's getaddrinfo: no data, cause unknown
+    "ssl_invalid_certificate": "tls.bad_certificate",
+    "ssl_invalid_hostname": "tls.bad_certificate",  # also a TLS unrecognized_name alert
+    "ssl_unknown_authority": "tls.bad_certificate",
+    "ssl_failed_handshake": "tls.alert",
+    "http_unexpected_status_code": "http.blockpage",
+    "http_unexpected_redirect_url": "http.blockpage",
+}
+OONI_FAILURES: dict[str, str] = {
+    **_OONI_CURRENT,
+    # read, never written: too vague or too specific for what netprobe observed
+    "dns_reply_with_wrong_query_id": "dns.malformed",
+    "connection_already_closed": "unknown",
+    "interrupted": "unknown",
+    # ooniprobe-legacy (Python, Twisted)
+    "connection_refused_error": "refused",
+    "connect_error": "unknown",
+    "tcp_timed_out_error": "timeout",
+    "deferred_timeout_error": "timeout",
+    "task_timed_out": "timeout",
+    "connection_lost_error": "reset",
+    "connection_done": "eof",
+    "response_never_received": "eof",
+    "address_family_not_supported_error": "no_route",
+    "dns_name_error": "dns.nxdomain",
+    "dns_name_failure": "dns.servfail",
+    "dns_lookup_error": "dns.unknown",
+}
+
+# A DNS stage reads the stream failures its own way (REASONS has no dns.refused
+# for a refused TCP connection: that is the port answering unreachable).
+_DNS_STREAM = {"refused": "port_unreachable"}
+
+
+def ooni_reason(failure: str, stage: str) -> str:
+    """The reason for an OONI failure string met at `stage` (tcp, tls, http or dns).
+
+    Unknown strings (OONI's own "unknown_failure: ..." among them) are
+    `STAGE.unknown`: recorded, never guessed at.  A refused connection can only
+    happen at connect time, so it is `tcp.refused` whatever request it ended.
+    """
+    mapped = OONI_FAILURES.get(failure, "unknown")
+    if failure.startswith("unknown_failure: ") and failure[17:] in REASONS:
+        return failure[17:]  # netprobe's own export names reasons OONI has no word for
+    if "." in mapped:
+        return mapped
+    if stage == "dns":
+        return f"dns.{_DNS_STREAM.get(mapped, mapped)}"
+    if mapped == "refused":
+        return "tcp.refused"
+    reason = f"{stage}.{mapped}"
+    return reason if reason in REASONS else f"{stage}.unknown"
+
+
+def ooni_failure(reason: str) -> str:
+    """The OONI failure string for a netprobe reason; `unknown_failure: REASON` when OONI
+    has no word for it (df-007 allows any text after unknown_failure)."""
+    for text, mapped in _OONI_CURRENT.items():
+        if mapped == reason:
+            return text
+    stage, _, failure = reason.partition(".")
+    if stage == "dns":
+        failure = {v: k for k, v in _DNS_STREAM.items()}.get(failure, failure)
+    if failure in _STREAM_FAILURES and failure != "unknown":
+        for text, mapped in _OONI_CURRENT.items():
+            if mapped == failure:
+                return text
+    return f"unknown_failure: {reason}"
+
+
 # --- exceptions -> reasons ---------------------------------------------------
 
 _ERRNO_FAILURES = {

@@ -14,9 +14,10 @@ import sys
 import click
 
 from netprobe import __version__
+from netprobe.ooni_cli import ooni_options
 
 EXIT_USER_ERROR = 2
-FORMATS = ("table", "jsonl", "json", "csv")
+FORMATS = ("table", "jsonl", "json", "csv", "ooni")
 
 
 class UserError(click.ClickException):
@@ -248,6 +249,9 @@ def execute_plan(plan, options) -> int:
     elif outcome.cut_by_deadline or outcome.not_started:
         notes.append(f"run deadline reached: {outcome.cut_by_deadline} probes cut short, "
                      f"{outcome.not_started} not started")
+    if stdout is not None and fmt == "ooni":  # the run as one OONI measurement (netprobe.ooni)
+        from netprobe.ooni_cli import run_as_ooni
+        sys.stdout.write(run_as_ooni(stdout.kept, options))
     if stdout is not None:
         out_console = Console(no_color=no_color, highlight=False, soft_wrap=False)
         if fmt == "table":
@@ -271,6 +275,7 @@ def execute_plan(plan, options) -> int:
 
 @cli.command()
 @common_options
+@ooni_options
 def run(**options):
     """Run every probe over a target set (default: the built-in Telegram set)."""
     targets = load_targets(options["targets_file"])
@@ -280,6 +285,7 @@ def run(**options):
 @cli.command()
 @click.argument("names", nargs=-1, required=True)
 @common_options
+@ooni_options
 def dns(names, **options):
     """Ask the resolvers for NAME's A and AAAA records and judge the answers.
 
@@ -301,6 +307,7 @@ def dns(names, **options):
 @cli.command()
 @click.argument("endpoints", nargs=-1, required=True, metavar="IP:PORT...")
 @common_options
+@ooni_options
 def tcp(endpoints, **options):
     """Connect to each IP:PORT (IPv6 as [ADDR]:PORT) and judge the outcome.
 
@@ -327,6 +334,8 @@ def targets(**options):
     target_set = load_targets(options["targets_file"])
     plan = make_plan(target_set, options)
     fmt = options["fmt"] or ("table" if sys.stdout.isatty() else "jsonl")
+    if fmt == "ooni":
+        raise UserError("--format ooni writes measured runs; the plan is not one")
     rows = [{"probe": t.kind, "target": t.target,
              "address": str(t.endpoint or t.resolver or ""), **{k: v for k, v in t.context}}
             for t in [*plan.controls(), *plan.tasks()]]
@@ -393,6 +402,11 @@ def reasons(fmt):
 
 cli.add_command(report)
 cli.add_command(cron)
+
+from netprobe.ooni_cli import export_group, import_group  # noqa: E402 - OONI interop (netprobe.ooni)
+
+cli.add_command(import_group)
+cli.add_command(export_group)
 
 
 class Terminated(BaseException):
