@@ -1110,3 +1110,11 @@ def is_record(value: object) -> bool:
             and normalise_time(value.get("measured_at")) is not None
             and value.get("verdict") in VERDICTS and (value.get("reason") is None or value.get("reason") in REASONS)
             and isinstance(value.get("evidence"), dict))
+
+
+def runs_as_ooni(records: list[dict], probe_cc: str | None, probe_asn: str | None) -> str:
+    """`netprobe run --format ooni`: each run's records as one OONI measurement, one line each."""
+    from netprobe.records import json_text
+
+    return "".join(json_text(measurement_from_run(run, probe_cc, probe_asn)) + "\n"
+                   for run in runs_of(records).values())

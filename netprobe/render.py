@@ -15,24 +15,9 @@ from rich.table import Table
 from rich.text import Text
 
 from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET, VERDICTS
+from netprobe.text import printable
 
 VERDICT_STYLES = {REACHABLE: "green", BLOCKED: "bold red", RESET: "bold magenta", INCONCLUSIVE: "yellow"}
-MAX_CELL = 120
-
-
-def printable(value: object, limit: int = MAX_CELL) -> str:
-    """Control characters (ANSI escapes included) shown as \\xNN, text capped."""
-    text = "" if value is None else str(value)
-    out = []
-    for ch in text[:limit]:
-        code = ord(ch)
-        if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or ch in "\u2028\u2029\u200e\u200f\u202a\u202b\u202c\u202d\u202e":
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    if len(text) > limit:
-        out.append("…")
-    return "".join(out)
 
 
 def detail_of(record: dict[str, Any]) -> str:

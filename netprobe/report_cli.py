@@ -1,9 +1,7 @@
 """`netprobe report` (history over result archives) and `netprobe cron` (a crontab line).
 
-Registered on the main group by netprobe.cli, which imports this module: so
-this module imports netprobe.cli only inside the commands (at run time),
-never at import time.  Like the other commands they import what they use
-inside the function, so that `--help` stays fast.
+Like the other commands they import what they use inside the function, so
+that `--help` stays fast; what commands share comes from netprobe.commands.common.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ def _split(values: tuple[str, ...]) -> frozenset | None:
 
 def _parsed(option: str, parse, *args, **kwargs):
     """parse(*args), a HistoryError becoming a user error that names the option."""
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
     from netprobe.history import HistoryError
     try:
         return parse(*args, **kwargs)
@@ -62,7 +60,7 @@ def report(files, since, until, labels, probes, targets, changes, techniques, ti
     reachable); counts are numbers of such per-run observations.
     """
     from netprobe import history as h
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
 
     views = [name for name, on in (("changes", changes), ("techniques", techniques), ("timeline", timeline)) if on]
     if len(views) > 1:
@@ -140,7 +138,7 @@ def write_html(path: str, history, size: int | None, query, files) -> None:
     """Written next to its final name and renamed, so a web server never serves half a page."""
     from netprobe import history as h
     from netprobe import report_render as r
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
 
     states = h.current_state(history)
     line = h.timeline(history, size, max_cells=120)
@@ -175,7 +173,7 @@ def schedule_for(minutes: int) -> str:
         return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
     if minutes == 1440:
         return "0 0 * * *"
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
     raise UserError(f"--every: {minutes} minutes cannot be written as a cron schedule "
                     "(use 1-59, a whole number of hours below 24, or 1440)")
 
@@ -217,15 +215,13 @@ def cron(every, run_options):
 
     from click.core import ParameterSource
 
-    from netprobe.cli import UserError, run
+    from netprobe.commands.common import UserError, parse_run_options
 
-    # Parsed by `run` itself, so that a bad option fails now and not every ten minutes.
-    with run.make_context("netprobe run", list(run_options)) as ctx:
-        options = ctx.params
-        sources = {name: ctx.get_parameter_source(name) for name in options}
+    # Parsed with `run`'s own options, so that a bad option fails now and not every ten minutes.
+    run_params, options, sources = parse_run_options(run_options)
     output = os.path.abspath(os.path.expanduser(options["output"] or DEFAULT_OUTPUT))
     arguments = ["run"]
-    for param in run.params:
+    for param in run_params:
         if param.name in NOT_PASSED or sources.get(param.name) not in (
                 ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
             continue

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from netprobe import __version__
-from netprobe.cli import cli, main
+from netprobe.commands import cli, main
 from netprobe.records import RECORD_FIELDS
 
 # --- loopback fixtures ---------------------------------------------------------------

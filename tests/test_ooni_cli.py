@@ -189,7 +189,7 @@ def peak_rss_mb(*args: str, timeout: float = 300) -> tuple[subprocess.CompletedP
             "    for line in open('/proc/self/status'):\n"
             "        if line.startswith('VmHWM:'): sys.stderr.write('PEAK ' + line.split()[1] + '\\n')\n"
             "atexit.register(peak)\n"
-            "from netprobe.cli import main\n"
+            "from netprobe.commands import main\n"
             "main(sys.argv[1:])\n")
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=timeout, env=ENV,
                           check=False)
@@ -352,7 +352,7 @@ def test_export_and_format_errors(tmp_path, args, fragment):
 def test_the_tally_stays_one_short_line_whatever_strangers_name_their_tests():
     from collections import Counter
 
-    from netprobe.ooni_cli import count, tally
+    from netprobe.commands.ooni import count, tally
 
     skipped = Counter()
     for i in range(1000):

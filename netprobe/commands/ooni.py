@@ -2,60 +2,21 @@
 
 The edges only: reading files (netprobe.bounded_input), writing records and
 measurements, the one-line tallies on stderr.  The conversions are in
-netprobe.ooni.  Registered on the main group by netprobe.cli, which imports
-this module; so, like report_cli, this module imports netprobe.cli only inside
-the commands, and each command imports what it uses, to keep `--help` fast.
+netprobe.ooni.  Each command imports what it uses, to keep `--help` fast.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections import Counter
 
 import click
 
+from netprobe.commands.common import ooni_options
+
+# Record formats for imported records (a table, or one object per record).
 FORMATS = ("table", "jsonl", "json", "csv")
-
-
-# --- options shared with `netprobe run` ----------------------------------------------------
-
-def country_code(ctx, param, value):
-    if value is None:
-        return None
-    if not re.fullmatch(r"[A-Za-z]{2}", value):
-        raise click.BadParameter(f"a two-letter country code like IT, got {value!r}")
-    return value.upper()
-
-
-def as_number(ctx, param, value):
-    if value is None:
-        return None
-    match = re.fullmatch(r"(?:AS)?(\d{1,10})", value.strip(), re.IGNORECASE)
-    if not match or int(match.group(1)) > 4294967295:
-        raise click.BadParameter(f"an AS number like AS30722, got {value!r}")
-    return f"AS{int(match.group(1))}"
-
-
-def ooni_options(func):
-    """--probe-cc and --probe-asn: written into OONI measurements as given, never looked up."""
-    func = click.option("--probe-asn", envvar="NETPROBE_PROBE_ASN", callback=as_number, metavar="ASN",
-                        help="AS number written into OONI measurements, as you know it "
-                             "(default AS0, OONI's 'not shared').")(func)
-    func = click.option("--probe-cc", envvar="NETPROBE_PROBE_CC", callback=country_code, metavar="CC",
-                        help="Country code written into OONI measurements, as you know it "
-                             "(default ZZ, OONI's 'not shared').")(func)
-    return func
-
-
-def run_as_ooni(records: list[dict], options: dict) -> str:
-    """`netprobe run --format ooni`: the run's records as one OONI measurement, one line."""
-    from netprobe.ooni import measurement_from_run, runs_of
-    from netprobe.records import json_text
-
-    return "".join(json_text(measurement_from_run(run, options.get("probe_cc"), options.get("probe_asn"))) + "\n"
-                   for run in runs_of(records).values())
 
 
 # --- netprobe import ooni ----------------------------------------------------------------
@@ -82,7 +43,7 @@ def import_ooni(files, fmt, output, quiet):
     counted on stderr.
     """
     from netprobe.bounded_input import InputError, json_values
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
     from netprobe.ooni import Skip, measurements_in, records_from_measurement
     from netprobe.output import AppendFile, OutputError, StdoutWriter
     from netprobe.records import to_json_line
@@ -145,7 +106,7 @@ def _check_readable(path: str, json_values, InputError) -> None:
     is refused: /dev/zero would be read for ever."""
     import stat
 
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
 
     try:
         mode = os.stat(path).st_mode
@@ -196,7 +157,7 @@ PLURALS = {"broken line": "broken lines", "line too long": "lines too long", "un
 
 def tally(skipped: Counter) -> str:
     """'; skipped K: 2 broken lines, 1 unsupported test (dash)' - remote words escaped."""
-    from netprobe.render import printable
+    from netprobe.text import printable
 
     if not skipped:
         return ""
@@ -234,7 +195,7 @@ def export_ooni(files, probe_cc, probe_asn):
     summary record is read (or at the end of the input).
     """
     from netprobe.bounded_input import InputError, json_values
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
     from netprobe.ooni import is_record, measurement_from_run
     from netprobe.records import json_text
 
