@@ -114,6 +114,8 @@ REASONS: dict[str, tuple[str, str]] = {
                                "answers: this network gives no open access (captive portal, walled garden)"),
     "summary.blocking_observed": (BLOCKED, "at least one technique of blocking was observed, backed by passing "
                                   "controls of its stage (see findings)"),
+    "summary.network_changed": (INCONCLUSIVE, "blocking was seen only at stages whose controls changed during the "
+                                "run: the network changed under it"),
     "summary.undecided": (INCONCLUSIVE, "the run ended before any control answered: nothing can be concluded"),
     "summary.nothing_concluded": (INCONCLUSIVE, "no probe got a genuine answer, and none showed a block"),
     "summary.offline": (INCONCLUSIVE, "no control endpoint was reachable: nothing can be concluded"),

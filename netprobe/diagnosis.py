@@ -42,6 +42,8 @@ NOT_JUDGED_REASONS = {
 # The stage whose controls a probe kind is weighed against.
 STAGE_OF_KIND = {"dns": "dns", "dns_injection": "dns_injection", "tcp": "tcp", "https": "tls", "http": "http",
                  "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp"}
+# The ControlBoard stage that backs a technique's stage (MTProto's control is the TCP stage).
+BOARD_STAGE = {"mtproto": "tcp"}
 # The stage a probe kind's success shows open (for "the controls failed, the service got through").
 REACHED_STAGE = {"https": "tls", "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp",
                  "dns_injection": "dns_injection"}
@@ -375,6 +377,13 @@ class Diagnosis:
                              " — verdicts of those stages may mix two networks.")
         return lines
 
+    def changed_stages(self) -> set[str]:
+        """Stages whose controls, measured again at the end of a long run, changed state."""
+        if self.board is None or self.second_board is None:
+            return set()
+        before, after = self.board.states(), self.second_board.states()
+        return {key.split()[0] for key in before if key in after and before[key] != after[key]}
+
     def stages_without_control(self) -> list[str]:
         """Stages the service's probes measured that no control of their own was measured at."""
         board = self.board
@@ -402,6 +411,9 @@ class Diagnosis:
         lines.extend(self.technique_lines())
         if reason is None:
             lines.append("No blocking observed: every probe that could conclude got through.")
+        elif reason == "summary.network_changed":
+            lines.append("Not judged: every technique above was seen at a stage whose controls changed during the "
+                         "run: the network changed under it, so none is backed by its controls.")
         elif reason == "summary.nothing_concluded":
             lines.append("Nothing concluded: no probe got a genuine answer, and none showed a block.")
         lines.extend(self.control_lines(reason))
@@ -409,8 +421,12 @@ class Diagnosis:
 
     def _reason(self) -> str | None:
         """The summary's reason: blocking only when a failure was backed by its stage's controls."""
-        if self.technique_lines():
-            return "summary.blocking_observed"
+        techniques = self.techniques()
+        if techniques:
+            changed = self.changed_stages()
+            if any(BOARD_STAGE.get(t["stage"], t["stage"]) not in changed for t in techniques):
+                return "summary.blocking_observed"
+            return "summary.network_changed"
         if self.vantage in ("offline", "undecided", NO_OPEN_ACCESS):
             return f"summary.{self.vantage}"
         if not self.reachable_seen:
