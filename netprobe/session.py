@@ -57,7 +57,7 @@ def execute_plan(plan, options) -> int:
     from rich.console import Console
 
     from netprobe.engine import Runner, Settings, default_deadline
-    from netprobe.output import AppendFile, OutputError, StdoutWriter
+    from netprobe.output import FLUSH_INTERVAL_S, AppendFile, OutputError, StdoutWriter
     from netprobe.records import RunInfo, encode, to_json_line
     from netprobe.render import print_report
 
@@ -67,10 +67,10 @@ def execute_plan(plan, options) -> int:
     archive = None
     if options["output"]:
         try:
-            archive = AppendFile(options["output"])
+            archive = AppendFile(options["output"], flush_interval=FLUSH_INTERVAL_S)
         except OutputError as exc:
             raise UserError(str(exc)) from None
-    stdout = None if quiet else StdoutWriter(fmt)
+    stdout = None if quiet else StdoutWriter(fmt, flush_interval=FLUSH_INTERVAL_S)
     run = RunInfo(label=options["label"])
     total = len(plan)
     settings = Settings(timeout=options["timeout"], concurrency=options["concurrency"], rate=options["rate"],
@@ -88,20 +88,43 @@ def execute_plan(plan, options) -> int:
 
     summary: list[dict] = []
 
+    flush_timer = None
+
     def emit(result):
+        nonlocal flush_timer
         record = encode(result, run)
+        line = None
         if result.probe == "summary":
             summary.append(record)
         if archive is not None and not failure:
+            line = to_json_line(record)
             try:
-                archive.append(to_json_line(record))
+                archive.append(line)
             except OutputError as exc:
-                failure.append(str(exc))
-                main_task.cancel()
+                failed(exc)
         if stdout is not None:
-            stdout.write(record)
+            stdout.write(record, line)
         if progress is not None:
             progress.advance(progress_task)
+        if flush_timer is None and (archive is not None and archive.pending
+                                    or stdout is not None and stdout.pending):
+            # Batched lines wait at most FLUSH_INTERVAL_S, also when no further record comes.
+            flush_timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, flush)
+
+    def flush():
+        nonlocal flush_timer
+        flush_timer = None
+        if archive is not None and not failure:
+            try:
+                archive.flush()
+            except OutputError as exc:
+                failed(exc)
+        if stdout is not None:
+            stdout.flush()
+
+    def failed(exc):
+        failure.append(str(exc))
+        main_task.cancel()
 
     received: list[int] = []
     runner = Runner(plan, settings, emit)
@@ -123,8 +146,13 @@ def execute_plan(plan, options) -> int:
     finally:
         if progress is not None:
             progress.stop()
+        if stdout is not None:
+            stdout.close()
         if archive is not None:
-            archive.close()
+            try:
+                archive.close()
+            except OutputError as exc:
+                failure.append(str(exc))
     if failure:
         raise UserError(failure[0])
     outcome = runner.outcome

@@ -16,10 +16,12 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from netprobe.output import FLUSH_INTERVAL_S
 from tests.support.hostile import (
     REPO_ROOT,
     HostileServers,
@@ -139,6 +141,30 @@ def test_sigkill_mid_run_leaves_every_written_line_intact(tmp_path, slow_targets
     records = [json.loads(line) for line in raw.split(b"\n")[:-1]]
     assert len(records) >= 10
     assert "summary" not in {r["probe"] for r in records}  # it really was killed mid-way
+
+
+def test_sigkill_loses_at_most_the_flush_interval(tmp_path, quick_targets):
+    """Records are written in batches: at a SIGKILL, the newest record in the file was measured at
+    most FLUSH_INTERVAL_S before it (plus the gap between two probes, and slack for a busy machine)."""
+    archive = tmp_path / "batched.jsonl"
+    proc = start("run", "--targets", str(quick_targets), "--probes", "tcp", "--timeout", "1", "--rate", "20",
+                 "--output", str(archive), "-q")
+    try:
+        wait_for_lines(archive, 5, proc)
+        time.sleep(0.6)
+        killed_at = time.time()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    raw = archive.read_bytes()
+    assert raw.endswith(b"\n"), "a partial line was left"
+    records = [json.loads(line) for line in raw.split(b"\n")[:-1]]
+    assert "summary" not in {r["probe"] for r in records}  # killed mid-way: 60 probes at 20/s take 3 s
+    newest = max(datetime.fromisoformat(r["measured_at"]).timestamp() for r in records)
+    assert killed_at - newest <= FLUSH_INTERVAL_S + 1 / 20 + 0.25, (killed_at - newest, len(records))
 
 
 def test_a_fragment_left_by_a_killed_writer_is_skipped_by_report_and_not_glued_to(tmp_path, quick_targets):

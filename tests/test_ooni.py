@@ -153,9 +153,9 @@ def test_records_of_real_measurements_are_valid_netprobe_records(name):
         assert record["evidence"]["ooni"]["report_id"] == measurement["report_id"]
         if uid:
             assert record["evidence"]["ooni"]["measurement_uid"] == uid
-        # `netprobe report` reads it, by its fast path or its full one.
+        # `netprobe report` reads it.
         line = to_json_line(record).decode("ascii")
-        assert history._FAST(line) or history.parse_line(line)
+        assert history.parse_line(line)
         start = datetime.strptime(measurement["measurement_start_time"], "%Y-%m-%d %H:%M:%S")
         at = datetime.fromisoformat(record["measured_at"]).replace(tzinfo=None)
         assert start <= at <= start + timedelta(seconds=max(measurement.get("test_runtime") or 0, 0) + 120)
