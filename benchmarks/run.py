@@ -62,7 +62,9 @@ SERVICE_V4, OTHER_V4 = ipaddress.ip_network("10.99.0.0/16"), ipaddress.ip_networ
 SERVICE_V6, OTHER_V6 = ipaddress.ip_network("fd99::/64"), ipaddress.ip_network("fd97::/64")
 RESOLVER = "10.97.0.53:53"
 PORT = 443
+RESET_PORT = 444  # nothing listens there: the kernel answers every SYN with a reset
 SINK_PORTS = (443, 80, 5222)
+TELEGRAM_PORTS = (443, 80, 5222)
 
 # Runs inside the client namespace: times one command and reads its peak RSS.
 MEASURE = """\
@@ -232,6 +234,12 @@ def median(values) -> float:
     return statistics.median(values)
 
 
+def spread(values) -> float:
+    """(max - min) / median: how noisy the repetitions were."""
+    values = list(values)
+    return (max(values) - min(values)) / median(values) if values and median(values) else 0.0
+
+
 @dataclass
 class Row:
     name: str
@@ -249,49 +257,69 @@ def netprobe_cmd(*args: str) -> list[str]:
     return [PY, "-m", "netprobe", *args]
 
 
-def nmap_cmd(net: str, timeout: float, concurrency: int, out: str) -> list[str]:
+def nmap_cmd(nets: str | list[str], timeout: float, concurrency: int, out: str,
+             ports: tuple[int, ...] = (PORT,)) -> list[str]:
     ms = f"{int(timeout * 1000)}ms"
-    return ["nmap", "-sT", "-Pn", "-n", "-p", str(PORT), "--max-retries", "0",
+    return ["nmap", "-sT", "-Pn", "-n", "-p", ",".join(map(str, ports)), "--max-retries", "0",
             "--min-parallelism", str(concurrency), "--max-parallelism", str(concurrency),
             "--initial-rtt-timeout", ms, "--max-rtt-timeout", ms,
-            "--host-timeout", f"{int(max(2 * timeout, timeout + 1) * 1000)}ms", "-oG", out, net]
+            "--host-timeout", f"{int(max(2 * timeout, timeout + 1) * 1000)}ms", "-oG", out,
+            *([nets] if isinstance(nets, str) else nets)]
 
 
-def sweep_targets(path: Path, net: str) -> Path:
+def sweep_targets(path: Path, net: str, port: int = PORT) -> Path:
     path.write_text(f'name = "bench"\nnetworks = ["{SERVICE_V4}"]\n'
-                    f'ranges = [{{ cidr = "{net}", ports = [{PORT}], sample = 0 }}]\n')
+                    f'ranges = [{{ cidr = "{net}", ports = [{port}], sample = 0 }}]\n')
     return path
 
 
-def nmap_states(path: Path) -> dict[str, str]:
-    """address -> open | closed | filtered | timeout (grepable output)."""
-    states: dict[str, str] = {}
+def nmap_states(path: Path) -> dict[tuple[str, int], str]:
+    """(address, port) -> open | closed | filtered | timeout (grepable output)."""
+    states: dict[tuple[str, int], str] = {}
     for line in path.read_text().splitlines():
         if not line.startswith("Host: "):
             continue
         address = line.split()[1]
         if "Ports: " in line:
-            states[address] = line.split("Ports: ", 1)[1].split("/")[1]
+            for entry in line.split("Ports: ", 1)[1].split("\t")[0].split(", "):
+                fields = entry.strip().split("/")
+                states[(address, int(fields[0]))] = fields[1]
         elif "Status: Timeout" in line:
-            states.setdefault(address, "timeout")
+            states.setdefault((address, 0), "timeout")
     return states
 
 
-def netprobe_verdicts(path: Path) -> dict[str, str]:
+def netprobe_verdicts(path: Path) -> dict[tuple[str, int], str]:
     out = {}
     for line in path.read_text().splitlines():
         record = json.loads(line)
         if record["probe"] == "tcp":
-            out[record["target"].rsplit(":", 1)[0]] = record["verdict"]
+            address, _, port = record["target"].rpartition(":")
+            out[(address, int(port))] = record["verdict"]
     return out
 
 
-def compare_verdicts(net: str, netprobe: dict[str, str], nmap: dict[str, str]) -> tuple[int, list[str]]:
-    """Disagreements: nmap open <=> netprobe reachable, for every address."""
+# nmap's port state -> the netprobe verdict that says the same
+SAME_VERDICT = {"open": "reachable", "closed": "reset", "filtered": "blocked"}
+
+
+def compare_verdicts(nets: list[str], ports: tuple[int, ...], netprobe: dict, nmap: dict,
+                     offline: bool = False) -> tuple[int, list[str]]:
+    """Disagreements over every address and port: open <=> reachable, closed <=> reset, filtered
+    <=> blocked (with `offline`, a run whose controls were dropped too: only open <=> reachable,
+    since netprobe calls every failure inconclusive there)."""
     bad = []
-    for address in (str(a) for a in ipaddress.ip_network(net)):
-        if (nmap.get(address) == "open") != (netprobe.get(address) == "reachable"):
-            bad.append(f"{address}: nmap {nmap.get(address)}, netprobe {netprobe.get(address)}")
+    for net in nets:
+        for address in (str(a) for a in ipaddress.ip_network(net)):
+            for port in ports:
+                theirs = nmap.get((address, port), nmap.get((address, 0)))
+                ours = netprobe.get((address, port))
+                if offline or theirs not in SAME_VERDICT:
+                    agree = (theirs == "open") == (ours == "reachable")
+                else:
+                    agree = SAME_VERDICT[theirs] == ours
+                if not agree:
+                    bad.append(f"{address}:{port}: nmap {theirs}, netprobe {ours}")
     return len(bad), bad[:5]
 
 
@@ -302,6 +330,8 @@ class Bench:
         self.dir = workdir
         self.rows: list[Row] = []
         self.have_nmap = shutil.which("nmap") is not None
+        # --quick keeps its small concurrency for the sweeps, but not for 700 dropped probes.
+        self.space_concurrency = max(args.concurrency, 256) if args.quick else args.concurrency
 
     def log(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -314,73 +344,182 @@ class Bench:
         for note in row.notes:
             self.log(f"     {note}")
 
-    # --- the /20 sweep, answering and dropped ---------------------------------------------------
+    # --- sweeps: answering, reset, dropped -------------------------------------------------------
 
-    def sweep_dropped(self) -> None:
-        self.sweep(dropped=True)
+    def compare(self, name: str, nets: list[str], ports: tuple[int, ...], cmd: list[str], grepable: Path | None,
+                data: dict, notes: list[str], offline: bool = False) -> int | None:
+        """One more (untimed) netprobe run written to a file: its verdicts against nmap's."""
+        records = self.dir / f"{name}.jsonl"
+        checked(measure(cmd, stdout=str(records)), "netprobe")
+        verdicts = netprobe_verdicts(records)
+        records.unlink()
+        tally = {v: list(verdicts.values()).count(v) for v in sorted(set(verdicts.values()))}
+        notes.append(f"netprobe verdicts: {tally}")
+        data["verdicts"] = tally
+        if grepable is None or not grepable.exists():
+            notes.append("nmap not run: verdicts not compared")
+            return None
+        bad, examples = compare_verdicts(nets, ports, verdicts, nmap_states(grepable), offline)
+        data["mismatches"] = bad
+        notes.append(f"verdicts differing from nmap's (open/closed/filtered <=> reachable/reset/blocked): {bad}"
+                     + (f" e.g. {examples}" if examples else ""))
+        return bad
 
-    def sweep(self, dropped: bool = False) -> None:
+    def timed_sweep(self, name: str, nets: list[str], ports: tuple[int, ...], targets: Path, *,
+                    references: bool = False, with_nmap: bool = True, offline: bool = False,
+                    concurrency: int | None = None) -> tuple[float, float | None, dict, list[str], int | None]:
+        """netprobe --probes tcp over `targets`, interleaved with nmap -sT over the same addresses
+        and ports; (netprobe median, nmap median, data, notes, verdict mismatches)."""
         a = self.args
-        net = str(next(SERVICE_V4.subnets(new_prefix=a.sweep_prefix)))
-        count = ipaddress.ip_network(net).num_addresses
-        name = "sweep_dropped" if dropped else "sweep"
-        self.log(f"{name}: {net} ({count} addresses), port {PORT}, timeout {a.timeout:g} s, "
-                 f"concurrency {a.concurrency}, {a.reps} repetitions")
-        self.topo.drop(dropped)
-        targets = sweep_targets(self.dir / f"{name}.toml", net)
-        np_cmd = netprobe_cmd("run", "--targets", str(targets), "--probes", "tcp", "--format", "jsonl",
-                              "--timeout", f"{a.timeout:g}", "--concurrency", str(a.concurrency), "--seed", "1")
+        concurrency = concurrency or a.concurrency
+        cmd = netprobe_cmd("run", "--targets", str(targets), "--probes", "tcp", "--format", "jsonl",
+                           "--timeout", f"{a.timeout:g}", "--concurrency", str(concurrency), "--seed", "1")
         grepable = self.dir / f"{name}.nmap"
         np_walls, nm_walls = [], []
-        references: dict[str, list[float]] = {"epoll": [], "asyncio": []}
+        bare: dict[str, list[float]] = {"epoll": [], "asyncio": []}
         for _ in range(a.reps):
-            np_walls.append(checked(measure(np_cmd), "netprobe").wall)
-            if self.have_nmap:
-                nm_walls.append(checked(measure(nmap_cmd(net, a.timeout, a.concurrency, str(grepable))), "nmap").wall)
-            if not dropped:  # what Python itself costs: a bare epoll loop, and plain asyncio, no records
-                for mode, walls in references.items():
-                    walls.append(checked(measure([PY, str(HERE / "bare_sweep.py"), mode, net, str(PORT),
-                                                  str(a.concurrency), f"{a.timeout:g}"]), mode).wall)
+            np_walls.append(checked(measure(cmd), "netprobe").wall)
+            if with_nmap and self.have_nmap:
+                nm_walls.append(checked(measure(nmap_cmd(nets, a.timeout, concurrency, str(grepable), ports)),
+                                        "nmap").wall)
+            if references:  # what Python itself costs: a bare epoll loop, and plain asyncio, no records
+                for mode, walls in bare.items():
+                    walls.append(checked(measure([PY, str(HERE / "bare_sweep.py"), mode, nets[0], str(ports[0]),
+                                                  str(concurrency), f"{a.timeout:g}"]), mode).wall)
         notes = [f"netprobe runs: {', '.join(f'{w:.3f}' for w in np_walls)} s"]
         if nm_walls:
             notes.append(f"nmap runs:     {', '.join(f'{w:.3f}' for w in nm_walls)} s")
-        for mode, walls in references.items():
+        for mode, walls in bare.items():
             if walls:
                 notes.append(f"reference, bare Python {mode} loop without records (benchmarks/bare_sweep.py): "
                              f"median {median(walls):.3f} s" + (f" = {median(walls) / median(nm_walls):.2f} x nmap"
                                                                  if nm_walls else ""))
-        # The verdicts, from one more (untimed) run written to a file.
-        records = self.dir / f"{name}.jsonl"
-        checked(measure(np_cmd, stdout=str(records)), "netprobe")
-        verdicts = netprobe_verdicts(records)
-        tally = {v: list(verdicts.values()).count(v) for v in sorted(set(verdicts.values()))}
-        notes.append(f"netprobe verdicts: {tally}")
-        np_med = median(np_walls)
-        nm_med = median(nm_walls) if nm_walls else None
-        data = {"addresses": count, "netprobe_s": np_walls, "nmap_s": nm_walls, "verdicts": tally,
-                **{f"bare_{mode}_s": walls for mode, walls in references.items() if walls}}
-        if nm_walls:
-            bad, examples = compare_verdicts(net, verdicts, nmap_states(grepable))
-            data["mismatches"] = bad
-            notes.append(f"verdicts differing from nmap's (open <=> reachable): {bad}" +
-                         (f" e.g. {examples}" if examples else ""))
-        else:
-            bad = None
+        data = {"netprobe_s": np_walls, "nmap_s": nm_walls, "spread": spread(np_walls),
+                **{f"bare_{mode}_s": walls for mode, walls in bare.items() if walls}}
+        bad = self.compare(name, nets, ports, cmd, grepable if nm_walls else None, data, notes, offline)
+        if not nm_walls and with_nmap:
             notes.append("nmap not installed: no peer")
-        if not dropped:
-            ratio = np_med / nm_med if nm_med else None
-            self.row(Row(name, f"/{a.sweep_prefix} answering, wall", f"{np_med:.3f} s",
-                         f"nmap -sT {nm_med:.3f} s" if nm_med else "-", ratio, "ratio <= 1.0, same verdicts",
-                         (ratio is not None and ratio <= 1.0 and bad == 0) if ratio is not None else None, notes,
-                         data))
-            return
+        return median(np_walls), (median(nm_walls) if nm_walls else None), data, notes, bad
+
+    def sweep(self) -> None:
+        """/20 answering: wall time against nmap's."""
+        a = self.args
+        net = str(next(SERVICE_V4.subnets(new_prefix=a.sweep_prefix)))
+        count = ipaddress.ip_network(net).num_addresses
+        self.log(f"sweep: {net} ({count} addresses) answering, port {PORT}, timeout {a.timeout:g} s, "
+                 f"concurrency {a.concurrency}, {a.reps} repetitions")
+        self.topo.drop(False)
+        ours, theirs, data, notes, bad = self.timed_sweep("sweep", [net], (PORT,),
+                                                          sweep_targets(self.dir / "sweep.toml", net),
+                                                          references=True)
+        ratio = ours / theirs if theirs else None
+        data["addresses"] = count
+        self.row(Row("sweep", f"/{a.sweep_prefix} answering, wall", f"{ours:.3f} s",
+                     f"nmap -sT {theirs:.3f} s" if theirs else "-", ratio, "ratio <= 1.3 (aim 1.0), same verdicts",
+                     (ratio <= 1.3 and bad == 0) if ratio is not None else None, notes, data))
+
+    def sweep_reset(self) -> None:
+        """/22 where every SYN is answered by a reset (no listener on the port): wall against nmap's."""
+        a = self.args
+        net = str(next(SERVICE_V4.subnets(new_prefix=a.reset_prefix)))
+        count = ipaddress.ip_network(net).num_addresses
+        self.log(f"sweep_reset: {net} ({count} addresses) refusing (RST), port {RESET_PORT}, "
+                 f"concurrency {a.concurrency}, {a.reps} repetitions")
+        self.topo.drop(False)
+        ours, theirs, data, notes, bad = self.timed_sweep(
+            "sweep_reset", [net], (RESET_PORT,), sweep_targets(self.dir / "reset.toml", net, RESET_PORT))
+        ratio = ours / theirs if theirs else None
+        data["addresses"] = count
+        self.row(Row("sweep_reset", f"/{a.reset_prefix} reset, wall", f"{ours:.3f} s",
+                     f"nmap -sT {theirs:.3f} s" if theirs else "-", ratio, "ratio <= 1.5, same verdicts",
+                     (ratio <= 1.5 and bad == 0) if ratio is not None else None, notes, data))
+
+    def sweep_dropped(self) -> None:
+        """/22 blackholed: wall against the floor ceil(N / concurrency) x timeout, and nmap's."""
+        a = self.args
+        net = str(next(SERVICE_V4.subnets(new_prefix=a.dropped_prefix)))
+        count = ipaddress.ip_network(net).num_addresses
+        self.log(f"sweep_dropped: {net} ({count} addresses), every packet dropped, timeout {a.timeout:g} s, "
+                 f"concurrency {a.concurrency}, {a.reps} repetitions")
+        self.topo.drop(True)
+        ours, theirs, data, notes, bad = self.timed_sweep(
+            "sweep_dropped", [net], (PORT,), sweep_targets(self.dir / "dropped.toml", net))
         floor = math.ceil(count / a.concurrency) * a.timeout
-        ratio = np_med / floor
+        ratio = ours / floor
         notes.append(f"floor ceil({count}/{a.concurrency}) x {a.timeout:g} s = {floor:g} s"
-                     + (f"; nmap/floor = {nm_med / floor:.2f}, netprobe/nmap = {np_med / nm_med:.2f}" if nm_med else ""))
-        self.row(Row(name, f"/{a.sweep_prefix} dropped, wall", f"{np_med:.3f} s",
-                     f"floor {floor:g} s" + (f"; nmap {nm_med:.3f} s" if nm_med else ""), ratio,
-                     "<= 1.2 x floor", ratio <= 1.2, notes, {**data, "floor_s": floor}))
+                     + (f"; nmap/floor = {theirs / floor:.2f}, netprobe/nmap = {ours / theirs:.2f}" if theirs else ""))
+        data.update(addresses=count, floor_s=floor)
+        self.row(Row("sweep_dropped", f"/{a.dropped_prefix} dropped, wall", f"{ours:.3f} s",
+                     f"floor {floor:g} s" + (f"; nmap {theirs:.3f} s" if theirs else ""), ratio,
+                     "<= 1.1 x floor", ratio <= 1.1 and not bad, notes, data))
+
+    # --- Telegram's whole published IPv4 space ---------------------------------------------------
+
+    def telegram_space_targets(self) -> tuple[Path, list[str], int]:
+        """The built-in set's IPv4 networks, every address, ports 443, 80, 5222, mirrored into the
+        benchmark's own service space (same prefix lengths, aligned), with its controls mirrored
+        into the other space; (target file, mirrored prefixes, planned probes)."""
+        from netprobe.targets import load_builtin
+
+        builtin = load_builtin()
+        shrink = 6 if self.args.quick else 0  # --quick: each prefix 64 times smaller
+        nets, cursor = [], int(SERVICE_V4.network_address)
+        for net in sorted((n for n in builtin.networks if n.version == 4), key=lambda n: n.prefixlen):
+            size = net.num_addresses >> shrink
+            cursor = (cursor + size - 1) // size * size
+            nets.append(f"{ipaddress.IPv4Address(cursor)}/{32 - size.bit_length() + 1}")
+            cursor += size
+        if cursor > int(SERVICE_V4.broadcast_address) + 1:
+            raise BenchError("Telegram's IPv4 space outgrew the benchmark's /16: widen SERVICE_V4")
+        other4, other6 = iter(OTHER_V4.hosts()), iter(OTHER_V6.hosts())
+        controls = [f"{next(other4)}:{c.port}" if c.ip.version == 4 else f"[{next(other6)}]:{c.port}"
+                    for c in builtin.controls]
+        ports = ", ".join(map(str, TELEGRAM_PORTS))
+        path = self.dir / "telegram-space.toml"
+        path.write_text(f'name = "telegram-space"\nnetworks = ["{SERVICE_V4}", "{SERVICE_V6}"]\n'
+                        f"controls = [{', '.join(json.dumps(c) for c in controls)}]\n"
+                        "ranges = [\n  " + ",\n  ".join(f'{{ cidr = "{n}", ports = [{ports}], sample = 0 }}'
+                                                        for n in nets) + "\n]\n")
+        plan = subprocess.run(netprobe_cmd("targets", "--targets", str(path), "--probes", "tcp", "--format", "jsonl"),
+                              capture_output=True, text=True, env=CHILD_ENV, cwd=SOURCE, check=True, timeout=120)
+        return path, nets, len(plan.stdout.splitlines())
+
+    def telegram_space(self) -> None:
+        """Every address of Telegram's IPv4 space on 443, 80 and 5222, answering: <= 5 s, against nmap."""
+        a = self.args
+        self.topo.drop(False)
+        targets, nets, size = self.telegram_space_targets()
+        self.log(f"telegram_space: {len(nets)} prefixes mirrored from the built-in networks, ports "
+                 f"{TELEGRAM_PORTS}, {size} probes, answering, concurrency {self.space_concurrency}, "
+                 f"{a.reps} repetitions")
+        ours, theirs, data, notes, bad = self.timed_sweep("telegram_space", nets, TELEGRAM_PORTS, targets,
+                                                          concurrency=self.space_concurrency)
+        bound = 5.0
+        data.update(planned=size, prefixes=nets, bound_s=bound)
+        if theirs:
+            notes.append(f"netprobe/nmap = {ours / theirs:.2f}; {size / ours:,.0f} vs {size / theirs:,.0f} probes/s")
+        self.row(Row("telegram_space", f"Telegram IPv4 space x 3 ports ({size:,} probes) answering, wall",
+                     f"{ours:.3f} s", f"nmap -sT {theirs:.3f} s" if theirs else "-", ours / bound,
+                     f"<= {bound:g} s, same verdicts", ours <= bound and not bad, notes, data))
+
+    def telegram_space_dropped(self) -> None:
+        """The same space, every packet dropped (the controls too): <= floor + 1 s."""
+        a = self.args
+        self.topo.drop(True)
+        targets, nets, size = self.telegram_space_targets()
+        concurrency = self.space_concurrency
+        floor = math.ceil(size / concurrency) * a.timeout
+        self.log(f"telegram_space_dropped: {size} probes, every packet dropped, timeout {a.timeout:g} s, "
+                 f"concurrency {concurrency}, floor {floor:g} s, {a.reps} repetitions (no nmap: it takes twice "
+                 f"the floor; the /{a.dropped_prefix} compares with it)")
+        ours, _, data, notes, bad = self.timed_sweep("telegram_space_dropped", nets, TELEGRAM_PORTS, targets,
+                                                     with_nmap=False, offline=True, concurrency=concurrency)
+        data.update(planned=size, floor_s=floor)
+        notes.append(f"floor ceil({size}/{concurrency}) x {a.timeout:g} s = {floor:g} s; "
+                     f"netprobe - floor = {ours - floor:+.3f} s")
+        self.row(Row("telegram_space_dropped", f"Telegram IPv4 space x 3 ports ({size:,} probes) dropped, wall",
+                     f"{ours:.3f} s", f"floor {floor:g} s", ours / floor, "<= floor + 1 s",
+                     ours <= floor + 1, notes, data))
 
     # --- a plan shaped like the built-in set -----------------------------------------------------
 
@@ -469,7 +608,7 @@ class Bench:
     def cold_start(self) -> None:
         a = self.args
         script = Path(PY).with_name("netprobe")
-        installed = _is_python_script(script) and SOURCE == REPO
+        installed = _is_python_script(script) and _installed_from(SOURCE)
         command = [str(script), "--version"] if installed else netprobe_cmd("--version")
         reps = max(a.reps, 3) * (1 if a.quick else 3)
         self.log(f"cold_start: {' '.join(command)} vs {PY} -c pass, {reps} repetitions")
@@ -495,10 +634,11 @@ class Bench:
         cmd = netprobe_cmd("run", "--targets", str(targets), "--probes", "tcp", "--format", "jsonl",
                            "--timeout", f"{a.timeout:g}", "--concurrency", str(a.concurrency), "--seed", "1")
         ours, theirs = [], []
+        grepable = self.dir / "memory.nmap"
         for _ in range(a.reps):
             ours.append(checked(measure(cmd), "netprobe"))
             if self.have_nmap:
-                theirs.append(checked(measure(nmap_cmd(net, a.timeout, a.concurrency, os.devnull)), "nmap"))
+                theirs.append(checked(measure(nmap_cmd(net, a.timeout, a.concurrency, str(grepable))), "nmap"))
         rss = median(s.rss_kb for s in ours) / 1024
         wall = median(s.wall for s in ours)
         notes = [f"netprobe: {count / wall:,.0f} probes/s (median wall {wall:.2f} s); "
@@ -515,6 +655,18 @@ class Bench:
                 "nmap_s": [s.wall for s in theirs]}
         self.row(Row("memory", f"/{a.memory_prefix} sweep, peak RSS", f"{rss:.1f} MB", peer, ratio,
                      "<= 150 MB", rss <= 150, notes, data))
+        # The same runs as throughput: probes per second against nmap's, and the verdicts.
+        notes = [f"netprobe runs: {', '.join(f'{s.wall:.3f}' for s in ours)} s"]
+        data = {"addresses": count, "netprobe_s": [s.wall for s in ours], "nmap_s": [s.wall for s in theirs],
+                "probes_per_s": count / wall, "spread": spread(s.wall for s in ours)}
+        if theirs:
+            notes.append(f"nmap runs:     {', '.join(f'{s.wall:.3f}' for s in theirs)} s")
+        bad = self.compare("throughput", [net], (PORT,), cmd, grepable if theirs else None, data, notes)
+        their_rate = count / median(s.wall for s in theirs) if theirs else None
+        ratio = (count / wall) / their_rate if their_rate else None
+        self.row(Row("throughput", f"/{a.memory_prefix} answering, probes/s", f"{count / wall:,.0f}",
+                     f"nmap -sT {their_rate:,.0f}" if their_rate else "-", ratio, ">= nmap's (ratio >= 1), same verdicts",
+                     (ratio >= 1.0 and bad == 0) if ratio is not None else None, notes, data))
 
 
 def _count(items) -> dict:
@@ -522,6 +674,15 @@ def _count(items) -> dict:
     for item in items:
         out[item] = out.get(item, 0) + 1
     return out
+
+
+def _installed_from(source: Path) -> bool:
+    """Whether the installed console script runs the netprobe in `source` (an editable install
+    of another checkout does not: then `python -m netprobe` from `source` is measured instead)."""
+    env = {k: v for k, v in CHILD_ENV.items() if k != "PYTHONPATH"}
+    found = subprocess.run([PY, "-c", "import netprobe; print(netprobe.__file__)"], capture_output=True, text=True,
+                           env=env, cwd="/", check=False).stdout.strip()
+    return bool(found) and Path(found).resolve() == (source / "netprobe" / "__init__.py").resolve()
 
 
 def _is_python_script(path: Path) -> bool:
@@ -549,7 +710,9 @@ def machine() -> dict[str, str]:
             "load average at start": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
 
 
-BENCHMARKS = ("sweep", "sweep_dropped", "telegram", "cold_start", "memory")
+BENCHMARKS = ("sweep", "sweep_reset", "sweep_dropped", "telegram", "telegram_space", "telegram_space_dropped",
+              "cold_start", "memory")
+ROWS = (*BENCHMARKS, "throughput")  # memory's runs make two rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -560,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1024, help="sweeps' concurrency (default 1024)")
     parser.add_argument("--sweep-prefix", type=int, default=20, help="prefix length of the sweeps (default 20)")
     parser.add_argument("--memory-prefix", type=int, default=16, help="prefix length of the memory run (default 16)")
+    parser.add_argument("--reset-prefix", type=int, default=22, help="prefix length of the reset sweep (default 22)")
+    parser.add_argument("--dropped-prefix", type=int, default=22,
+                        help="prefix length of the dropped sweep (default 22)")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: /28 sweeps, /24 memory run, one repetition, 0.5 s timeout")
@@ -570,10 +736,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.timeout, args.sweep_prefix, args.memory_prefix = 1, 0.5, 28, 24
+        args.reset_prefix = args.dropped_prefix = 28
         args.concurrency = min(args.concurrency, 8)
     chosen = [b.strip() for b in args.only.split(",") if b.strip()]
     unknown = [b for b in chosen if b not in BENCHMARKS]
-    if unknown or args.reps < 1 or not 16 <= args.sweep_prefix <= 30 or not 16 <= args.memory_prefix <= 30:
+    prefixes = (args.sweep_prefix, args.memory_prefix, args.reset_prefix, args.dropped_prefix)
+    if unknown or args.reps < 1 or not all(16 <= p <= 30 for p in prefixes):
         parser.error(f"bad --only {unknown}" if unknown else "bad --reps or prefix (16..30)")
     reason = unavailable_reason()
     if reason:

@@ -33,12 +33,17 @@ def test_quick_benchmark_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(results.read_text())
     rows = {row["name"]: row for row in data["results"]}
-    assert set(rows) == set(bench.BENCHMARKS)
+    assert set(rows) == set(bench.ROWS)
     assert data["machine"]["nproc"] and data["machine"]["kernel"]
-    for name in ("sweep", "sweep_dropped"):
+    for name in ("sweep", "sweep_reset", "sweep_dropped", "telegram_space", "telegram_space_dropped", "throughput"):
         assert rows[name]["data"].get("mismatches", 0) == 0, rows[name]["notes"]
     assert rows["sweep"]["data"]["verdicts"] == {"reachable": 16}
+    assert rows["sweep_reset"]["data"]["verdicts"] == {"reset": 16}
     assert rows["sweep_dropped"]["data"]["verdicts"] == {"blocked": 16}
+    assert rows["throughput"]["data"]["verdicts"] == {"reachable": 256}
+    space = rows["telegram_space"]["data"]
+    assert space["verdicts"] == {"reachable": space["planned"] - 10}  # all but the controls (4) and negative ones (6)
+    assert set(rows["telegram_space_dropped"]["data"]["verdicts"]) == {"inconclusive"}  # the controls dropped too
     telegram = rows["telegram"]["data"]
     assert telegram["recorded"] == telegram["planned"] and telegram["vantage"] == "offline"
     assert rows["memory"]["data"]["rss_mb"] and rows["cold_start"]["data"]["netprobe_s"]
