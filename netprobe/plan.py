@@ -30,8 +30,11 @@ class PlanError(ValueError):
     """A plan that cannot be run as asked (e.g. an unknown probe kind)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Task:
+    """One probe of the plan.  Not frozen: a sweep makes one per address, and a frozen
+    dataclass's __init__ costs twice as much; nothing changes a task once made."""
+
     kind: str
     target: str
     endpoint: Endpoint | None = None

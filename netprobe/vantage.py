@@ -19,7 +19,7 @@ it feeds control records in and hands every other record to `judged`.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from netprobe.classify import BLOCKED, REACHABLE, RESET, failure_of, negative_control_reason, verdict_for
@@ -123,6 +123,7 @@ class ControlBoard:
         self.tls_via: dict[str, Tally] = defaultdict(Tally)        # resolver that gave the address
         self.http: dict[int | None, Tally] = defaultdict(Tally)    # family
         self.answered = False  # something on the path answered a control (not only silence)
+        self.accepting = False  # some negative control was accepted: a port is intercepted
         self.count = 0
         self.positive = 0  # controls that should get through (all but the negative ones)
         self._fold = {"tcp": self._tcp, "interception": self._interception, "dns": self._dns,
@@ -152,7 +153,7 @@ class ControlBoard:
         accepted = record.reason == "interception.accepted"
         self.negative[(address_family(record.address), address_port(record.address))].add(accepted)
         if accepted:
-            self.answered = True
+            self.answered = self.accepting = True
 
     def _dns(self, record: Result) -> None:
         resolver = record.address or "?"
@@ -295,12 +296,18 @@ def decide_offline_families(board: ControlBoard, held: Iterable[Result] = ()) ->
 
 # --- judging one record ---------------------------------------------------------------
 
+def _copy(record: Result, reason: str | None, evidence: dict[str, Any]) -> Result:
+    """The record with another reason and evidence (dataclasses.replace, without its cost per field)."""
+    return Result(record.probe, record.target, record.address, reason, record.duration_ms, evidence,
+                  verdict_for(reason), record.measured_at)
+
+
 def _changed(record: Result, reason: str | None, **evidence: Any) -> Result:
     extra = dict(evidence)
     if reason != record.reason:
         extra.setdefault("observed_reason", record.reason)
         extra.setdefault("observed_verdict", record.verdict)
-    return replace(record, reason=reason, verdict=verdict_for(reason), evidence={**record.evidence, **extra})
+    return _copy(record, reason, {**record.evidence, **extra})
 
 
 def _with_controls(record: Result, controls: dict[str, Any]) -> Result:
@@ -308,15 +315,17 @@ def _with_controls(record: Result, controls: dict[str, Any]) -> Result:
     (the summary counts such failures as judged without a control of their stage)."""
     if controls.get("state") == NONE:
         return record
-    return replace(record, evidence={**record.evidence, "controls": controls})
+    return _copy(record, record.reason, {**record.evidence, "controls": controls})
 
 
 def judged(record: Result, board: ControlBoard, vantage: str = ONLINE,
            offline_families: frozenset[int] | set[int] = frozenset()) -> Result:
     """The record as it should be reported, given the controls (a new Result when changed)."""
+    verdict = record.verdict
+    if verdict == REACHABLE and record.probe == "tcp" and not board.accepting:
+        return record  # a connect that succeeded where nothing intercepts: most of a sweep
     if record.probe == "summary":
         return record
-    verdict = record.verdict
     family = address_family(record.address)
     gate = vantage if vantage in NOT_ONLINE else None
     if gate is None and family in offline_families and record.probe != "control":
