@@ -15,7 +15,7 @@ import errno
 import functools
 import re
 import socket
-import ssl
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -283,11 +283,18 @@ def errno_failure(err: int | None, *, immediate: bool = False) -> str:
     return _ERRNO_FAILURES.get(err, "unknown")
 
 
+def _is_ssl_error(exc: BaseException | None) -> bool:
+    """An ssl.SSLError: there is none unless ssl was imported, which a TCP sweep never does
+    (ssl takes longer to import than a small sweep to run)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(exc, ssl.SSLError)
+
+
 def stream_failure(exc: BaseException, *, immediate: bool = False) -> str:
     """The failure part of a reason, for errors on a TCP-based stage."""
     if isinstance(exc, (TimeoutError, socket.timeout)):
         return "timeout"
-    if isinstance(exc, ssl.SSLError):
+    if _is_ssl_error(exc):
         # An SSLError's errno is OpenSSL's code, not an OS errno.
         return tls_failure(exc)
     if isinstance(exc, (EOFError, ConnectionClosed)):
@@ -370,7 +377,7 @@ def doh_reason(exc: BaseException) -> str:
     if isinstance(exc, requests.exceptions.HTTPError):
         return "dns.doh_http_error"
     cause = _root_os_error(exc)
-    if isinstance(cause, ssl.SSLError):  # urllib3 can pass a TLS error through unwrapped
+    if _is_ssl_error(cause):  # urllib3 can pass a TLS error through unwrapped
         return "dns.doh_tls_error"
     if cause is not None:
         failure = stream_failure(cause)
@@ -432,6 +439,7 @@ def tls_failure(exc: BaseException) -> str:
     An SSLError's `errno` is OpenSSL's SSL_ERROR_* code, not an OS errno, so
     SSL errors are read here and never handed to errno_failure.
     """
+    import ssl
     if isinstance(exc, ssl.SSLCertVerificationError):
         return "bad_certificate"
     if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):

@@ -8,6 +8,10 @@ ConnectPool): no coroutine, future or timer per probe.  Every other kind runs
 as a coroutine under its own deadline.  Every result is handed to `emit` the
 moment it exists, so an interrupted run keeps everything it measured.
 
+A plan of TCP connects only (`connects_only`) runs on netprobe/sweep_loop.py's
+loop (`Runner.run_connects`), without asyncio; every other plan under asyncio
+(`Runner.run`).  Both drive the same scheduling below.
+
 Controls are started first and the other probes right behind them; until
 every control is in, results wait in a buffer that holds at most one
 `concurrency`'s worth, so that no verdict is reported before it can be
@@ -17,13 +21,12 @@ controls got through.  A dropped control costs at most one --timeout.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from netprobe.classify import choose_addresses, choose_control_addresses
 from netprobe.diagnosis import Diagnosis
@@ -38,6 +41,9 @@ from netprobe.vantage import (
     decide_vantage,
     judged,
 )
+
+if TYPE_CHECKING:  # asyncio is imported only by the runs that use it (Runner.run)
+    import asyncio
 
 # Grace beyond --timeout before the engine itself ends a probe that overran.
 PROBE_MARGIN_S = 0.5
@@ -114,6 +120,14 @@ def usable_concurrency(requested: int) -> tuple[int, str | None]:
     return requested, None
 
 
+def connects_only(plan: Plan) -> bool:
+    """Whether every probe of the plan, controls included, is one TCP connect (a sweep):
+    such a run needs no coroutine, so it runs without asyncio (Runner.run_connects)."""
+    from netprobe.probes.tcp import ConnectPool
+    return ConnectPool.available and set(plan.kinds) <= {"tcp"} and all(
+        stage_of(task) in CONNECT_STAGES for task in plan.controls())
+
+
 def stage_of(task: Task) -> str | None:
     """The stage a control task measures (its context's "stage")."""
     return dict(task.context).get("stage") if task.kind == "control" else None
@@ -188,6 +202,7 @@ def overrun_result(task: Task, reason: str, started: float, note: str) -> Result
 
 async def guarded(task: Task, plan: Plan, settings: Settings, prepared: dict | None = None) -> Result:
     """A probe that cannot outlive --timeout by more than PROBE_MARGIN_S."""
+    import asyncio
     started = time.monotonic()
     try:
         async with asyncio.timeout(settings.timeout + PROBE_MARGIN_S):
@@ -218,6 +233,8 @@ class Runner:
         self.dns_answers: dict[str, asyncio.Future] = {}
         self.dns_planned = "dns" in plan.kinds and bool(plan.resolvers)
         self.pool = None
+        self.loop = None  # asyncio's, or a SweepLoop (run_connects)
+        self.controls: list[Task] = []
         self.limit = 1
         self.tokens = 0
         self.pumping = False
@@ -241,13 +258,56 @@ class Runner:
     # --- the run -------------------------------------------------------------------
 
     async def run(self) -> RunOutcome:
+        import asyncio
+        started = self.begin(asyncio.get_running_loop())
+        try:
+            async with asyncio.timeout(self.settings.deadline):
+                self.pump()
+                await self.finished
+                if self.remeasure_due(started):
+                    self.measure_again()
+                    await self.finished
+        except TimeoutError:
+            self.cut_in_flight("run.deadline")
+        except asyncio.CancelledError:
+            self.outcome.interrupted = True
+            raise
+        finally:
+            self.end(started)
+        self.finish()
+        return self.outcome
+
+    def run_connects(self, loop) -> RunOutcome:
+        """The same run on a netprobe.sweep_loop.SweepLoop, for a plan that `connects_only`;
+        SweepLoop's Interrupted (a signal, a failed output) ends it as cancellation does run()."""
+        from netprobe.sweep_loop import Interrupted
+        started = self.begin(loop)
+        deadline = None if self.settings.deadline is None else started + self.settings.deadline
+        try:
+            self.pump()
+            loop.run_until(self.finished, deadline)
+            if self.remeasure_due(started):
+                self.measure_again()
+                loop.run_until(self.finished, deadline)
+        except TimeoutError:
+            self.cut_in_flight("run.deadline")
+        except Interrupted:
+            self.outcome.interrupted = True
+            raise
+        finally:
+            self.end(started)
+        self.finish()
+        return self.outcome
+
+    def begin(self, loop) -> float:
+        """Everything a run needs before its first probe; the monotonic start."""
         started = time.monotonic()
-        loop = asyncio.get_running_loop()
+        self.loop = loop
         concurrency, note = usable_concurrency(self.settings.concurrency)
         self.outcome.concurrency, self.outcome.concurrency_note = concurrency, note
         self.limit = concurrency
         self.finished = loop.create_future()
-        controls = self.plan.controls()
+        self.controls = controls = self.plan.controls()
         self.controls_left = len(controls)
         self.deciding = bool(controls)
         self.tasks = _chain(controls, self.plan.tasks())
@@ -255,34 +315,25 @@ class Runner:
             from netprobe.probes.tcp import ConnectPool
             if ConnectPool.available:
                 self.pool = ConnectPool(loop, self.settings.timeout, self.done)
-        try:
-            async with asyncio.timeout(self.settings.deadline):
-                self.pump()
-                await self.finished
-                if controls and time.monotonic() - started > self.settings.remeasure_after:
-                    await self.measure_again(controls)
-        except TimeoutError:
-            self.cut_in_flight("run.deadline")
-        except asyncio.CancelledError:
-            self.outcome.interrupted = True
-            raise
-        finally:
-            self.stop()
-            self.outcome.elapsed_s = time.monotonic() - started
-        self.finish()
-        return self.outcome
+        return started
 
-    async def measure_again(self, controls: list[Task]) -> None:
+    def end(self, started: float) -> None:
+        self.stop()
+        self.outcome.elapsed_s = time.monotonic() - started
+
+    def remeasure_due(self, started: float) -> bool:
+        return bool(self.controls) and time.monotonic() - started > self.settings.remeasure_after
+
+    def measure_again(self) -> None:
         """A long run: the controls once more, so that a network that changed under the
-        run is seen (the summary says which stages changed)."""
+        run is seen (the summary says which stages changed); `finished` says when."""
         self.second_round = []
         again = [Task(t.kind, t.target, t.endpoint, t.domain, t.resolver, (*t.context, ("round", 2)))
-                 for t in controls]
-        self.finished = asyncio.get_running_loop().create_future()
+                 for t in self.controls]
+        self.finished = self.loop.create_future()
         self.exhausted = False
         self.tasks = iter(again)
         self.pump()
-        await self.finished
 
     def pump(self) -> None:
         """Start probes while a slot is free (and, with --rate, one is due)."""
@@ -325,7 +376,7 @@ class Runner:
 
     def pump_later(self, delay: float) -> None:
         if self.pump_timer is None:
-            self.pump_timer = asyncio.get_running_loop().call_later(delay, self._paced_pump)
+            self.pump_timer = self.loop.call_later(delay, self._paced_pump)
 
     def _paced_pump(self) -> None:
         self.pump_timer = None
@@ -337,7 +388,7 @@ class Runner:
         if self.pool is not None and task.kind in CONNECT_KINDS and task.endpoint is not None:
             self.pool.start(task.endpoint, task.target, task.kind, task.context, token)
             return
-        coroutine = asyncio.get_running_loop().create_task(self.run_task(task))
+        coroutine = self.loop.create_task(self.run_task(task))
         self.coroutines[token] = coroutine
         coroutine.add_done_callback(lambda done, token=token: self.coroutine_done(token, done))
 
@@ -438,7 +489,7 @@ class Runner:
         domain = task.domain
         future = self.dns_answers.get(domain.name)
         if future is None:
-            future = self.dns_answers[domain.name] = asyncio.get_running_loop().create_future()
+            future = self.dns_answers[domain.name] = self.loop.create_future()
             if not self.dns_planned:
                 # No DNS probe will measure this name: look it up here, unrecorded.
                 if task.kind == "control":
@@ -446,7 +497,7 @@ class Runner:
                                        context=(("stage", "dns"),))
                 else:
                     lookup_task = Task("dns", domain.name, domain=domain, resolver=self.plan.resolvers[0])
-                lookup = asyncio.ensure_future(guarded(lookup_task, self.plan, self.settings))
+                lookup = self.loop.create_task(guarded(lookup_task, self.plan, self.settings))
                 lookup.add_done_callback(lambda done: future.done() or done.cancelled()
                                          or future.set_result(done.result()))
         return future

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET, VERDICTS
+from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET
+from netprobe.report_lines import VERDICT_STYLES, closing_segments, count_segments, verdict_segments
 from netprobe.text import printable
 
-VERDICT_STYLES = {REACHABLE: "green", BLOCKED: "bold red", RESET: "bold magenta", INCONCLUSIVE: "yellow"}
 
 
 def detail_of(record: dict[str, Any]) -> str:
@@ -141,47 +141,14 @@ def grouped_table(records: Iterable[dict[str, Any]]) -> Table:
 
 # --- the verdict block: the answer, last, where the eye lands ---------------------------------
 
-HEADLINES = {
-    None: ("Telegram's probes got through: no blocking observed", "bold green"),
-    "summary.blocking_observed": ("Blocking observed", "bold red"),
-    "summary.offline": ("This vantage point looks offline: nothing can be concluded", "bold yellow"),
-    "summary.no_open_access": ("No open access to the Internet here: nothing can be concluded", "bold yellow"),
-    "summary.undecided": ("The run ended before the controls decided: nothing can be concluded", "bold yellow"),
-    "summary.nothing_concluded": ("Nothing concluded: no probe got a genuine answer", "bold yellow"),
-}
-
-
 def verdict_block(summary: dict[str, Any]) -> Text:
-    """The diagnosis as a short block: a headline, then one line per technique found (what it
-    hits, with its counts), then what could not be judged and why."""
-    headline, style = HEADLINES.get(summary.get("reason"), (printable(summary.get("reason")), "bold"))
-    block = Text()
-    block.append(f"Verdict: {headline}", style=style)
-    findings = (summary.get("evidence") or {}).get("findings") or []
-    for finding in findings:
-        if not isinstance(finding, str) or finding.startswith("No blocking observed"):
-            continue
-        block.append("\n  • ")
-        block.append(printable(finding, limit=1000))
-    return block
+    """The diagnosis as a short block (report_lines.verdict_segments), styled."""
+    return Text.assemble(*verdict_segments(summary))
 
 
 def summary_lines(counts: Counter, vantage: str) -> list[Text]:
-    """One line per probe kind; an offline vantage point is stated by the findings."""
-    lines = []
-    if vantage == "unknown":
-        lines.append(Text("No control endpoint told whether this machine is online (none planned, or the "
-                          "run ended first): a failure may mean it is offline.", style="yellow"))
-    kinds = sorted({probe for probe, _ in counts}, key=lambda k: (k != "control", k))
-    for kind in kinds:
-        line = Text(f"{kind}: ")
-        parts = [(verdict, counts[(kind, verdict)]) for verdict in VERDICTS if counts[(kind, verdict)]]
-        for i, (verdict, n) in enumerate(parts):
-            if i:
-                line.append(", ")
-            line.append(f"{n} {verdict}", style=VERDICT_STYLES[verdict])
-        lines.append(line)
-    return lines
+    """One line per probe kind (report_lines.count_segments), styled."""
+    return [Text.assemble(*segments) for segments in count_segments(counts, vantage)]
 
 
 def print_report(console: Console, records: list[dict[str, Any]], counts: Counter, vantage: str,
@@ -194,14 +161,6 @@ def print_report(console: Console, records: list[dict[str, Any]], counts: Counte
         summary = next((r for r in records if r["probe"] == "summary"), None)
     if rows:
         console.print(results_table(rows) if details else grouped_table(rows))
-    if details or not rows:
-        counts = Counter({key: n for key, n in counts.items() if key[0] != "summary"})
-        for line in summary_lines(counts, vantage):
-            console.print(line)
-    for note in notes:
-        console.print(Text(printable(note, limit=500)))
-    if summary is not None:
-        console.print(verdict_block(summary))
-    else:
-        for finding in findings:
-            console.print(Text(printable(finding, limit=1000), style="bold"))
+    shown = None if rows and not details else counts  # the grouped table shows the counts
+    for segments in closing_segments(shown, vantage, notes, findings, summary):
+        console.print(Text.assemble(*segments))

@@ -48,18 +48,24 @@ def daemon_executor():
     return DaemonThreads(max_workers=1)
 
 
+def _rich_stderr() -> bool:
+    """Whether rich would treat stderr as a terminal (colours, the progress bar)."""
+    if os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1":
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def execute_plan(plan, options) -> int:
     """Run the plan, stream records to their sinks, print the report; the exit code."""
-    import asyncio
     import dataclasses
     import signal
 
-    from rich.console import Console
-
-    from netprobe.engine import Runner, Settings, default_deadline
+    from netprobe.engine import Runner, Settings, connects_only, default_deadline
     from netprobe.output import FLUSH_INTERVAL_S, AppendFile, OutputError, StdoutWriter
     from netprobe.records import RunInfo, encode, to_json_line
-    from netprobe.render import print_report
 
     no_color = bool(os.environ.get("NO_COLOR"))
     fmt = default_format(options["fmt"])
@@ -77,9 +83,14 @@ def execute_plan(plan, options) -> int:
                         ca_bundle=options["ca_bundle"])
     settings = dataclasses.replace(settings, deadline=options["deadline"]
                                    or default_deadline(total, settings, plan.stages))
-    err_console = Console(stderr=True, no_color=no_color, highlight=False)
+    # rich (a quarter of a small sweep's start-up) only where it shows something: the table, and
+    # a terminal's stderr (colours, the progress bar); elsewhere the closing report is plain lines.
+    err_console = None
+    if fmt == "table" or _rich_stderr():
+        from rich.console import Console
+        err_console = Console(stderr=True, no_color=no_color, highlight=False)
     progress = None
-    if err_console.is_terminal and not quiet and not no_color:
+    if err_console is not None and err_console.is_terminal and not quiet and not no_color:
         from rich.progress import Progress
         progress = Progress(console=err_console, transient=True)
         progress_task = progress.add_task("probing", total=total)
@@ -109,7 +120,7 @@ def execute_plan(plan, options) -> int:
         if flush_timer is None and (archive is not None and archive.pending
                                     or stdout is not None and stdout.pending):
             # Batched lines wait at most FLUSH_INTERVAL_S, also when no further record comes.
-            flush_timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, flush)
+            flush_timer = loop.call_later(FLUSH_INTERVAL_S, flush)
 
     def flush():
         nonlocal flush_timer
@@ -124,25 +135,39 @@ def execute_plan(plan, options) -> int:
 
     def failed(exc):
         failure.append(str(exc))
-        main_task.cancel()
+        stop_run()
 
     received: list[int] = []
     runner = Runner(plan, settings, emit)
-
-    async def main():
-        nonlocal main_task
-        main_task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(daemon_executor())
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda s=sig: (received.append(s), main_task.cancel()))
-        return await runner.run()
-
-    main_task = None
+    loop = stop_run = None
     try:
-        asyncio.run(main())
-    except asyncio.CancelledError:
-        pass
+        if connects_only(plan):
+            from netprobe.sweep_loop import Interrupted, SweepLoop
+            loop = SweepLoop()
+            stop_run = loop.stop
+            loop.catch_signals((signal.SIGINT, signal.SIGTERM), lambda s: (received.append(s), loop.stop()))
+            try:
+                runner.run_connects(loop)
+            except Interrupted:
+                pass
+            finally:
+                loop.close()
+        else:
+            import asyncio
+
+            async def main():
+                nonlocal loop, stop_run
+                loop = asyncio.get_running_loop()
+                stop_run = asyncio.current_task().cancel
+                loop.set_default_executor(daemon_executor())
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, lambda s=sig: (received.append(s), stop_run()))
+                return await runner.run()
+
+            try:
+                asyncio.run(main())
+            except asyncio.CancelledError:
+                pass
     finally:
         if progress is not None:
             progress.stop()
@@ -171,15 +196,24 @@ def execute_plan(plan, options) -> int:
         from netprobe.ooni import runs_as_ooni
         sys.stdout.write(runs_as_ooni(stdout.kept, options.get("probe_cc"), options.get("probe_asn")))
     if stdout is not None:
-        out_console = Console(no_color=no_color, highlight=False, soft_wrap=False)
         if fmt == "table":
+            from rich.console import Console
+
+            from netprobe.render import print_report
+            out_console = Console(no_color=no_color, highlight=False, soft_wrap=False)
             print_report(out_console, stdout.kept, outcome.counts, outcome.vantage, notes, outcome.findings,
                          details=options["details"], summary=summary[0] if summary else None)
         else:
             if fmt == "json":
                 sys.stdout.write(stdout.json_text())
-            print_report(err_console, [], outcome.counts, outcome.vantage, notes, outcome.findings,
-                         summary=summary[0] if summary else None)
+            if err_console is not None:
+                from netprobe.render import print_report
+                print_report(err_console, [], outcome.counts, outcome.vantage, notes, outcome.findings,
+                             summary=summary[0] if summary else None)
+            else:
+                from netprobe.report_lines import closing_lines
+                sys.stderr.write("".join(line + "\n" for line in closing_lines(
+                    outcome.counts, outcome.vantage, notes, outcome.findings, summary[0] if summary else None)))
     if received:
         name = signal.Signals(received[0]).name
         if archive is not None:

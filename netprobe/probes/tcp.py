@@ -15,7 +15,6 @@ same timeout).
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import socket
@@ -68,6 +67,7 @@ async def open_socket(endpoint: Endpoint) -> socket.socket:
 
 
 async def _wait_writable(sock: socket.socket) -> None:
+    import asyncio
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
     fd = sock.fileno()
@@ -102,6 +102,7 @@ def tcp_result(target: str, kind: str, context, failure: ConnectFailed | None, r
 
 async def probe_tcp(endpoint: Endpoint, timeout: float, kind: str = "tcp",
                     context: dict | None = None) -> Result:
+    import asyncio
     started = time.monotonic()
     reason = None
     failure: ConnectFailed | None = None
@@ -142,7 +143,8 @@ class _Connect:
 
 
 class ConnectPool:
-    """TCP connects driven by callbacks on one epoll set registered with the loop.
+    """TCP connects driven by callbacks on one epoll set registered with the loop (asyncio's,
+    or netprobe.sweep_loop's: it needs add_reader, remove_reader, call_later, is_closed).
 
     `start()` opens a socket and calls connect(); `on_result(tag, result)` is
     called exactly once per started connect (synchronously from `start()` when
@@ -153,14 +155,14 @@ class ConnectPool:
 
     available = epoll is not None
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float,
+    def __init__(self, loop, timeout: float,
                  on_result: Callable[[object, Result], None]):
         self.loop = loop
         self.timeout = timeout
         self.on_result = on_result
         self.epoll = epoll()
         self.pending: OrderedDict[int, _Connect] = OrderedDict()
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer = None  # the loop's timer handle
         loop.add_reader(self.epoll.fileno(), self._ready)
 
     def __len__(self) -> int:
