@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from netprobe.records import to_json_line
-from netprobe.report import command, views
+from netprobe.report import command, spill, views
 from netprobe.report import fold as f
 from netprobe.report.reading import Query, group_of, group_of_text
 from netprobe.report.spill import ExternalSorter
@@ -256,14 +256,16 @@ def test_memory_does_not_grow_with_the_number_of_runs():
     assert large < small * 1.2, (small, large)
 
 
-def test_the_external_sort_is_stable_and_spills(tmp_path):
+@pytest.mark.parametrize("fanin", [64, 4])
+def test_the_external_sort_spills_and_merges_in_order(monkeypatch, fanin):
+    monkeypatch.setattr(spill, "MAX_FANIN", fanin)
     rng = random.Random(8)
     items = [(rng.randrange(50), i, "x" * rng.randrange(5)) for i in range(2000)]
     sorter = ExternalSorter(chunk=100)
     for item in items:
         sorter.add(item)
     assert len(sorter.files) == 20
-    assert list(sorter) == sorted(items, key=lambda item: item[0])
+    assert list(sorter) == sorted(items) and sorter.files == []
 
 
 # --- order of the files ------------------------------------------------------------------------

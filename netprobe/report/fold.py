@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, deque
+from functools import lru_cache
 from math import gcd
 from typing import Callable
 
@@ -200,7 +201,7 @@ class Fold:
         if now is None:
             cutoff = None
         elif self.lag:
-            cutoff = time_of(epoch_of(now) - self.lag)
+            cutoff = _before(now[:19], self.lag)
         else:
             cutoff = now
         if len(pending) == 1:
@@ -337,6 +338,12 @@ class Fold:
                 track.signature, track.since = signature, at
             track.last_at = at
             track.latest = {"at": at, "run_id": run_id, "reason": reason, "found": signature[1], **(evidence or {})}
+
+
+@lru_cache(maxsize=1024)
+def _before(second: str, lag: int) -> str:
+    """The canonical time `lag` seconds before a time given to the second."""
+    return time_of(epoch_of(second) - lag)
 
 
 def _ignore(change: tuple) -> None:

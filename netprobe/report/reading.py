@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import zlib
+from sys import intern
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 
@@ -343,7 +344,8 @@ def fold_archives(paths: Iterable[str], query: Query, start: Callable, *, observ
     seq = iter(range(1 << 62))
 
     def keep(at, run_id, label, probe, target, rank, reason, name):
-        sorter.add((at, next(seq), run_id, label, probe, target, rank, reason, name))
+        sorter.add((at, next(seq), intern(run_id), label if label is None else intern(label), intern(probe),
+                    intern(target), rank, reason if reason is None else intern(reason), intern(name)))
 
     def keep_summary(at, run_id, label, reason, found, evidence):
         sorter.add((at, next(seq), run_id, label, None, None, -1, reason, tuple(found), evidence))
