@@ -21,8 +21,8 @@ import os
 import re
 import stat
 import zlib
-from sys import intern
 from dataclasses import dataclass, field, replace
+from sys import intern
 from typing import Callable, Iterable, Iterator
 
 from netprobe.report.fold import RANK, TECHNIQUE_OF_KIND, TECHNIQUES, Disorder
