@@ -246,8 +246,8 @@ def write_html(request: Request, plan: Plan, stats: Stats) -> None:
     first, last = bounds if bounds else (None, None)
     targets = sum(len(t.members) if t.members is not None else 1 for t in fold.tracks.values() if t.n)
     rows = sum(1 for t in fold.tracks.values() if t.n)
-    what = f"{rows} groups of {targets} targets" if fold.grouped else f"{rows} targets"
-    window = (f"{what}, {fold.observations} observations from {len(request.files)} file(s), "
+    what = f"{rows:,} groups ({targets:,} probe targets)" if fold.grouped else f"{rows:,} probe targets"
+    window = (f"{what}, {fold.observations:,} observations from {len(request.files)} file(s), "
               f"{when(request.query.since or first) or '…'} – {when(request.query.until or last) or '…'}")
     changes = [change_row(change, fold.grouped) for change in plan.last_changes.changes()]
     page = html.html_report(states, changes, line, views.shares_by_label(states), views.diagnoses(plan.summaries),

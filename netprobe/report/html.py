@@ -18,7 +18,7 @@ import html
 from netprobe.classify import VERDICTS
 from netprobe.render import HEADLINES, printable
 from netprobe.report.fold import BY_RANK, TECHNIQUE_OF_KIND, TECHNIQUES
-from netprobe.report.terminal import differ_note, name_of, segments, shares_text
+from netprobe.report.terminal import differ_note, name_of, probe_order, segments, shares_text
 from netprobe.report.timeutil import duration_text, time_of, when
 from netprobe.report.views import Diagnosis, Timeline, sort_key
 
@@ -179,15 +179,6 @@ def section_name(key: tuple, labelled: bool, targets: int) -> str:
     label, _probe, name = key
     name = f"{name} ({targets})" if targets > 1 else str(name)
     return printable(f"{label} · {name}" if labelled and label is not None else name, limit=60)
-
-
-def probe_order(probe: str) -> tuple:
-    """Probe kinds in the order a run measures them; unknown ones last."""
-    return (KIND_ORDER.index(probe) if probe in KIND_ORDER else len(KIND_ORDER), probe)
-
-
-KIND_ORDER = ("control", "dns", "dns_injection", "tcp", "https", "http", "mtproto", "mtproto_abridged",
-              "mtproto_obfuscated2", "summary")
 
 
 def timeline_sections(line: Timeline, states: list[dict]) -> str:

@@ -11,7 +11,7 @@ from typing import Iterable
 
 from netprobe.classify import VERDICTS
 from netprobe.render import VERDICT_STYLES, printable
-from netprobe.report.fold import BY_RANK, TECHNIQUES
+from netprobe.report.fold import BY_RANK, RANK, TECHNIQUES
 from netprobe.report.timeutil import duration_text, short, time_of, when
 from netprobe.report.views import Timeline
 
@@ -41,13 +41,26 @@ def shares_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{100 * n / total:.0f}% {v}" for v, n in counts.items() if n)
 
 
-def _table(title: str, columns: Iterable[str]):
+def _table(title: str, columns: Iterable[str], *, compact: bool = False):
+    """A table whose names never break: long ones end in an ellipsis; the last column of a
+    compact table takes what is left and wraps between words."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
-    table = Table(title=Text(title, style="italic"), header_style="bold", title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold", no_wrap=column in NO_WRAP)
+    table = Table(title=Text(title, style="italic"), header_style="bold", title_justify="left",
+                  box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, pad_edge=not compact)
+    columns = list(columns)
+    for i, column in enumerate(columns):
+        if compact and i == len(columns) - 1:
+            table.add_column(column, overflow="fold", ratio=1)
+        elif compact:
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=MAX_NAME)
+        else:
+            table.add_column(column, overflow="fold", no_wrap=column in NO_WRAP)
     return table
+
+
+MAX_NAME = 40  # columns of a target or group name in a table
 
 
 def _has_labels(rows: list[dict]) -> bool:
@@ -62,52 +75,75 @@ def _title(title: str, rows: list[dict]) -> str:
     return title
 
 
-def _lead(row: dict, with_label: bool) -> list:
+def _details(row: dict, reason: object, counts: dict | None = None):
+    """The reason, the shares of the window (worst first) and which members differ, in one cell."""
     from rich.text import Text
-    cells = [Text(printable(row["label"]))] if with_label else []
-    return cells + [Text(printable(row["probe"])), Text(printable(name_of(row)))]
-
-
-def _reason_cell(row: dict, reason: object):
-    from rich.text import Text
+    cell = Text(printable(reason or ""))
+    if counts:
+        total = sum(counts.values()) or 1
+        seen = sorted((v for v, n in counts.items() if n), key=lambda v: -RANK[v])
+        if len(seen) == 1:
+            cell.append(("; " if cell else "") + "always")  # one verdict over the whole window
+        for verdict in seen if len(seen) > 1 else ():
+            cell.append("; " if cell else "")
+            cell.append(f"{100 * counts[verdict] / total:.0f}% {verdict}", style=VERDICT_STYLES[verdict])
     note = differ_note(row)
-    return Text(printable(reason or "") + (f"; {note}" if note and reason else note))
+    if note:
+        cell.append(("; " if cell else "") + note)
+    return cell
 
 
 def state_table(states: list[dict]):
+    """One row per target or group, under its probe kind: the last verdict, since when, how many
+    runs, and then the reason, the shares over the window and the members that differ."""
     from rich.text import Text
     labelled = _has_labels(states)
-    grouped = bool(states) and "group" in states[0]
-    what = "group" if grouped else "target"
+    what = "group" if "group" in states[0] else "target"
     table = _table(_title(f"Current state per {what} (observations are runs)", states),
-                   [*(["label"] if labelled else []), "probe", what, "verdict", "reason", "since (UTC)",
-                    "share over the window", "runs"])
-    for state in states:
-        share = Text()
-        for i, (verdict, n) in enumerate((v, n) for v, n in state["counts"].items() if n):
-            share.append(", " if i else "")
-            share.append(f"{100 * n / sum(state['counts'].values()):.0f}% {verdict}", style=VERDICT_STYLES[verdict])
-        table.add_row(*_lead(state, labelled), Text(state["verdict"], style=VERDICT_STYLES[state["verdict"]]),
-                      _reason_cell(state, state["reason"]), Text(short(state["since"])), share,
-                      Text(str(sum(state["counts"].values()))))
+                   [*(["label"] if labelled else []), what, "verdict", "since (UTC)", "runs",
+                    "reason; share over the window"], compact=True)
+    for probe in sorted({str(s["probe"]) for s in states}, key=probe_order):
+        if table.row_count:
+            table.add_section()
+        table.add_row(Text(printable(probe), style="bold"))
+        for state in (s for s in states if str(s["probe"]) == probe):
+            table.add_row(*([Text(printable(state["label"]))] if labelled else []), Text(printable(name_of(state))),
+                          Text(state["verdict"], style=VERDICT_STYLES[state["verdict"]]), Text(short(state["since"])),
+                          Text(str(sum(state["counts"].values())), justify="right"),
+                          _details(state, state["reason"], state["counts"]))
     return table
 
 
 def changes_table(changes: list[dict]):
+    """Every change in time order: when, where (probe kind and target or group), and what: from,
+    to, the new verdict's reason, the members that differ."""
     from rich.text import Text
     labelled = _has_labels(changes)
-    grouped = bool(changes) and "group" in changes[0]
+    what = "group" if "group" in changes[0] else "target"
     table = _table(_title("Verdict changes", changes),
-                   ["when (UTC)", *(["label"] if labelled else []), "probe", "group" if grouped else "target",
-                    "change", "reason"])
+                   ["when (UTC)", *(["label"] if labelled else []), f"probe {what}", "change (reason)"], compact=True)
     for change in changes:
-        arrow = Text()
-        arrow.append(change["from"], style=VERDICT_STYLES[change["from"]])
-        arrow.append(" → ")
-        arrow.append(change["to"], style=VERDICT_STYLES[change["to"]])
-        table.add_row(Text(short(change["at"])), *_lead(change, labelled), arrow,
-                      _reason_cell(change, change["reason"]))
+        cell = Text()
+        cell.append(change["from"], style=VERDICT_STYLES[change["from"]])
+        cell.append(" → ")
+        cell.append(change["to"], style=VERDICT_STYLES[change["to"]])
+        if change["reason"]:
+            cell.append(f" ({printable(change['reason'])})")
+        note = differ_note(change)
+        if note:
+            cell.append(f"; {note}")
+        table.add_row(Text(short(change["at"])), *([Text(printable(change["label"]))] if labelled else []),
+                      Text(printable(f"{change['probe']} {name_of(change)}")), cell)
     return table
+
+
+def probe_order(probe: str) -> tuple:
+    """Probe kinds in the order a run measures them; unknown ones last."""
+    return (KIND_ORDER.index(probe) if probe in KIND_ORDER else len(KIND_ORDER), probe)
+
+
+KIND_ORDER = ("control", "dns", "dns_injection", "tcp", "https", "http", "mtproto", "mtproto_abridged",
+              "mtproto_obfuscated2", "summary")
 
 
 def techniques_table(rows: list[dict], bucket: int):
@@ -171,7 +207,8 @@ def print_timeline(console, line: Timeline) -> None:
     if not line.rows:
         console.print("no records match", highlight=False)
         return
-    names = row_names((key for key, _ in line.rows), line.targets)
+    rows = sorted(line.rows, key=lambda row: probe_order(str(row[0][1])))  # stable: by row within a kind
+    names = row_names((key for key, _ in rows), line.targets)
     width = name_width(names)
     fit = max(console.width - width - 2, 10)
     first = max(line.cells - fit, 0)
@@ -183,7 +220,7 @@ def print_timeline(console, line: Timeline) -> None:
                        f"{duration_text(line.bucket)} (its worst verdict)", style="bold"))
     if first:
         console.print(Text(f"showing the last {fit} of {line.cells} cells; a larger --bucket shows all"))
-    for name, (_key, cells) in zip(names, line.rows):
+    for name, (_key, cells) in zip(names, rows):
         text = Text(name[:width].ljust(width) + "  ")
         for start, length, rank in segments(cells, line.cells):
             start, length = max(start, first), length - max(first - start, 0)
