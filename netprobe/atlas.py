@@ -480,9 +480,10 @@ def convert(raw_results: Iterable[object], context: Context) -> Conversion:
         if pending:
             out.held.add(prb)
             continue
-        out.probes.add(prb)
         records = _probe_records(prb, pieces, index, context, out)
-        out.records.extend(_judge(prb, records, context, planned_controls, out))
+        if records:
+            out.probes.add(prb)
+            out.records.extend(_judge(prb, records, context, planned_controls, out))
     return out
 
 

@@ -362,8 +362,10 @@ def targets(**options):
 
 
 from netprobe.report_cli import cron, report  # noqa: E402 - report_cli imports this module lazily
+from netprobe.atlas_cli import atlas  # noqa: E402 - atlas_cli imports this module
 
 cli.add_command(report)
+cli.add_command(atlas)
 cli.add_command(cron)
 
 
