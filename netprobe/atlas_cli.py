@@ -397,7 +397,7 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
         if len(raws) > MAX_RESULTS:
             raise UserError(f"more than {MAX_RESULTS} results at once: fetch fewer measurements per command")
     if running:
-        notes.append(f"{len(running)} measurement(s) still running ({', '.join(map(str, sorted(running))[:10])}): "
+        notes.append(f"{len(running)} measurement(s) still running ({', '.join(map(str, sorted(running)[:10]))}): "
                      "fetched what is ready; fetch again when they end")
     prb_ids = sorted({r.get("prb_id") for r in raws if isinstance(r, dict) and isinstance(r.get("prb_id"), int)
                       and not isinstance(r.get("prb_id"), bool)})
