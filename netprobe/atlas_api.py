@@ -156,7 +156,7 @@ class AtlasClient:
             return AtlasError(f"not enough RIPE Atlas credits for {what}{said}; `--dry-run` shows the cost, "
                               "fewer --probes or --measure kinds cost less")
         if status == 404:
-            return AtlasError(f"RIPE Atlas has no such {what.split(' ', 1)[-1]}{said}")
+            return AtlasError(f"RIPE Atlas has no {what}{said}")
         if status == 429:
             return AtlasError(f"RIPE Atlas is rate-limiting requests{said}; try again in a few minutes",
                               fixable=False)
@@ -186,25 +186,55 @@ class AtlasClient:
                              fixable=False)
         return ids
 
+    def _read(self, what: str, make_request, call=None) -> Any:
+        """A read: without the key first (public data needs none, and a key made only to create
+        measurements may not be allowed to read), then once with it if the API refuses."""
+        try:
+            request = make_request(None)
+            seen = self._prepare(request)
+            return self._call(what, lambda: (call or (lambda r: r.get()))(request), seen)
+        except AtlasError as exc:
+            if not self.key or not self._refused(exc):
+                raise
+        request = make_request(self.key)
+        seen = self._prepare(request)
+        return self._call(what, lambda: (call or (lambda r: r.get()))(request), seen)
+
+    @staticmethod
+    def _refused(exc: AtlasError) -> bool:
+        return any(f"HTTP {code}" in exc.message for code in (401, 403, 404))
+
     def measurement(self, msm_id: int) -> dict[str, Any]:
         """A measurement's metadata (type, target, status, ...)."""
         from ripe.atlas.cousteau import AtlasRequest
 
-        request = AtlasRequest(url_path=f"/api/v2/measurements/{int(msm_id)}/", key=self.key, server=self.server,
-                               user_agent="netprobe")
-        seen = self._prepare(request)
-        answer = self._call(f"reading measurement {msm_id}", request.get, seen)
+        answer = self._read(f"measurement {msm_id}", lambda key: AtlasRequest(
+            url_path=f"/api/v2/measurements/{int(msm_id)}/", key=key, server=self.server, user_agent="netprobe"))
         if not isinstance(answer, dict):
             raise AtlasError(f"the RIPE Atlas API sent no measurement object for {msm_id}", fixable=False)
         return answer
+
+    def statuses(self, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The status of many measurements, a few requests for all of them."""
+        from ripe.atlas.cousteau import AtlasRequest
+
+        found: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(ids), PROBE_BATCH):
+            batch = ids[start:start + PROBE_BATCH]
+            answer = self._read("reading measurement statuses", lambda key: AtlasRequest(
+                url_path="/api/v2/measurements/", key=key, server=self.server, user_agent="netprobe"),
+                lambda r, b=batch: r.get(id__in=",".join(map(str, b)), fields="id,status", page_size=len(b)))
+            for item in (answer.get("results") or []) if isinstance(answer, dict) else []:
+                if isinstance(item, dict) and isinstance(item.get("id"), int):
+                    found[item["id"]] = item
+        return found
 
     def results(self, msm_id: int) -> list[Any]:
         """Every result of a measurement so far."""
         from ripe.atlas.cousteau import AtlasResultsRequest
 
-        request = AtlasResultsRequest(msm_id=int(msm_id), key=self.key, server=self.server, user_agent="netprobe")
-        seen = self._prepare(request)
-        answer = self._call(f"downloading the results of measurement {msm_id}", request.create, seen)
+        answer = self._read(f"results of measurement {msm_id}", lambda key: AtlasResultsRequest(
+            msm_id=int(msm_id), key=key, server=self.server, user_agent="netprobe"))
         if not isinstance(answer, list):
             raise AtlasError(f"the RIPE Atlas API sent no result list for measurement {msm_id}", fixable=False)
         return answer
@@ -216,12 +246,9 @@ class AtlasClient:
         found: dict[int, dict[str, Any]] = {}
         for start in range(0, len(ids), PROBE_BATCH):
             batch = ids[start:start + PROBE_BATCH]
-            request = AtlasRequest(url_path="/api/v2/probes/", key=self.key, server=self.server,
-                                   user_agent="netprobe")
-            seen = self._prepare(request)
-            answer = self._call("reading probe metadata",
-                                lambda r=request, b=batch: r.get(id__in=",".join(map(str, b)),
-                                                                 fields=PROBE_FIELDS, page_size=len(b)), seen)
+            answer = self._read("reading probe metadata", lambda key: AtlasRequest(
+                url_path="/api/v2/probes/", key=key, server=self.server, user_agent="netprobe"),
+                lambda r, b=batch: r.get(id__in=",".join(map(str, b)), fields=PROBE_FIELDS, page_size=len(b)))
             for probe in (answer.get("results") or []) if isinstance(answer, dict) else []:
                 if isinstance(probe, dict) and isinstance(probe.get("id"), int):
                     found[probe["id"]] = probe

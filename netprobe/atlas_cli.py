@@ -54,7 +54,7 @@ def api_options(func):
                      help="File holding the API key (default: env RIPE_ATLAS_KEY)."),
         click.option("--timeout", type=float, default=30.0, show_default=True, callback=positive_float,
                      help="Deadline of one API request, in seconds."),
-        click.option("--deadline", type=float, default=300.0, show_default=True, callback=positive_float,
+        click.option("--deadline", type=float, default=600.0, show_default=True, callback=positive_float,
                      help="Deadline of the whole command, in seconds."),
     ]
     for option in reversed(options):
@@ -377,25 +377,33 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
         subs = {known[i][0].get("targets_file") for i in ids if i in known}
         targets_file = next(iter(subs)) if len(subs) == 1 else None
     targets = load_targets(targets_file)
+    known_ids = [i for i in ids if i in known]
+    metas = client.statuses(known_ids) if known_ids else {}
+    ended_empty = 0
     for msm_id in ids:
-        meta = client.measurement(msm_id)
-        status = status_name(meta)
         if msm_id in known:
             _, entry = known[msm_id]
             definitions[msm_id] = dict(entry["definition"]) | {"netprobe_role": entry.get("role")}
+            meta = metas.get(msm_id) or client.measurement(msm_id)
         else:
+            meta = client.measurement(msm_id)
             definitions[msm_id] = {k: meta[k] for k in ("type", "target", "query_argument", "query_type", "port",
                                                          "af", "protocol", "hostname")
                                    if k in meta and isinstance(meta[k], (str, int)) and not isinstance(meta[k], bool)}
+        status = status_name(meta)
         if is_running(meta):
             running.add(msm_id)
         elif status.lower() in ("no suitable probes", "failed", "denied", "canceled", "cancelled"):
+            ended_empty += 1
             notes.append(f"measurement {msm_id} ended without results: {status}"
                          + (" (no probe matched the selection: check --country/--asn/--probe)"
                             if "suitable" in status.lower() else ""))
+            continue
         raws.extend(client.results(msm_id))
         if len(raws) > MAX_RESULTS:
             raise UserError(f"more than {MAX_RESULTS} results at once: fetch fewer measurements per command")
+    if ids and ended_empty == len(ids):
+        raise UserError(f"none of the {len(ids)} measurement(s) ran: {notes[-1].partition(': ')[2]}")
     if running:
         notes.append(f"{len(running)} measurement(s) still running ({', '.join(map(str, sorted(running)[:10]))}): "
                      "fetched what is ready; fetch again when they end")

@@ -191,6 +191,12 @@ def serve(api, msm_id: int, results: list, status: str = "Stopped", meta: dict |
     api.add(responses.GET, f"{API}/measurements/{msm_id}/results", json=results)
 
 
+def serve_statuses(api, statuses: dict[int, str]):
+    """The measurement list, filtered by id: how fetch reads the status of a whole submission."""
+    api.add(responses.GET, re.compile(re.escape(f"{API}/measurements/?") + r".*"),
+            json={"results": [{"id": i, "status": {"name": name}} for i, name in statuses.items()]})
+
+
 def state_with(tmp_path, measurements: list[tuple[int, dict, str]]) -> Path:
     path = tmp_path / "atlas.json"
     path.write_text(json.dumps({"schema": "netprobe-atlas-state/1", "submissions": [{
@@ -203,6 +209,7 @@ def test_fetch_downloads_judges_and_appends_without_duplicates(capsys, api, tmp_
     tor, reviwiki = load("sslcert-torproject-1443369.json"), load("sslcert-reviwiki-15418551.json")
     serve(api, 1443369, tor)
     serve(api, 15418551, reviwiki)
+    serve_statuses(api, {1443369: "Stopped", 15418551: "Stopped"})
     api.add(responses.GET, re.compile(re.escape(f"{API}/probes/") + r".*"),
             json={"results": [{"id": 1003, "asn_v4": 1764, "asn_v6": None, "country_code": "AT"}]})
     state = state_with(tmp_path, [
@@ -228,7 +235,9 @@ def test_fetch_downloads_judges_and_appends_without_duplicates(capsys, api, tmp_
     assert f"{len(records)} new record(s) appended" in err
     # The measurements were fetched, their metadata read, the probes looked up.
     urls = [c.request.url for c in api.calls]
-    assert f"{API}/measurements/1443369/results" in urls and any("id__in=" in u for u in urls)
+    assert f"{API}/measurements/1443369/results" in urls and any("probes/?" in u and "id__in=" in u for u in urls)
+    assert not any(u.endswith("/measurements/1443369/") for u in urls)  # statuses came in one list request
+    assert all("Authorization" not in c.request.headers for c in api.calls)  # public data: no key sent
     # Again: nothing new.
     code, out, err = run(capsys, "atlas", "fetch", "--state", str(state), "--output", str(output), "--format", "jsonl")
     assert code == 0
@@ -239,6 +248,7 @@ def test_fetch_downloads_judges_and_appends_without_duplicates(capsys, api, tmp_
 def test_fetch_says_when_a_measurement_is_still_running(capsys, api, tmp_path):
     serve(api, 1443369, load("sslcert-torproject-1443369.json"))
     serve(api, 15418551, load("sslcert-reviwiki-15418551.json"), status="Ongoing")
+    serve_statuses(api, {1443369: "Stopped", 15418551: "Ongoing"})
     api.add(responses.GET, re.compile(re.escape(f"{API}/probes/") + r".*"), json={"results": []})
     state = state_with(tmp_path, [
         (15418551, {"type": "sslcert", "target": "reviwiki.info", "port": 443}, "control"),
@@ -256,7 +266,7 @@ def test_fetch_by_id_unknown_measurement(capsys, api, tmp_path):
             json={"error": {"status": 404, "detail": "Not found."}})
     code, _, err = run(capsys, "atlas", "fetch", "99999999", "--state", str(tmp_path / "none.json"))
     assert code == 2
-    assert "no such measurement 99999999" in err
+    assert "has no measurement 99999999 (HTTP 404" in err
 
 
 def test_fetch_by_id_reads_definitions_from_the_api_and_counts_what_sagan_cannot_parse(capsys, api, tmp_path):
@@ -308,3 +318,28 @@ def test_from_file_errors(capsys, tmp_path):
     assert code == 2 and "cannot read" in err
     code, _, err = run(capsys, "atlas", "fetch", str(bad))
     assert code == 2 and "--from-file" in err
+
+
+def test_a_measurement_that_found_no_probes(capsys, api, tmp_path):
+    serve(api, 123, [], status="No suitable probes")
+    code, _, err = run(capsys, "atlas", "fetch", "123", "--state", str(tmp_path / "none.json"))
+    assert code == 2
+    assert "no probe matched the selection" in err and err.count("\n") == 1
+
+
+def test_reads_retry_with_the_key_when_the_api_refuses_without_it(capsys, api, monkeypatch, tmp_path):
+    monkeypatch.setenv("RIPE_ATLAS_KEY", KEY)
+    calls = []
+
+    def private(request):
+        calls.append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization") != f"Key {KEY}":
+            return 403, {}, json.dumps({"error": {"status": 403, "detail": "private"}})
+        return 200, {}, json.dumps({"id": 77, "status": {"name": "Stopped"}, "type": "dns",
+                                    "query_argument": "aardvark.nlnet.nl", "query_type": "A"})
+
+    api.add_callback(responses.GET, f"{API}/measurements/77/", callback=private)
+    api.add(responses.GET, f"{API}/measurements/77/results", json=[])
+    code, _, err = run(capsys, "atlas", "fetch", "77", "--targets", TARGETS, "--state", str(tmp_path / "n.json"))
+    assert code == 0, err
+    assert calls == [None, f"Key {KEY}"]
