@@ -278,8 +278,8 @@ def parse_result(raw: object, definitions_by_msm: dict[int, dict[str, Any]] | No
             parsed = SaganResult.get(raw, on_error=SaganResult.ACTION_IGNORE,
                                      on_malformation=SaganResult.ACTION_IGNORE)
             definition = (definitions_by_msm or {}).get(msm, {})
-            fw = _int(raw.get("fw"), 0, 10**6) if not isinstance(raw.get("fw"), str) else _int(
-                int(raw["fw"]) if raw["fw"].isdigit() else None, 0, 10**6)
+            fw = raw.get("fw")  # an integer, or a string of digits in some old results
+            fw = _int(int(fw) if isinstance(fw, str) and fw.isdigit() and len(fw) < 8 else fw, 0, 10**6)
             piece = Piece(kind, prb, msm, ts, fw)
             if kind == "dns":
                 _dns_piece(piece, parsed, raw, definition)

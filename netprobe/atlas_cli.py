@@ -138,6 +138,16 @@ def load_state(path: Path, missing_ok: bool = True) -> dict[str, Any]:
             raise ValueError("no submissions list")
     except ValueError as exc:
         raise UserError(f"state file {path} is not netprobe's ({str(exc)[:80]}); move it away or give --state") from None
+    # A hand-edited or damaged entry is left out, not trusted: only well-formed measurements count.
+    for submission in state["submissions"]:
+        if isinstance(submission, dict):
+            submission["measurements"] = [
+                m for m in submission.get("measurements") or []
+                if isinstance(m, dict) and isinstance(m.get("id"), int) and not isinstance(m.get("id"), bool)
+                and isinstance(m.get("definition"), dict)]
+            if not isinstance(submission.get("targets_file"), (str, type(None))):
+                submission["targets_file"] = None
+    state["submissions"] = [s for s in state["submissions"] if isinstance(s, dict)]
     return state
 
 

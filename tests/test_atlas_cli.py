@@ -343,3 +343,13 @@ def test_reads_retry_with_the_key_when_the_api_refuses_without_it(capsys, api, m
     code, _, err = run(capsys, "atlas", "fetch", "77", "--targets", TARGETS, "--state", str(tmp_path / "n.json"))
     assert code == 0, err
     assert calls == [None, f"Key {KEY}"]
+
+
+def test_a_damaged_state_file_is_one_line(capsys, tmp_path):
+    state = tmp_path / "atlas.json"
+    state.write_text("{not json")
+    code, _, err = run(capsys, "atlas", "fetch", "--state", str(state))
+    assert code == 2 and "is not netprobe's" in err
+    state.write_text(json.dumps({"submissions": [7, {"measurements": [{"id": "x"}, {"id": 5, "definition": 3}]}]}))
+    code, _, err = run(capsys, "atlas", "fetch", "--state", str(state))
+    assert code == 2 and "no measurements to fetch" in err
