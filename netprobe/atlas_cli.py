@@ -329,8 +329,8 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
             probes = {}
             if lookup_probes:
                 client = make_client(options, key)
-                probes = client.probes(sorted({r.get("prb_id") for r in raws if isinstance(r, dict)
-                                               and isinstance(r.get("prb_id"), int)}))
+                probes = _probe_metadata(client, sorted({r.get("prb_id") for r in raws if isinstance(r, dict)
+                                                         and isinstance(r.get("prb_id"), int)}), notes)
             context = Context(targets, definitions, frozenset(), probes, store, ca_evidence)
             sink.take(_convert(raws, context, notes), notes)
         else:
@@ -387,19 +387,42 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
         subs = {known[i][0].get("targets_file") for i in ids if i in known}
         targets_file = next(iter(subs)) if len(subs) == 1 else None
     targets = load_targets(targets_file)
+    from netprobe.atlas_api import AtlasError
+
     known_ids = [i for i in ids if i in known]
-    metas = client.statuses(known_ids) if known_ids else {}
+    metas: dict[int, dict] = {}
+    if known_ids:
+        try:
+            metas = client.statuses(known_ids)
+        except AtlasError as exc:
+            if not exc.fixable:
+                raise
+            # An API without the measurement list: ask one measurement at a time below.
     ended_empty = 0
     for msm_id in ids:
         if msm_id in known:
             _, entry = known[msm_id]
             definitions[msm_id] = dict(entry["definition"]) | {"netprobe_role": entry.get("role")}
-            meta = metas.get(msm_id) or client.measurement(msm_id)
-        else:
-            meta = client.measurement(msm_id)
+        meta, meta_error = metas.get(msm_id), None
+        if meta is None:
+            try:
+                meta = client.measurement(msm_id)
+            except AtlasError as exc:
+                if not exc.fixable:
+                    raise
+                meta, meta_error = {}, exc
+        if msm_id not in known:
             definitions[msm_id] = {k: meta[k] for k in ("type", "target", "query_argument", "query_type", "port",
                                                          "af", "protocol", "hostname")
                                    if k in meta and isinstance(meta[k], (str, int)) and not isinstance(meta[k], bool)}
+        if meta_error is not None:
+            try:
+                raws.extend(client.results(msm_id))
+            except AtlasError:
+                raise meta_error from None
+            notes.append(f"measurement {msm_id}: the API gave its results but not its description "
+                         f"({meta_error.message[:80]}); whether it is still running is unknown")
+            continue
         status = status_name(meta)
         if is_running(meta):
             running.add(msm_id)
@@ -419,8 +442,20 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
                      "fetched what is ready; fetch again when they end")
     prb_ids = sorted({r.get("prb_id") for r in raws if isinstance(r, dict) and isinstance(r.get("prb_id"), int)
                       and not isinstance(r.get("prb_id"), bool)})
-    probes = client.probes(prb_ids) if prb_ids else {}
+    probes = _probe_metadata(client, prb_ids, notes)
     return _convert(raws, Context(targets, definitions, frozenset(running), probes, store, ca_evidence), notes)
+
+
+def _probe_metadata(client, prb_ids: list[int], notes: list[str]) -> dict[int, dict]:
+    """ASN and country of the probes, when the API gives them; otherwise left out, never guessed."""
+    from netprobe.atlas_api import AtlasError
+    if not prb_ids:
+        return {}
+    try:
+        return client.probes(prb_ids)
+    except AtlasError as exc:
+        notes.append(f"probe metadata (ASN, country) left out: {exc.message}")
+        return {}
 
 
 def _convert(raws, context, notes):

@@ -353,3 +353,17 @@ def test_a_damaged_state_file_is_one_line(capsys, tmp_path):
     state.write_text(json.dumps({"submissions": [7, {"measurements": [{"id": "x"}, {"id": 5, "definition": 3}]}]}))
     code, _, err = run(capsys, "atlas", "fetch", "--state", str(state))
     assert code == 2 and "no measurements to fetch" in err
+
+
+def test_an_api_that_serves_only_results(capsys, api, tmp_path):
+    """No measurement description, no probe metadata: the results are judged all the same, and
+    what is missing is said."""
+    api.add(responses.GET, f"{API}/measurements/2815716/", status=404, json={"error": {"status": 404}})
+    api.add(responses.GET, f"{API}/measurements/2815716/results", json=load("sagan-dns-nxdomain-2815716.json"))
+    api.add(responses.GET, re.compile(re.escape(f"{API}/probes/") + r".*"), status=404, body="no")
+    code, out, err = run(capsys, "atlas", "fetch", "2815716", "--targets", TARGETS, "--format", "jsonl",
+                         "--state", str(tmp_path / "none.json"))
+    assert code == 0, err
+    record = json.loads(out.splitlines()[0])
+    assert record["reason"] == "dns.nxdomain" and "asn_v4" not in record["evidence"]["atlas"]
+    assert "not its description" in err and "probe metadata (ASN, country) left out" in err
