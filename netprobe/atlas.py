@@ -626,7 +626,8 @@ def _sslcert_records(prb: int, piece: Piece, role: str, index: TargetIndex,
             target["error"] = error
             evidence["connect"] = "failed" if observed.startswith("tcp.") else "ok"
         elif data.get("alert"):
-            observed = "tls.alert"
+            # protocol_version (70): the server wants a newer TLS than the probe's fixed 1.2 ClientHello.
+            observed = "tls.old_version" if data["alert"].get("description") == 70 else "tls.alert"
             tls["alert"] = data["alert"]
             evidence["connect"] = "ok"
         elif data.get("certs"):

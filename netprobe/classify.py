@@ -124,6 +124,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "tls.unknown_issuer": (INCONCLUSIVE, "the certificate is for the name, but its chain leads to no CA in "
                            "netprobe's trust store and no control name's TLS from the same probe shows whether "
                            "the store fits: a private CA (TLS interception) or a CA removed since"),
+    "tls.old_version": (INCONCLUSIVE, "the server refused the probe's TLS 1.2 ClientHello (alert "
+                        "protocol_version): RIPE Atlas probes do not offer TLS 1.3, so this says nothing of blocking"),
 }
 
 

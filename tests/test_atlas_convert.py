@@ -181,6 +181,14 @@ def test_sslcert_results(targets, store):
     assert alert.evidence["tls"]["alert"] == {"level": 2, "description": 40, "name": "handshake_failure"}
 
 
+def test_an_alert_protocol_version_is_atlas_speaking_tls_1_2_not_a_block(targets, store):
+    """The real alert result of msm 3322890 with its description changed from 40 to 70."""
+    result = load("sagan-sslcert-alert-3322890.json")[0]
+    result["alert"]["decription"] = 70
+    record = one(convert([result], targets, store), 10008, "https")
+    assert (record.reason, record.verdict) == ("tls.old_version", "inconclusive")
+
+
 def test_tcp_traceroutes(targets, store):
     files = ["firmware-traceroute-tcp-4T.json", "firmware-traceroute-tcp-6T.json",
              "firmware-traceroute-tcp-p443.json", "adapted-traceroute-tcp-rst.json",
