@@ -194,8 +194,13 @@ class AtlasClient:
             seen = self._prepare(request)
             return self._call(what, lambda: (call or (lambda r: r.get()))(request), seen)
         except AtlasError as exc:
-            if not self.key or not self._refused(exc):
+            if not self._refused(exc):
                 raise
+            if not self.key:
+                if "HTTP 404" in exc.message:
+                    raise
+                raise AtlasError(f"RIPE Atlas shows {what} only with an API key: set RIPE_ATLAS_KEY or "
+                                 "--key-file") from None
         request = make_request(self.key)
         seen = self._prepare(request)
         return self._call(what, lambda: (call or (lambda r: r.get()))(request), seen)
@@ -221,7 +226,7 @@ class AtlasClient:
         found: dict[int, dict[str, Any]] = {}
         for start in range(0, len(ids), PROBE_BATCH):
             batch = ids[start:start + PROBE_BATCH]
-            answer = self._read("reading measurement statuses", lambda key: AtlasRequest(
+            answer = self._read("measurement statuses", lambda key: AtlasRequest(
                 url_path="/api/v2/measurements/", key=key, server=self.server, user_agent="netprobe"),
                 lambda r, b=batch: r.get(id__in=",".join(map(str, b)), fields="id,status", page_size=len(b)))
             for item in (answer.get("results") or []) if isinstance(answer, dict) else []:
@@ -246,7 +251,7 @@ class AtlasClient:
         found: dict[int, dict[str, Any]] = {}
         for start in range(0, len(ids), PROBE_BATCH):
             batch = ids[start:start + PROBE_BATCH]
-            answer = self._read("reading probe metadata", lambda key: AtlasRequest(
+            answer = self._read("probe metadata", lambda key: AtlasRequest(
                 url_path="/api/v2/probes/", key=key, server=self.server, user_agent="netprobe"),
                 lambda r, b=batch: r.get(id__in=",".join(map(str, b)), fields=PROBE_FIELDS, page_size=len(b)))
             for probe in (answer.get("results") or []) if isinstance(answer, dict) else []:
