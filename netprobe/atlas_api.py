@@ -128,8 +128,10 @@ class AtlasClient:
         if isinstance(answer, tuple):  # cousteau hands back a requests exception's args
             text = self.scrub(" ".join(str(a) for a in answer))
             if "answer larger" in text or "answer of " in text:
-                return AtlasError(f"the RIPE Atlas API at {self.server} sent more than "
-                                  f"{MAX_RESPONSE_BYTES // 2**20} MiB for {what}; refused", fixable=False)
+                cap = (f"{MAX_RESPONSE_BYTES // 2**20} MiB" if MAX_RESPONSE_BYTES >= 2**20
+                       else f"{MAX_RESPONSE_BYTES} bytes")
+                return AtlasError(f"the RIPE Atlas API at {self.server} sent more than {cap} for {what}; refused",
+                                  fixable=False)
             if "timed out" in text.lower() or "timeout" in text.lower():
                 return AtlasError(f"the RIPE Atlas API at {self.server} did not answer {what} within "
                                   f"{self.leash.timeout:g} s (--timeout)", fixable=False)

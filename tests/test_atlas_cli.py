@@ -367,3 +367,12 @@ def test_an_api_that_serves_only_results(capsys, api, tmp_path):
     record = json.loads(out.splitlines()[0])
     assert record["reason"] == "dns.nxdomain" and "asn_v4" not in record["evidence"]["atlas"]
     assert "not its description" in err and "probe metadata (ASN, country) left out" in err
+
+
+def test_an_answer_larger_than_the_cap_is_refused(capsys, api, monkeypatch, tmp_path):
+    from netprobe import atlas_api
+    monkeypatch.setattr(atlas_api, "MAX_RESPONSE_BYTES", 4096)
+    serve(api, 1443369, load("sslcert-torproject-1443369.json"))  # about 63 KB
+    code, _, err = run(capsys, "atlas", "fetch", "1443369", "--targets", TARGETS, "--state", str(tmp_path / "n.json"))
+    assert code == 1
+    assert "refused" in err and "Traceback" not in err
