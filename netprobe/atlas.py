@@ -757,8 +757,9 @@ def _judge(prb: int, records: list[tuple[Result, str, bool]], context: Context, 
         summary = diagnosis.result()
         pieces_run = run_id_of(prb, [(int(m), 0) for m in _msm_ids(r for r, _ in emitted)])
         summary = replace(summary, measured_at=max(r.measured_at for r, _ in emitted),
-                          evidence={**summary.evidence, "atlas": {"probe_id": prb,
-                                                                   **_probe_meta(prb, context)}})
+                          evidence={**summary.evidence, "atlas": {
+                              "probe_id": prb, "msm_ids": sorted(_msm_ids(r for r, _ in emitted)),
+                              **_probe_meta(prb, context)}})
         result.append((summary, pieces_run, label))
     return result
 
