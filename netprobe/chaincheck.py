@@ -142,6 +142,15 @@ def _signed_by(cert, issuer) -> bool:
         return False
 
 
+def _is_ca(cert) -> bool:
+    """Only a CA certificate may sign another (basicConstraints): a leaf signing a leaf is forgery."""
+    from cryptography import x509
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+
+
 def _valid_at(cert, when: datetime) -> bool:
     return cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
 
@@ -202,7 +211,8 @@ def check_chain(pems: Sequence[str], name: str, when: datetime, store: Sequence)
                 result.error, result.detail = "expired", "the root was not valid then"
                 return result
             break
-        issuer = next((c for c in chain if c is not current and c not in path and _signed_by(current, c)), None)
+        issuer = next((c for c in chain if c is not current and c not in path and _is_ca(c)
+                       and _signed_by(current, c)), None)
         if issuer is None:
             if current.issuer == current.subject:
                 result.error = "self_signed" if _signed_by(current, current) else "bad_signature"

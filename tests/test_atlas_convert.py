@@ -323,3 +323,17 @@ def test_probe_metadata_is_stated_only_when_known(targets, store):
     # The probe's own addresses are never kept.
     text = json.dumps([r.evidence for r, _, _ in out.records])
     assert results[0]["from"] not in text and results[0]["src_addr"] not in text
+
+
+def test_a_chain_walk_never_lets_a_leaf_sign_a_leaf(store):
+    """The genuine 2014 torproject.org leaf of probe 1003 put behind itself: its issuer in the chain
+    is no CA, so the walk finds none, whatever the signatures say."""
+    from datetime import datetime, timezone
+
+    from netprobe.chaincheck import check_chain
+    result = pick("sslcert-torproject-1443369.json", 1003)[0]
+    when = datetime.fromtimestamp(result["timestamp"], timezone.utc)
+    assert check_chain(result["cert"], "torproject.org", when, store).verified
+    leaf_only = check_chain([result["cert"][0], result["cert"][0]], "torproject.org", when, store)
+    assert not leaf_only.verified and leaf_only.error in ("unknown_issuer", "bad_signature")
+    assert not check_chain(result["cert"], "example.org", when, store).verified
