@@ -460,8 +460,10 @@ def convert(raw_results: Iterable[object], context: Context) -> Conversion:
         try:
             piece = parse_result(raw, context.definitions)
         except Skip as skip:
-            out.skipped[skip.why] += 1
-            out.unparseable += skip.unparseable
+            if skip.unparseable:
+                out.unparseable += 1
+            else:
+                out.skipped[skip.why] += 1
             continue
         if piece.kind == "dns":
             if piece.target and piece.qtype:

@@ -464,8 +464,7 @@ def _convert(raws, context, notes):
     if result.unparseable:
         notes.append(f"skipped {result.unparseable} result(s) that could not be parsed")
     for why, n in sorted(result.skipped.items()):
-        if "could not be parsed" not in why and why not in ("not a result object",) and "valid prb_id" not in why:
-            notes.append(f"skipped {n} {why}")
+        notes.append(f"skipped {n} {why}")
     if result.held:
         notes.append(f"{len(result.held)} probe(s) held back until their running measurements end")
     if result.without_controls:
