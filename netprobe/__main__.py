@@ -1,3 +1,3 @@
-from netprobe.cli import main
+from netprobe.commands import main
 
 main()

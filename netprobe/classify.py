@@ -114,12 +114,20 @@ REASONS: dict[str, tuple[str, str]] = {
                                "answers: this network gives no open access (captive portal, walled garden)"),
     "summary.blocking_observed": (BLOCKED, "at least one technique of blocking was observed, backed by passing "
                                   "controls of its stage (see findings)"),
+    "summary.network_changed": (INCONCLUSIVE, "blocking was seen only at stages whose controls changed during the "
+                                "run: the network changed under it"),
     "summary.undecided": (INCONCLUSIVE, "the run ended before any control answered: nothing can be concluded"),
     "summary.nothing_concluded": (INCONCLUSIVE, "no probe got a genuine answer, and none showed a block"),
     "summary.offline": (INCONCLUSIVE, "no control endpoint was reachable: nothing can be concluded"),
     "summary.no_open_access": (INCONCLUSIVE, "no control got through at any stage while something on the path "
                                "answers: this network gives no open access to the Internet"),
     "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),
+    # --- RIPE Atlas only (netprobe/atlas.py): Atlas reports a certificate chain, not a verified handshake
+    "tls.unknown_issuer": (INCONCLUSIVE, "the certificate is for the name, but its chain leads to no CA in "
+                           "netprobe's trust store and no control name's TLS from the same probe shows whether "
+                           "the store fits: a private CA (TLS interception) or a CA removed since"),
+    "tls.old_version": (INCONCLUSIVE, "the server refused the probe's TLS 1.2 ClientHello (alert "
+                        "protocol_version): RIPE Atlas probes do not offer TLS 1.3, so this says nothing of blocking"),
 }
 
 
@@ -131,6 +139,104 @@ def verdict_for(reason: str | None) -> str:
 
 def failure_of(reason: str) -> str:
     return reason.partition(".")[2]
+
+
+# --- OONI failure strings <-> reasons (netprobe import ooni / export ooni) ------
+#
+# OONI names a failure by what the socket or library said (df-007-errors), not by
+# the stage it happened in; the stage comes from where OONI recorded it (a
+# tcp_connect entry, a TLS handshake, a DNS query, an HTTP request).  A value
+# with a dot is a whole reason whatever the stage (a DNS or certificate error
+# can only be that); a value without one is a stream failure, prefixed with
+# the stage.  Order matters for the reverse direction: the first OONI string
+# naming a failure is the one netprobe writes.
+
+_OONI_CURRENT = {  # ooniprobe (Go) and Measurement Kit: what netprobe writes, too
+    "generic_timeout_error": "timeout",
+    "connection_refused": "refused",
+    "connection_reset": "reset",
+    "eof_error": "eof",
+    "host_unreachable": "unreachable",
+    "network_unreachable": "no_route",  # ENETUNREACH: almost always this machine's own routing (no IPv6)
+    "network_down": "no_route",
+    "connection_aborted": "reset",
+    "network_reset": "reset",
+    "dns_nxdomain_error": "dns.nxdomain",
+    "dns_servfail_error": "dns.servfail",
+    "dns_refused_error": "dns.refused",
+    "dns_no_answer": "dns.no_answer",
+    "dns_bogon_error": "dns.bogon",
+    "dns_server_misbehaving": "dns.bad_rcode",
+    "dns_non_recoverable_failure": "dns.bad_rcode",
+    "dns_temporary_failure": "dns.servfail",  # getaddrinfo EAI_AGAIN: SERVFAIL or no answer in time
+    "android_dns_cache_no_data": "dns.no_answer",  # Android's getaddrinfo: no data, cause unknown
+    "ssl_invalid_certificate": "tls.bad_certificate",
+    "ssl_invalid_hostname": "tls.bad_certificate",  # also a TLS unrecognized_name alert
+    "ssl_unknown_authority": "tls.bad_certificate",
+    "ssl_failed_handshake": "tls.alert",
+    "http_unexpected_status_code": "http.blockpage",
+    "http_unexpected_redirect_url": "http.blockpage",
+}
+OONI_FAILURES: dict[str, str] = {
+    **_OONI_CURRENT,
+    # read, never written: too vague or too specific for what netprobe observed
+    "dns_reply_with_wrong_query_id": "dns.malformed",
+    "connection_already_closed": "unknown",
+    "interrupted": "unknown",
+    # ooniprobe-legacy (Python, Twisted)
+    "connection_refused_error": "refused",
+    "connect_error": "unknown",
+    "tcp_timed_out_error": "timeout",
+    "deferred_timeout_error": "timeout",
+    "task_timed_out": "timeout",
+    "connection_lost_error": "reset",
+    "connection_done": "eof",
+    "response_never_received": "eof",
+    "address_family_not_supported_error": "no_route",
+    "dns_name_error": "dns.nxdomain",
+    "dns_name_failure": "dns.servfail",
+    "dns_lookup_error": "dns.unknown",
+}
+
+# A DNS stage reads the stream failures its own way (REASONS has no dns.refused
+# for a refused TCP connection: that is the port answering unreachable).
+_DNS_STREAM = {"refused": "port_unreachable"}
+
+
+def ooni_reason(failure: str, stage: str) -> str:
+    """The reason for an OONI failure string met at `stage` (tcp, tls, http or dns).
+
+    Unknown strings (OONI's own "unknown_failure: ..." among them) are
+    `STAGE.unknown`: recorded, never guessed at.  A refused connection can only
+    happen at connect time, so it is `tcp.refused` whatever request it ended.
+    """
+    mapped = OONI_FAILURES.get(failure, "unknown")
+    if failure.startswith("unknown_failure: ") and failure[17:] in REASONS:
+        return failure[17:]  # netprobe's own export names reasons OONI has no word for
+    if "." in mapped:
+        return mapped
+    if stage == "dns":
+        return f"dns.{_DNS_STREAM.get(mapped, mapped)}"
+    if mapped == "refused":
+        return "tcp.refused"
+    reason = f"{stage}.{mapped}"
+    return reason if reason in REASONS else f"{stage}.unknown"
+
+
+def ooni_failure(reason: str) -> str:
+    """The OONI failure string for a netprobe reason; `unknown_failure: REASON` when OONI
+    has no word for it (df-007 allows any text after unknown_failure)."""
+    for text, mapped in _OONI_CURRENT.items():
+        if mapped == reason:
+            return text
+    stage, _, failure = reason.partition(".")
+    if stage == "dns":
+        failure = {v: k for k, v in _DNS_STREAM.items()}.get(failure, failure)
+    if failure in _STREAM_FAILURES and failure != "unknown":
+        for text, mapped in _OONI_CURRENT.items():
+            if mapped == failure:
+                return text
+    return f"unknown_failure: {reason}"
 
 
 # --- exceptions -> reasons ---------------------------------------------------
@@ -563,3 +669,93 @@ def mtproto_response_reason(kind: str) -> str | None:
 def negative_control_reason(connect_reason: str | None) -> str | None:
     """A connection that must fail: its success is the finding (interception)."""
     return "interception.accepted" if connect_reason is None else None
+
+
+# --- RIPE Atlas results ------------------------------------------------------------
+# Atlas probes report failures as text, in their firmware's words (RIPE-NCC/ripe-atlas-probe-
+# measurements, eperd/evtdig.c, sslgetcert.c, traceroute.c: strerror() and gai_strerror()
+# texts and a few fixed phrases).  Matched by substring, lower case, first match wins; a
+# text matching none is `unknown` (inconclusive), never a block.
+
+_ATLAS_ERRNO_TEXT = (
+    ("timeout", "timeout"),
+    ("timed out", "timeout"),
+    ("connection refused", "refused"),
+    ("connection reset", "reset"),
+    ("broken pipe", "reset"),
+    # The probe has no route of that family at all (mostly IPv6 on an IPv4-only probe).
+    ("network is unreachable", "no_route"),
+    ("address family not supported", "no_route"),
+    ("cannot assign requested address", "no_route"),
+    ("no route to host", "unreachable"),
+    ("host is unreachable", "unreachable"),
+    ("permission denied", "local_firewall"),
+    ("operation not permitted", "local_firewall"),
+    ("address already in use", "local_resources"),
+    ("no buffer space", "local_resources"),
+    ("cannot allocate memory", "local_resources"),
+    ("too many open files", "local_resources"),
+)
+
+# gai_strerror() texts of the probe's own name resolution (sslcert `dnserr`, DNS `getaddrinfo`).
+_ATLAS_RESOLVE_TEXT = (
+    ("not known", "nxdomain"),              # EAI_NONAME: "Name or service not known", "... or not known"
+    ("no address associated", "no_answer"),  # EAI_NODATA
+    ("temporary failure", "timeout"),       # EAI_AGAIN
+    ("non-recoverable", "servfail"),        # EAI_FAIL
+)
+
+# Answers to the probe's ClientHello that were not a TLS handshake (sslgetcert.c).
+_ATLAS_NOT_TLS_TEXT = ("server hello", "bad type", "bad len", "bad amount of cert data")
+
+# ICMP errors a traceroute hop reports (`err`): N(et), H(ost), P(rotocol), A(dministratively
+# prohibited), or the ICMP code as a number: all mean the path refused the packet.
+ATLAS_ICMP_ERRORS = {"N": "network unreachable", "H": "host unreachable", "P": "protocol unreachable",
+                     "A": "administratively prohibited", "p": "port unreachable"}
+
+
+def _text_match(text: object, table) -> str | None:
+    lowered = str(text).lower()
+    return next((failure for needle, failure in table if needle in lowered), None)
+
+
+def atlas_stream_failure(text: object) -> str:
+    """The failure part of a reason, for a connection error an Atlas probe reported as text."""
+    return _text_match(text, _ATLAS_ERRNO_TEXT) or "unknown"
+
+
+def atlas_resolve_reason(text: object) -> str:
+    """Reason for a failure of the probe's own name resolution (gai_strerror text)."""
+    return f"dns.{_text_match(text, _ATLAS_RESOLVE_TEXT) or 'unknown'}"
+
+
+def atlas_dns_error_reason(error: object) -> str:
+    """Reason for the `error` of an Atlas DNS response: {"timeout": 5000}, {"socket": "connect
+    failed ..."}, {"senderror": "..."}, {"TUDNS": "..."}, {"nameserver": "no local resolvers found"}, ..."""
+    items = error.items() if isinstance(error, dict) else [("", error)]
+    for key, value in items:
+        key = str(key).lower()
+        if key == "timeout":
+            return "dns.timeout"
+        if key in ("tcpread", "idmismatch"):
+            return "dns.malformed"
+        if key == "getaddrinfo":
+            return atlas_resolve_reason(value)
+        failure = _text_match(value, _ATLAS_ERRNO_TEXT)
+        if failure is not None:
+            return f"dns.{'port_unreachable' if failure == 'refused' else failure}"
+    return "dns.unknown"
+
+
+def atlas_sslcert_error_reason(err: object) -> str:
+    """Reason for the `err` of an Atlas sslcert result: "connect: ..." failed at TCP;
+    a timeout after connecting is the TLS stage's; an answer that was not TLS is a protocol error."""
+    text = str(err).lower()
+    if text.startswith("connect:"):
+        return f"tcp.{atlas_stream_failure(text[len('connect:'):])}"
+    if "timeout" in text:
+        return "tls.timeout"
+    if any(marker in text for marker in _ATLAS_NOT_TLS_TEXT):
+        return "tls.protocol_error"
+    failure = _text_match(text, _ATLAS_ERRNO_TEXT)
+    return f"tls.{failure}" if failure in ("reset", "refused", "unreachable") else "tls.unknown"

@@ -39,6 +39,14 @@ NOT_JUDGED_REASONS = {
     "http.path_failing": "HTTP",
     "http.not_service": "HTTP",
 }
+# The stage whose controls a probe kind is weighed against.
+STAGE_OF_KIND = {"dns": "dns", "dns_injection": "dns_injection", "tcp": "tcp", "https": "tls", "http": "http",
+                 "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp"}
+# The ControlBoard stage that backs a technique's stage (MTProto's control is the TCP stage).
+BOARD_STAGE = {"mtproto": "tcp"}
+# The stage a probe kind's success shows open (for "the controls failed, the service got through").
+REACHED_STAGE = {"https": "tls", "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp",
+                 "dns_injection": "dns_injection"}
 STAGE_NAMES = {"tcp": "TCP", "dns": "DNS", "dns_injection": "DNS at the canary", "tls": "TLS", "http": "HTTP",
                "interception": "interception"}
 
@@ -149,6 +157,8 @@ class Diagnosis:
         self.interception: dict[str, set] = defaultdict(set)        # reason -> targets
         self.uncontrolled: Counter = Counter()                      # stage -> failures judged without control
         self.judged_stages: set[str] = set()                         # stages with failures the controls judged
+        self.reached_stages: set[str] = set()                        # stages the service's probes got through
+        self.stages_used: set[str] = set()                           # stages the service's probes measured
         # Every probe kind has a handler: a new kind cannot silently count for nothing.
         self.handlers: dict[str, Callable[[Result], None]] = {
             "control": self._add_control, "dns": self._add_dns, "dns_injection": self._add_dns_injection,
@@ -165,6 +175,7 @@ class Diagnosis:
             raise ValueError(f"the diagnosis has no rule for probe kind {result.probe!r}")
         if result.probe != "control":
             self._weighed(result)
+            self.stages_used.add(STAGE_OF_KIND.get(result.probe, result.probe))
         handler(result)
 
     def _weighed(self, result: Result) -> None:
@@ -178,6 +189,7 @@ class Diagnosis:
                 self.judged_stages.add(str(result.evidence.get("controls", {}).get("stage", "")))
         if result.verdict == REACHABLE:
             self.reachable_seen = True
+            self.reached_stages.add(REACHED_STAGE.get(result.probe, result.probe))
         if result.verdict in FAILED and self.board is not None and "controls" not in result.evidence:
             self.uncontrolled[(result.reason or "?").partition(".")[0]] += 1
 
@@ -340,13 +352,19 @@ class Diagnosis:
             stage = NOT_JUDGED_REASONS[why]
             lines.append(f"Not judged: {sum(kinds.values())} {stage} failures ({', '.join(sorted(kinds))}) — the "
                          f"control names failed there too ({why}), so they say nothing about the service.")
+        missing = self.stages_without_control()
+        if missing:
+            lines.append(f"Controls: no control for {', '.join(STAGE_NAMES.get(s, s) for s in missing)} (the target "
+                         "file names no control_domains or controls for it): failures there are judged only by "
+                         "whether the vantage point is online.")
         for stage, n in sorted(self.uncontrolled.items()):
             lines.append(f"Controls: {n} {STAGE_NAMES.get(stage, stage)} failures were judged without a control of "
                          "their own stage (the target file names none): they stand, but only as well as the vantage point's "
                          "other controls show it online.")
         if board is not None and reason is None:
             failed = [describe_stage(key) for key, state in board.states().items()
-                      if state == "failed" and key.split()[0] not in self.judged_stages
+                      if state == "failed" and key.split()[0] in self.reached_stages
+                      and key.split()[0] not in self.judged_stages
                       and not (key.startswith("tcp ") and key.split()[1] in {str(f) for f in self.offline_families})]
             if failed:
                 lines.append(f"Controls: every control of {', '.join(sorted(failed))} failed while the service's "
@@ -358,6 +376,22 @@ class Diagnosis:
                 lines.append(f"Controls: the network changed during the run: {'; '.join(f'{k} {before[k]} -> {after[k]}' for k in changed[:MAX_EXAMPLES])}"
                              " — verdicts of those stages may mix two networks.")
         return lines
+
+    def changed_stages(self) -> set[str]:
+        """Stages whose controls, measured again at the end of a long run, changed state."""
+        if self.board is None or self.second_board is None:
+            return set()
+        before, after = self.board.states(), self.second_board.states()
+        return {key.split()[0] for key in before if key in after and before[key] != after[key]}
+
+    def stages_without_control(self) -> list[str]:
+        """Stages the service's probes measured that no control of their own was measured at."""
+        board = self.board
+        if board is None:
+            return []
+        controlled = {"tcp": bool(board.tcp), "dns": bool(board.dns), "dns_injection": bool(board.canary),
+                      "tls": bool(board.tls), "http": bool(board.http)}
+        return sorted(stage for stage in self.stages_used if not controlled.get(stage, True))
 
     def findings(self) -> list[str]:
         return self._findings(self._reason())
@@ -377,6 +411,9 @@ class Diagnosis:
         lines.extend(self.technique_lines())
         if reason is None:
             lines.append("No blocking observed: every probe that could conclude got through.")
+        elif reason == "summary.network_changed":
+            lines.append("Not judged: every technique above was seen at a stage whose controls changed during the "
+                         "run: the network changed under it, so none is backed by its controls.")
         elif reason == "summary.nothing_concluded":
             lines.append("Nothing concluded: no probe got a genuine answer, and none showed a block.")
         lines.extend(self.control_lines(reason))
@@ -384,8 +421,12 @@ class Diagnosis:
 
     def _reason(self) -> str | None:
         """The summary's reason: blocking only when a failure was backed by its stage's controls."""
-        if self.technique_lines():
-            return "summary.blocking_observed"
+        techniques = self.techniques()
+        if techniques:
+            changed = self.changed_stages()
+            if any(BOARD_STAGE.get(t["stage"], t["stage"]) not in changed for t in techniques):
+                return "summary.blocking_observed"
+            return "summary.network_changed"
         if self.vantage in ("offline", "undecided", NO_OPEN_ACCESS):
             return f"summary.{self.vantage}"
         if not self.reachable_seen:
@@ -424,8 +465,8 @@ class Diagnosis:
         if self.board is not None:
             evidence["controls"] = self.board.states()
             evidence["intercepted_ports"] = [port for _, port in self.board.intercepted_ports()]
-        if self.uncontrolled:
-            evidence["uncontrolled_stages"] = sorted(self.uncontrolled)
+        if self.board is not None:
+            evidence["stages_without_control"] = self.stages_without_control()
         if self.not_judged:
             evidence["not_judged"] = {why: dict(kinds) for why, kinds in self.not_judged.items()}
         return Result("summary", self.service, None, reason, 0.0, evidence)

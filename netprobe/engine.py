@@ -29,7 +29,15 @@ from netprobe.classify import choose_addresses, choose_control_addresses
 from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
 from netprobe.records import Result
-from netprobe.vantage import ONLINE, UNDECIDED, ControlBoard, as_control, decide_vantage, judged
+from netprobe.vantage import (
+    ONLINE,
+    UNDECIDED,
+    ControlBoard,
+    as_control,
+    decide_offline_families,
+    decide_vantage,
+    judged,
+)
 
 # Grace beyond --timeout before the engine itself ends a probe that overran.
 PROBE_MARGIN_S = 0.5
@@ -392,7 +400,7 @@ class Runner:
         """The controls are in: report them, then what was held back."""
         self.outcome.vantage = vantage
         if vantage == ONLINE:
-            self.offline_families = self.board.offline_families()
+            self.offline_families = decide_offline_families(self.board, self.held)
             self.outcome.offline_families = sorted(self.offline_families)
             self.diagnosis.offline_families = set(self.offline_families)
         self.diagnosis.board = self.board

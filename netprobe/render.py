@@ -10,29 +10,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET, VERDICTS
+from netprobe.text import printable
 
 VERDICT_STYLES = {REACHABLE: "green", BLOCKED: "bold red", RESET: "bold magenta", INCONCLUSIVE: "yellow"}
-MAX_CELL = 120
-
-
-def printable(value: object, limit: int = MAX_CELL) -> str:
-    """Control characters (ANSI escapes included) shown as \\xNN, text capped."""
-    text = "" if value is None else str(value)
-    out = []
-    for ch in text[:limit]:
-        code = ord(ch)
-        if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or ch in "\u2028\u2029\u200e\u200f\u202a\u202b\u202c\u202d\u202e":
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    if len(text) > limit:
-        out.append("…")
-    return "".join(out)
 
 
 def detail_of(record: dict[str, Any]) -> str:
@@ -100,7 +86,7 @@ def group_of(record: dict[str, Any]) -> str:
     if evidence.get("dc") is not None:
         return f"DC{evidence['dc']}"
     if record["probe"] == "control":
-        return f"{evidence.get('stage', 'tcp')} controls"
+        return str(evidence.get("stage", "tcp"))
     return str(record["target"])
 
 
@@ -137,19 +123,20 @@ def verdict_cell(verdicts: Counter) -> Text:
 
 def grouped_table(records: Iterable[dict[str, Any]]) -> Table:
     """One row per (probe kind, group): what each data center, range and family of names did.
-    Names and reasons wrap between words, never inside one."""
-    table = Table(show_lines=False, header_style="bold", pad_edge=False)
+    No vertical rules, so that at 80 columns the reasons keep room enough never to be cut
+    inside a word: cells wrap between words only."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("probe", no_wrap=True)
     table.add_column("group", no_wrap=True)
-    table.add_column("verdicts", overflow="fold")
-    table.add_column("reasons; members that differ", overflow="fold", ratio=1)
+    table.add_column("verdicts", min_width=11)
+    table.add_column("reasons; members that differ", ratio=1, min_width=24)
     for probe, group, verdicts, reasons, differing in grouped_rows(records):
         notes = [f"{printable(reason)}" + (f" ×{n}" if n > 1 else "") for reason, n in reasons.most_common(2)]
         if differing:
             shown = ", ".join(printable(d, 60) for d in differing[:MAX_DIFFERING])
             more = f" +{len(differing) - MAX_DIFFERING}" if len(differing) > MAX_DIFFERING else ""
             notes.append(f"differ: {shown}{more}")
-        table.add_row(Text(printable(probe)), Text(printable(group, 40)), verdict_cell(verdicts),
+        table.add_row(Text(printable(probe)), Text(printable(group, 32)), verdict_cell(verdicts),
                       Text("; ".join(notes)))
     return table
 
@@ -166,19 +153,19 @@ HEADLINES = {
 }
 
 
-def verdict_block(summary: dict[str, Any]) -> Text:
+def verdict_block(summary: dict[str, Any]) -> Group:
     """The diagnosis as a short block: a headline, then one line per technique found (what it
-    hits, with its counts), then what could not be judged and why."""
+    hits, with its counts), then what could not be judged and why; wrapped lines hang under
+    their bullet."""
     headline, style = HEADLINES.get(summary.get("reason"), (printable(summary.get("reason")), "bold"))
-    block = Text()
-    block.append(f"Verdict: {headline}", style=style)
+    lines = Table.grid(padding=(0, 1))
+    lines.add_column(no_wrap=True)
+    lines.add_column(ratio=1)
     findings = (summary.get("evidence") or {}).get("findings") or []
     for finding in findings:
-        if not isinstance(finding, str) or finding.startswith("No blocking observed"):
-            continue
-        block.append("\n  • ")
-        block.append(printable(finding, limit=1000))
-    return block
+        if isinstance(finding, str) and not finding.startswith("No blocking observed"):
+            lines.add_row(Text("  •"), Text(printable(finding, limit=1000)))
+    return Group(Text(f"Verdict: {headline}", style=style), lines)
 
 
 def summary_lines(counts: Counter, vantage: str) -> list[Text]:

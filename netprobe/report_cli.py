@@ -1,11 +1,9 @@
 """`netprobe report` (history over result archives) and `netprobe cron` (a crontab line).
 
 The report command only parses its options: reading, folding and showing are
-the netprobe.report package's (netprobe/report/command.py).  Registered on
-the main group by netprobe.cli, which imports this module: so this module
-imports netprobe.cli only inside the commands (at run time), never at import
-time.  Like the other commands they import what they use inside the
-function, so that `--help` stays fast.
+the netprobe.report package's (netprobe/report/command.py).  Like the other
+commands they import what they use inside the function, so that `--help`
+stays fast; what commands share comes from netprobe.commands.common.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ def _split(values: tuple[str, ...]) -> frozenset | None:
 
 def _parsed(option: str, parse, *args, **kwargs):
     """parse(*args), a HistoryError becoming a user error that names the option."""
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
     from netprobe.report.timeutil import HistoryError
     try:
         return parse(*args, **kwargs)
@@ -71,7 +69,7 @@ def report(files, since, until, labels, probes, targets, changes, techniques, ti
     in HTML, sampled range addresses, a data center's endpoints and the target
     file's groups are folded into one row each (--ungrouped keeps them apart).
     """
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
     from netprobe.report import command
     from netprobe.report import timeutil as tu
     from netprobe.report.reading import Query
@@ -126,7 +124,7 @@ def schedule_for(minutes: int) -> str:
         return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
     if minutes == 1440:
         return "0 0 * * *"
-    from netprobe.cli import UserError
+    from netprobe.commands.common import UserError
     raise UserError(f"--every: {minutes} minutes cannot be written as a cron schedule "
                     "(use 1-59, a whole number of hours below 24, or 1440)")
 
@@ -168,15 +166,13 @@ def cron(every, run_options):
 
     from click.core import ParameterSource
 
-    from netprobe.cli import UserError, run
+    from netprobe.commands.common import UserError, parse_run_options
 
-    # Parsed by `run` itself, so that a bad option fails now and not every ten minutes.
-    with run.make_context("netprobe run", list(run_options)) as ctx:
-        options = ctx.params
-        sources = {name: ctx.get_parameter_source(name) for name in options}
+    # Parsed with `run`'s own options, so that a bad option fails now and not every ten minutes.
+    run_params, options, sources = parse_run_options(run_options)
     output = os.path.abspath(os.path.expanduser(options["output"] or DEFAULT_OUTPUT))
     arguments = ["run"]
-    for param in run.params:
+    for param in run_params:
         if param.name in NOT_PASSED or sources.get(param.name) not in (
                 ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
             continue

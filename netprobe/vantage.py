@@ -207,7 +207,9 @@ class ControlBoard:
 
     def dns_state(self, resolver: str | None) -> str:
         tally = self.dns.get(resolver or "?", _NO_TALLY)
-        if tally.state == PASSED:
+        if tally.state == PASSED and not any(self.intercepted(family, 443) for family in (4, 6)):
+            # TLS that fails at the addresses this resolver gave, on a port that is not
+            # intercepted, says the answers lead elsewhere (a portal on a public address).
             via = self.tls_via.get(resolver or "?")
             if via is not None and via.failed and not via.passed:
                 return "untrusted"
@@ -283,6 +285,12 @@ def decide_vantage(board: ControlBoard, held: Iterable[Result] = ()) -> str:
     if vantage in (OFFLINE, NO_OPEN_ACCESS) and any(genuine_success(r, board) for r in held):
         return ONLINE
     return vantage
+
+
+def decide_offline_families(board: ControlBoard, held: Iterable[Result] = ()) -> set[int]:
+    """Families whose controls all failed, unless the service itself answered over them."""
+    answered = {address_family(r.address) for r in held if genuine_success(r, board)}
+    return board.offline_families() - answered
 
 
 # --- judging one record ---------------------------------------------------------------

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from netprobe.addresses import AddressError, parse_endpoint, parse_ip, parse_network
-from netprobe.cli import main
+from netprobe.commands import main
 from tests.support.fake_dns import FakeDNS
 from tests.support.hostile import REPO_ROOT, netprobe_cmd, netprobe_env, run_netprobe, toml_list
 

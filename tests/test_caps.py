@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from netprobe.addresses import parse_endpoint
+from netprobe import text
 from netprobe.probes import https, mtproto
 from netprobe.probes.dns import MAX_ANSWERS_KEPT, probe_dns
 from netprobe.probes.https import probe_https
@@ -129,7 +130,7 @@ def test_memory_stays_bounded_when_every_server_sends_all_it_can(tmp_path):
             assert len(bytes.fromhex(evidence["first_bytes"]["hex"])) <= mtproto.FIRST_BYTES
         elif record["probe"] in ("https", "http"):
             http = evidence["http"]
-            assert len(http.get("headers", {}).get("x-big", "")) <= https.MAX_VALUE_CHARS
+            assert len(http.get("headers", {}).get("x-big", "")) <= text.MAX_VALUE_CHARS
             if http["headers_complete"]:
                 assert len(bytes.fromhex(http["body_prefix"]["hex"])) == https.BODY_PREFIX
             else:
@@ -179,8 +180,8 @@ def test_certificate_fields_kept_in_evidence_are_capped(tmp_path):
     assert result.verdict == "reachable", result.evidence
     certificate = result.evidence["tls"]["certificate"]
     assert len(certificate["subject_alt_names"]) == https.RECORDED_SAN
-    assert len(certificate["subject"]) <= https.MAX_VALUE_CHARS
-    assert len(certificate["issuer"]) <= https.MAX_VALUE_CHARS
+    assert len(certificate["subject"]) <= text.MAX_VALUE_CHARS
+    assert len(certificate["issuer"]) <= text.MAX_VALUE_CHARS
     assert certificate["subject"].isascii()  # the é arrive escaped
 
 

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from netprobe import __version__
-from netprobe.cli import cli, main
+from netprobe.commands import cli, main
 from netprobe.records import RECORD_FIELDS
 
 # --- loopback fixtures ---------------------------------------------------------------
@@ -385,3 +385,17 @@ def test_run_other_formats(local, fmt):
     else:
         assert "reachable" in proc.stdout and "tcp.refused" in proc.stdout
         assert "\x1b" not in proc.stdout  # not a terminal: no styling
+
+
+def test_reasons_lists_every_reason_with_its_verdict_and_meaning():
+    from netprobe.classify import REASONS
+    result = CliRunner().invoke(cli, ["reasons", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["reason"] for r in rows] == list(REASONS)
+    by_reason = {r["reason"]: r for r in rows}
+    assert by_reason["tls.untrusted_for_all"]["verdict"] == "inconclusive"
+    assert by_reason["http.known_blockpage"] == {"reason": "http.known_blockpage", "verdict": "blocked",
+                                                 "meaning": REASONS["http.known_blockpage"][1]}
+    table = CliRunner().invoke(cli, ["reasons", "--format", "table"])
+    assert table.exit_code == 0 and "dns.resolver_failing" in table.output

@@ -179,3 +179,16 @@ def test_failures_whose_controls_failed_are_named_as_not_judged():
     assert summary.reason is None  # the service's own probe got through
     assert summary.evidence["findings"][0].startswith("No blocking observed")
     assert any(f.startswith("Not judged: 2 DNS failures") for f in summary.evidence["findings"])
+
+
+def test_blocking_seen_only_where_the_controls_changed_is_not_backed():
+    from netprobe.vantage import ControlBoard, as_control
+    def control(reason):
+        return as_control(Result("control", "1.1.1.1:443", "1.1.1.1:443", reason, 1.0, {"stage": "tcp"}), "tcp")
+    d = diagnose(tcp("149.154.167.51:443", "tcp.timeout"), tcp("149.154.167.52:443", None))
+    d.board, d.second_board = ControlBoard([control(None)]), ControlBoard([control("control.timeout")])
+    summary = d.result()
+    assert (summary.verdict, summary.reason) == ("inconclusive", "summary.network_changed")
+    assert any(f.startswith("Controls: the network changed during the run") for f in summary.evidence["findings"])
+    d.second_board = ControlBoard([control(None)])
+    assert d.result().reason == "summary.blocking_observed"

@@ -197,13 +197,14 @@ def test_a_signal_keeps_finished_results_and_exits_with_its_code(tmp_path, slow_
 
 def test_sigterm_before_the_run_starts_is_a_clean_exit(monkeypatch, capsys):
     """SIGTERM while the plan is still being built ends with the same message and code."""
-    from netprobe import cli
+    from netprobe import commands as cli
+    from netprobe.commands import probe
 
     def load_targets_slowly(path):
         os.kill(os.getpid(), signal.SIGTERM)  # delivered before the run's event loop exists
         pytest.fail("SIGTERM did not stop netprobe")
 
-    monkeypatch.setattr(cli, "load_targets", load_targets_slowly)
+    monkeypatch.setattr(probe, "load_targets", load_targets_slowly)
     previous = signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(SystemExit) as info:

@@ -15,7 +15,8 @@ from rich.console import Console
 
 from netprobe.output import AppendFile, OutputError, StdoutWriter
 from netprobe.records import RECORD_FIELDS, Result, RunInfo, encode, to_json_line
-from netprobe.render import print_report, printable, results_table
+from netprobe.render import print_report, results_table
+from netprobe.text import printable
 
 
 def record(**overrides) -> dict:

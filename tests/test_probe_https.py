@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from netprobe.classify import tls_reason
+from netprobe import text
 from netprobe.probes import https
 from netprobe.probes.https import probe_http, probe_https
 
@@ -507,7 +508,7 @@ def test_header_values_are_escaped_and_capped(pki):
     result = run(https_against(answer(response), pki))
     headers = result.evidence["http"]["headers"]
     assert headers["server"] == "\\x1b[31mred\\xff"
-    assert len(headers["content-type"]) == https.MAX_VALUE_CHARS
+    assert len(headers["content-type"]) == text.MAX_VALUE_CHARS
 
 
 def test_body_prefix_is_capped(pki):

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
+import os
 import socket
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from netprobe.addresses import Endpoint, parse_endpoint
 from netprobe.probes.dns import probe_dns
 from netprobe.probes.tcp import probe_tcp
+from tests.support import netns
 from tests.support.fake_dns import FakeDNS
 
 NETWORKS = (ipaddress.ip_network("149.154.160.0/20"), ipaddress.ip_network("2001:67c:4e8::/48"),
@@ -162,13 +167,41 @@ def test_tcp_full_backlog_times_out_within_deadline():
         server.close()
 
 
+NOROUTE_TARGET = "[2001:db8::1]:443"   # a global IPv6 address; no packet is sent to it
+
+
 def test_tcp_ipv6_without_route_is_inconclusive():
-    # A global IPv6 address: on a machine with no IPv6 default route the kernel
-    # refuses before sending; where a route exists we skip (no traffic leaves).
+    # No IPv6 route at all: the kernel refuses before sending, and that says nothing about the path
+    # (inconclusive, tcp.no_route).  As root this runs `netprobe tcp` in a fresh network namespace with
+    # only loopback up (tests/support/netns.py: named npt-*, never the lab's nplab-*), so it holds
+    # whatever routes this machine has; otherwise it runs in-process when this machine happens to have
+    # no IPv6 route.
+    why = netns.unavailable_reason()
+    if why is None:
+        spaces = netns.Namespaces()
+        try:
+            ns = spaces.add("noroute")   # `ip netns add`, lo up, nothing else
+            routes = netns.sh("ip", "-n", ns, "-6", "route", "show").stdout
+            assert "default" not in routes, routes
+            root = str(Path(__file__).resolve().parent.parent)
+            env = {**os.environ, "PYTHONPATH": root + (os.pathsep + os.environ["PYTHONPATH"]
+                                                       if os.environ.get("PYTHONPATH") else "")}
+            proc = spaces.run(ns, sys.executable, "-m", "netprobe", "tcp", NOROUTE_TARGET, "--format", "jsonl",
+                              "--timeout", str(TIMEOUT), env=env, cwd=root)
+        finally:
+            spaces.close()
+        assert proc.returncode == 0, proc.stderr
+        records = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        (record,) = [r for r in records if r.get("probe") == "tcp"]
+        assert (record["target"], record["verdict"], record["reason"]) == (
+            NOROUTE_TARGET, "inconclusive", "tcp.no_route"), record
+        assert record["evidence"]["before_sending"] is True, record
+        return
     from netprobe.probes.route import local_route_error
-    endpoint = parse_endpoint("[2001:db8::1]:443")
+    endpoint = parse_endpoint(NOROUTE_TARGET)
     if local_route_error(endpoint) is None:
-        pytest.skip("this machine has an IPv6 route; the no-route case cannot be shown here")
+        pytest.skip(f"a network namespace without an IPv6 route {why}, and this machine has an IPv6 route: "
+                    "the no-route case cannot be shown here")
     result = asyncio.run(probe_tcp(endpoint, TIMEOUT))
     assert (result.verdict, result.reason) == ("inconclusive", "tcp.no_route")
     assert result.evidence["before_sending"] is True

@@ -34,9 +34,8 @@ from netprobe.report_cli import cron, program, report
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "[bold]x\x1b[31m<script>"
-# Runs the real entry point (netprobe.cli.main) with the two commands registered, whether
-# or not netprobe.cli registers them itself yet.
-ENTRY = ("import sys; from netprobe.cli import cli, main; from netprobe.report_cli import report, cron; "
+# Runs the real entry point (netprobe.commands.main).
+ENTRY = ("import sys; from netprobe.commands import cli, main; from netprobe.report_cli import report, cron; "
          "cli.add_command(report); cli.add_command(cron); main(sys.argv[1:])")
 
 
@@ -179,9 +178,9 @@ def test_through_the_real_entry_point(archive):
 
 
 def test_report_and_cron_are_registered_on_the_main_group():
-    from netprobe.cli import cli
+    from netprobe.commands import cli
     assert cli.commands.get("report") is report and cli.commands.get("cron") is cron, \
-        "netprobe/cli.py must add: cli.add_command(report) and cli.add_command(cron)"
+        "netprobe/commands must register report and cron"
 
 
 # --- folding within a run ------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from netprobe.blockpages import match_blockpage
 from netprobe.classify import ConnectionClosed, http_answer_reason, location_target, stream_reason, tls_reason
 from netprobe.probes.tcp import ConnectFailed, connect_evidence, open_socket
 from netprobe.records import Result, printable_bytes
+from netprobe.text import escape_text
 
 USER_AGENT = f"netprobe/{__version__}"
 ALPN = ("http/1.1",)
@@ -44,7 +45,6 @@ MAX_HEADER_BYTES = 64 * 1024  # the header section after the status line
 MAX_HEADERS = 100
 BODY_PREFIX = 2048  # body bytes kept as evidence
 BODY_GRACE_S = 0.5  # longest wait for the body prefix once the headers are in
-MAX_VALUE_CHARS = 256  # recorded header values and status line
 RECORDED_HEADERS = ("server", "location", "content-type", "content-length")
 RECORDED_SAN = 16
 RAW_EVIDENCE_BYTES = 64  # bytes of a non-TLS / non-HTTP answer kept as evidence
@@ -173,19 +173,6 @@ class _TlsStream:
 
 
 # --- evidence helpers --------------------------------------------------------------------
-
-def escape_text(data: bytes, limit: int = MAX_VALUE_CHARS) -> str:
-    """Bytes a server sent, as printable ASCII: others become \\xNN; at most `limit` chars."""
-    out: list[str] = []
-    size = 0
-    for ch in data.decode("latin-1"):
-        piece = ch if " " <= ch <= "~" and ch != "\\" else ("\\\\" if ch == "\\" else f"\\x{ord(ch):02x}")
-        if size + len(piece) > limit:
-            break
-        out.append(piece)
-        size += len(piece)
-    return "".join(out)
-
 
 def _name_string(name: Sequence[Sequence[tuple[str, str]]]) -> str:
     parts = [f"{key}={value}" for rdn in name for key, value in rdn]

@@ -16,11 +16,12 @@ from __future__ import annotations
 import html
 
 from netprobe.classify import VERDICTS
-from netprobe.render import HEADLINES, printable
+from netprobe.render import HEADLINES
 from netprobe.report.fold import BY_RANK, TECHNIQUE_OF_KIND, TECHNIQUES
 from netprobe.report.terminal import differ_note, name_of, probe_order, segments, shares_text
 from netprobe.report.timeutil import duration_text, time_of, when
 from netprobe.report.views import Diagnosis, Timeline, sort_key
+from netprobe.text import printable
 
 VERDICT_COLOURS = {"reachable": "#2e7d32", "blocked": "#c62828", "reset": "#8e24aa", "inconclusive": "#f9a825"}
 NO_DATA_COLOUR = "#e6e6e6"

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Iterable
 
 from netprobe.classify import VERDICTS
-from netprobe.render import VERDICT_STYLES, printable
+from netprobe.render import VERDICT_STYLES
 from netprobe.report.fold import BY_RANK, RANK, TECHNIQUES
 from netprobe.report.timeutil import duration_text, short, time_of, when
 from netprobe.report.views import Timeline
+from netprobe.text import printable
 
 GLYPHS = {"reachable": "-", "blocked": "B", "reset": "R", "inconclusive": "?"}  # without colour
 NO_WRAP = {"verdict", "when (UTC)", "since (UTC)", "from (UTC)", "runs"}

@@ -5,6 +5,7 @@ tested) and nmap -sT (TCP connect).  Each observation is normalised to a small
 class vocabulary so it can be compared with netprobe's reason:
 
     dns   ok | nxdomain | timeout | bogus | other:...    (dig status + answers)
+          aaaa-timeout: A answered inside the networks, the AAAA query unanswered
     dns_injection  silence | injected                    (dig at the canary, which runs no DNS)
     tcp   open | closed | filtered                       (nmap port state)
     https ok | reset | timeout | bad-cert | refused | ...(curl exit code)
@@ -65,6 +66,14 @@ def reason_class(probe: str, reason: str | None) -> str | None:
     return None
 
 
+def agrees(mine: str | None, seen: str) -> bool:
+    """Does netprobe's class agree with what the peer saw?  An AAAA lost next to a genuine A answer is
+    consistent with reachable (the loss is the network's, as the controls show) and with timeout."""
+    if seen == "aaaa-timeout":
+        return mine in ("ok", "timeout")
+    return mine == seen
+
+
 def _in_networks(addr: str) -> bool:
     ip = ipaddress.ip_address(addr)
     return any(ip.version == n.version and ip in n for n in map(ipaddress.ip_network, T.SERVICE_NETWORKS))
@@ -86,6 +95,7 @@ def dig(lab, domain: str) -> Observation:
         out = ""
     statuses = _STATUS.findall(out)
     answers = re.findall(r"^\S+\s+\d+\s+IN\s+(?:A|AAAA)\s+(\S+)$", out, re.MULTILINE)
+    answered = re.findall(r"^;\S+\s+IN\s+(A|AAAA)$", out, re.MULTILINE)  # question sections of the answers
     if not statuses:
         status = "TIMEOUT"
     elif "NXDOMAIN" in statuses:
@@ -96,7 +106,10 @@ def dig(lab, domain: str) -> Observation:
         status = "NOERROR"
     if len(statuses) < 2 and status != "TIMEOUT" and "timed out" in out:
         status = "TIMEOUT"  # one of the two queries got no answer
-    if status == "NOERROR" and answers:
+    if status == "TIMEOUT" and answered == ["A"] and statuses == ["NOERROR"] and answers \
+            and all(_in_networks(a) for a in answers):
+        klass = "aaaa-timeout"
+    elif status == "NOERROR" and answers:
         klass = "ok" if all(_in_networks(a) for a in answers) else "bogus"
     elif status == "NXDOMAIN":
         klass = "nxdomain"

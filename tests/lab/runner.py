@@ -30,10 +30,11 @@ class ScenarioResult:
             self._records = [r for r in self.netprobe.records if r.get("probe") not in IGNORED_PROBES]
         return self._records
 
-    def matching(self, probe: str, target: str, family: int | None = None) -> list[dict]:
+    def matching(self, probe: str, target: str, family: int | None = None, stage: str | None = None) -> list[dict]:
         return [r for r in self.records
                 if r.get("probe") == probe and r.get("target") == target
-                and (family is None or record_family(r) == family)]
+                and (family is None or record_family(r) == family)
+                and (stage is None or record_stage(r) == stage)]
 
     def matching_probe(self, probe: str) -> list[dict]:
         return [r for r in self.records if r.get("probe") == probe]
@@ -50,6 +51,14 @@ def record_family(record: dict) -> int | None:
     if address.startswith("["):
         return 6
     return 6 if address.count(":") > 1 else 4
+
+
+def record_stage(record: dict) -> str | None:
+    """The stage a control record measured (evidence.stage: dns, dns_injection, tcp, tls, http,
+    interception), or None."""
+    evidence = record.get("evidence")
+    stage = evidence.get("stage") if isinstance(evidence, dict) else None
+    return stage if stage is not None else record.get("stage")
 
 
 def run_scenario(lab: T.Lab, scenario: S.Scenario) -> ScenarioResult:
@@ -75,23 +84,27 @@ def describe(record: dict | None) -> str:
 
 def check_expectation(result: ScenarioResult, expect: S.Expect) -> tuple[str, list[str]]:
     """('ok' | 'missing' | 'mismatch', problems) for one expectation."""
-    found = result.matching(expect.probe, expect.target, expect.family)
+    found = result.matching(expect.probe, expect.target, expect.family, expect.stage)
     if not found:
         return "missing", [f"netprobe emitted no {expect.probe!r} record for {expect.target!r}"
-                           + (f" over IPv{expect.family}" if expect.family else "")]
+                           + (f" over IPv{expect.family}" if expect.family else "")
+                           + (f" at stage {expect.stage!r}" if expect.stage else "")]
     problems = []
     for rec in found:
         if rec.get("verdict") != expect.verdict or (expect.reason is not S.ANY and rec.get("reason") != expect.reason):
             want = expect.verdict + ("" if expect.reason is S.ANY else f" ({expect.reason})")
-            problems.append(f"{expect.probe} {expect.target} at {rec.get('address')}: expected {want}, "
+            stage = f" (stage {expect.stage})" if expect.stage else ""
+            problems.append(f"{expect.probe} {expect.target}{stage} at {rec.get('address')}: expected {want}, "
                             f"netprobe said {describe(rec)}; evidence {rec.get('evidence')}")
     return ("mismatch" if problems else "ok"), problems
 
 
 def expectation_for(scenario: S.Scenario, key: tuple) -> S.Expect | None:
-    """The expectation for (probe, target, family), falling back to the any-family one."""
+    """The expectation for a peer's (probe, target, family), falling back to the any-family one (peers
+    observe no control stages: only the any-stage expectations apply)."""
     table = {e.key: e for e in scenario.expect}
-    return table.get(key) or table.get((key[0], key[1], None))
+    probe, target, family = key
+    return table.get((probe, target, family, None)) or table.get((probe, target, None, None))
 
 
 def peer_vs_expected(result: ScenarioResult, peer: str) -> tuple[int, list[str]]:
@@ -101,7 +114,7 @@ def peer_vs_expected(result: ScenarioResult, peer: str) -> tuple[int, list[str]]
         expect = expectation_for(result.scenario, obs.key)
         if expect is None:
             continue
-        want = P.reason_class(expect.probe, expect.observed)
+        want = expect.peer or P.reason_class(expect.probe, expect.observed)
         if want is None:
             continue
         compared += 1
@@ -128,7 +141,9 @@ def netprobe_vs_peer(result: ScenarioResult, peer: str) -> tuple[int, list[str]]
         for rec in records:
             mine = P.reason_class(obs.probe, rec.get("reason"))
             compared += 1
-            if mine != obs.klass:
+            if mine is None and rec.get("verdict") == "inconclusive":
+                continue  # netprobe declined to judge (controls failed, interception): no claim to contradict
+            if not P.agrees(mine, obs.klass):
                 problems.append(f"{obs.target}{_fam(obs)}: netprobe {describe(rec)} "
                                 f"(= {mine or 'nothing a peer can see'}) but {peer} saw {obs.raw}")
     return compared, problems
@@ -172,15 +187,31 @@ def record_problems(result: ScenarioResult) -> list[str]:
 
 
 def inconclusive_problems(result: ScenarioResult) -> list[str]:
+    """Every record but the controls' is inconclusive.  Control records are what the others are
+    weighed against (a negative control that fails is reachable, "no interception", even offline);
+    a scenario asserts them in its expectations."""
     return [f"{r.get('probe')} {r.get('target')}: {describe(r)}"
-            for r in result.records if r.get("verdict") != "inconclusive"]
+            for r in result.records if r.get("probe") != "control" and r.get("verdict") != "inconclusive"]
 
 
 # --- the run's summary record ----------------------------------------------------------
 
-# Every finding sentence starts with one of these (netprobe/diagnosis.py); longest first.
-FINDING_PREFIXES = ("DNS injection:", "DNS:", "IP:", "SNI:", "TLS interception:", "HTTP:", "MTProto:",
-                    "This vantage point looks offline", "No blocking observed")
+# Every finding sentence starts with one of these (netprobe/diagnosis.py); longest first, so that a
+# prefix that begins another ("DNS:" / "DNS injection:") never takes the longer one's sentences.
+FINDING_PREFIXES = tuple(sorted((
+    "DNS injection:", "DNS:", "IP:", "SNI:", "TLS interception:", "HTTP:", "MTProto:",
+    "This vantage point looks offline", "No blocking observed",
+    "No open access:",   # no control got through at any stage, but something on the path answers
+    "Not judged:",       # a stage whose Telegram failures could not be judged: its controls failed
+    "Interception:",     # network-wide: a port accepting everything, TLS or DNS intercepted for every name
+    "Controls:",         # control states worth reporting (all failed while Telegram got through, ...)
+), key=len, reverse=True))
+
+# The summary's reason goes with one of these findings; any other summary (techniques named) has a reason
+# other than these (summary.blocking_observed).
+SUMMARY_REASONS = {"This vantage point looks offline": "summary.offline",
+                   "No open access:": "summary.no_open_access",
+                   "No blocking observed": None}
 
 
 def finding_prefix(sentence: str) -> str | None:
@@ -222,13 +253,14 @@ def summary_problems(result: ScenarioResult) -> list[str]:
         if not any(phrase in s for s in sentences):
             problems.append(f"no finding says {phrase!r}")
     reason = record.get("reason")
-    no_blocking = "No blocking observed" in got
-    offline = "This vantage point looks offline" in got
-    if offline != (reason == "summary.offline"):
-        problems.append(f"summary reason {reason!r} but findings {'do' if offline else 'do not'} say offline")
-    elif not offline and no_blocking != (reason is None):
-        problems.append(f"summary reason {reason!r} but findings "
-                        f"{'say' if no_blocking else 'do not say'} 'No blocking observed'")
+    # Offline, then no open access, then no blocking: the first such finding decides the reason.
+    decisive = next((p for p in SUMMARY_REASONS if p in got), None)
+    if decisive is not None and reason != SUMMARY_REASONS[decisive]:
+        problems.append(f"summary reason {reason!r} but findings say {decisive!r} "
+                        f"(reason {SUMMARY_REASONS[decisive]!r})")
+    elif decisive is None and reason in SUMMARY_REASONS.values():
+        wanted = next(p for p, r in SUMMARY_REASONS.items() if r == reason)
+        problems.append(f"summary reason {reason!r} but no finding says {wanted!r}")
     if problems:
         problems.append(f"findings were: {sentences}")
     return problems

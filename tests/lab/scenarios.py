@@ -20,6 +20,17 @@ Techniques reproduced (all in the censor namespace, chain FORWARD unless said):
   combinations      several of the above at once
 Misbehaving servers (no censor): a server that completes the handshake and then says
 nothing, or drips one byte every 0.5 s; they have target files of their own.
+Broken networks (not censorship of Telegram; netprobe must not call them blocking):
+  walled garden     every TCP connection DNATed to one box (own HTTP, own TLS), all DNS DNATed to a
+                    resolver answering NXDOMAIN for every name, IPv6 dropped
+  captive portal    every name resolves to the portal; every TCP connection lands on it (a valid
+                    certificate, but for the portal's own name; plain HTTP: 302 to the login page)
+  dead resolver     the configured resolver is dropped (HTTPS to pinned addresses still works)
+  TLS interception  every tcp 443 connection DNATed to the censor's MITM nginx (rogue CA)
+  controls blocked  the control host is dropped while Telegram works
+  AAAA dropped      the resolver's AAAA queries are dropped for every name (some home routers)
+and one more censorship technique:
+  known blockpage   tcp 80 of the web hosts DNATed to a national blockpage served with status 200
 
 Every scenario also says which techniques the run's summary must name (the prefixes of
 its findings, netprobe/diagnosis.py), and no other.
@@ -60,17 +71,21 @@ class Expect:
     verdict: str
     reason: object = None        # str, None (reachable) or ANY
     family: int | None = None    # for per-address probes of a domain (https): which family's record
-    raw: str | None = None       # what a peer sees, when `reason` is ANY/changed (e.g. offline)
+    raw: str | None = None       # what a peer sees, when `reason` is ANY/changed (e.g. offline); with
+                                 # reason ANY and no raw, a peer sees what an open path shows
     required: bool = True        # False: checked only when netprobe emitted such a record
+    stage: str | None = None     # control records: only those of this evidence.stage (None: every stage)
+    peer: str | None = None      # the peer class (peers.py) a peer observes, when the verdict does not imply it
 
     @property
     def key(self) -> tuple:
-        return (self.probe, self.target, self.family)
+        return (self.probe, self.target, self.family, self.stage)
 
     @property
     def id(self) -> str:
         fam = f"-v{self.family}" if self.family else ""
-        return f"{self.probe}-{self.target}{fam}"
+        stage = f"-{self.stage}" if self.stage else ""
+        return f"{self.probe}-{self.target}{fam}{stage}"
 
     @property
     def observed(self) -> str | None:
@@ -87,7 +102,7 @@ class Scenario:
     description: str
     rules: tuple[Rule, ...]
     expect: tuple[Expect, ...]
-    all_inconclusive: bool = False   # every record of every probe must be inconclusive
+    all_inconclusive: bool = False   # every record of every probe but the controls must be inconclusive
     curl: bool = False               # whether curl (HTTPS) is a meaningful peer here
     timeout: float = 1.0             # netprobe --timeout for this scenario
     findings: frozenset[str] = frozenset()  # the summary's finding prefixes: exactly these
@@ -122,16 +137,38 @@ def _family(endpoint_or_ip: str) -> int:
     return ipaddress.ip_address(host).version
 
 
+CONTROL_STAGES = ("dns", "dns_injection", "tls", "http")   # the control names' stages
+NEGATIVE_ENDPOINTS = [T.endpoint(a, port) for a in T.NEGATIVE_CONTROLS for port in T.NEGATIVE_CONTROL_PORTS]
+
+
+def control_name(stage: str) -> tuple:
+    """The key of the control names' expectation at one stage (for `drop`)."""
+    return ("control", T.CONTROL_NAME, None, stage)
+
+
+def negative(endpoints, verdict: str, reason) -> list[Expect]:
+    """Negative controls (evidence.stage "interception"): a connection that must fail.  Failing is
+    reachable ("no interception"); connecting is inconclusive, interception.accepted."""
+    return [Expect("control", e, verdict, reason, stage="interception") for e in endpoints]
+
+
 def baseline(https: bool = True, mtproto: bool = True,
-             targets: T.TargetSet = T.MAIN_TARGETS) -> dict[tuple, Expect]:
-    """Everything reachable: the expectations of an uncensored network."""
+             targets: T.TargetSet = T.MAIN_TARGETS, http: bool = False) -> dict[tuple, Expect]:
+    """Everything reachable: the expectations of an uncensored network.
+
+    The control names' records (every stage) and the negative controls' are expected reachable too,
+    but only where netprobe writes them (required=False): a netprobe without control names passes."""
     out: list[Expect] = []
     out += [Expect("control", c, "reachable") for c in T.CONTROLS]
+    out += [Expect("control", T.CONTROL_NAME, "reachable", stage=s, required=False) for s in CONTROL_STAGES]
+    out += [Expect("control", e, "reachable", stage="interception", required=False) for e in NEGATIVE_ENDPOINTS]
     out += [Expect("dns", d, "reachable") for d in targets.domains]
     out += [Expect("dns_injection", d, "reachable") for d in targets.domains]
     out += [Expect("tcp", t, "reachable") for t in targets.tcp_targets]
     if https:  # whichever address(es) the probe picks: family None matches every record
         out += [Expect("https", d, "reachable") for d in targets.domains]
+    if http:
+        out += [Expect("http", d, "reachable") for d in targets.domains]
     if mtproto:
         for e in targets.endpoints:
             out.append(Expect("mtproto", e, "reachable"))
@@ -141,6 +178,7 @@ def baseline(https: bool = True, mtproto: bool = True,
 
 
 def build(base: dict[tuple, Expect], *changes: Expect, drop: tuple = ()) -> tuple[Expect, ...]:
+    drop = tuple(tuple(k) + (None,) * (4 - len(k)) for k in drop)  # (probe, target, family[, stage])
     table = {k: v for k, v in base.items() if k not in drop}
     for change in changes:
         table[change.key] = change
@@ -160,6 +198,11 @@ def injected() -> list[Expect]:
     return [Expect("dns_injection", d, "blocked", "dns.injected") for d in T.DOMAINS]
 
 
+# Where the liar answers the canary, it answers the control names there too (genuinely): their
+# dns_injection-stage record is not "reachable", and not asserted.
+LIAR_DROPS = (control_name("dns_injection"),)
+
+
 def https(domains, family: int | None, verdict: str, reason, required: bool = True) -> list[Expect]:
     return [Expect("https", d, verdict, reason, family=family, required=required)
             for d in domains]
@@ -175,8 +218,13 @@ def dns_intercept(mode: str) -> tuple[Rule, ...]:
         for proto in ("udp", "tcp"))
 
 
-DROP_DNS = tuple(rule(("filter"), f"-A FORWARD -p {proto} --dport 53 -j DROP")
-                 for rule in (rule4, rule6) for proto in ("udp", "tcp"))
+# DNS queries for the service's names are dropped (matched on the QNAME's wire form, e.g.
+# |08|telegram|03|lab|00| for *telegram.lab); other names resolve.  Dropping all of port 53 would be a
+# dead resolver (dead_resolver): the control names would fail too.
+QNAMES = ("|08|telegram|03|lab|00|", "|01|t|03|lab|00|")
+DROP_DNS = tuple(rule("filter", f'-A FORWARD -p {proto} --dport 53 -m string --hex-string "{qname}" '
+                                "--algo bm -j DROP")
+                 for rule in (rule4, rule6) for proto in ("udp", "tcp") for qname in QNAMES)
 
 WEB = "web.telegram.lab"
 V6_ONLY = "ipv6.telegram.lab"
@@ -224,9 +272,48 @@ def fingerprinted() -> list[Expect]:
     return [Expect(p, e, "reset", "mtproto.reset") for p in ("mtproto", "mtproto_abridged") for e in T.ENDPOINTS]
 
 
+# --- broken networks: building blocks ------------------------------------------------------
+
+SVC = {4: T.CENSOR_SVC_V4, 6: f"[{T.CENSOR_SVC_V6}]"}
+RULE = {4: rule4, 6: rule6}
+
+
+def dnat(family: int, match: str, port: int) -> Rule:
+    """nat PREROUTING: what the client sends matching MATCH goes to the censor's own PORT instead."""
+    return RULE[family]("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} {match} "
+                               f"-j DNAT --to-destination {SVC[family]}:{port}")
+
+
+def dnat_all_dns(family: int, port: int) -> tuple[Rule, ...]:
+    """Every DNS query, to any address (the resolver, the canary, anything): to the censor's PORT."""
+    return tuple(dnat(family, f"-p {proto} --dport 53", port) for proto in ("udp", "tcp"))
+
+
+def no_way_out(family: int) -> Rule:
+    """Whatever the DNAT rules did not take to the censor's own hosts goes nowhere."""
+    return RULE[family]("filter", f"-A FORWARD -i {T.CENSOR_CLIENT_IF} -j DROP")
+
+
+def every_probe(verdict: str, reason, targets: T.TargetSet = T.MAIN_TARGETS, **raw) -> list[Expect]:
+    """VERDICT for every probe of every target; RAW (probe -> netprobe reason) says what a peer sees."""
+    out = []
+    for probe, items in (("dns", targets.domains), ("dns_injection", targets.domains),
+                         ("tcp", targets.tcp_targets), ("https", targets.domains), ("http", targets.domains),
+                         *((k, targets.endpoints) for k in ("mtproto", "mtproto_abridged", "mtproto_obfuscated2"))):
+        out += [Expect(probe, t, verdict, reason, raw=raw.get(probe)) for t in items]
+    return out
+
+
+# Control records of every kind: dropped from a scenario that does not assert them.
+ALL_CONTROLS = (*[("control", c, None, None) for c in T.CONTROLS], *[control_name(s) for s in CONTROL_STAGES],
+                *[("control", e, None, "interception") for e in NEGATIVE_ENDPOINTS])
+AAAA = "|001c0001|"   # QTYPE AAAA, QCLASS IN: right after the QNAME
+
+
 # --- what the run's summary must say (finding prefixes, netprobe/diagnosis.py) -------------
 
 NO_BLOCKING = frozenset({"No blocking observed"})
+NO_OPEN_ACCESS = frozenset({"No open access:", "Interception:"})
 OFFLINE = frozenset({"This vantage point looks offline"})
 DNS_LIAR = frozenset({"DNS:", "DNS injection:"})   # the liar answers the canary too
 DNS_ONLY = frozenset({"DNS:"})
@@ -251,14 +338,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         "udp/tcp 53 from the client is DNATed to a dnsmasq in the censor that answers NXDOMAIN "
         "for every service domain.",
         rules=dns_intercept("nxdomain"),
-        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.nxdomain"), *injected()),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.nxdomain"), *injected(),
+                     drop=LIAR_DROPS),
         findings=DNS_LIAR),
 
     Scenario(
         "dns_bogon", "DNS interception: forged private address",
         "The liar answers 10.99.99.99 / fd99::99: private, outside the service networks -> dns.bogon.",
         rules=dns_intercept("bogon"),
-        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected()),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected(),
+                     drop=LIAR_DROPS),
         findings=DNS_LIAR),
 
     Scenario(
@@ -267,19 +356,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         "(documentation ranges), so netprobe calls them bogons, not dns.outside_networks: "
         "the lab uses no public address, so dns.outside_networks is left to unit tests.",
         rules=dns_intercept("docrange"),
-        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected()),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.bogon"), *injected(),
+                     drop=LIAR_DROPS),
         findings=DNS_LIAR),
 
     Scenario(
         "dns_teredo", "DNS interception: forged Teredo AAAA (GFW signature)",
         "The liar answers A 10.99.99.99 and AAAA in Teredo 2001::/32 -> dns.teredo wins over dns.bogon.",
         rules=dns_intercept("teredo"),
-        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.teredo"), *injected()),
+        expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.teredo"), *injected(),
+                     drop=LIAR_DROPS),
         findings=DNS_LIAR),
 
     Scenario(
         "dns_timeout", "DNS blackhole",
-        "udp and tcp port 53 are dropped in FORWARD: no answer ever comes.",
+        "udp and tcp port 53 queries for the service's names are dropped in FORWARD (-m string on the "
+        "QNAME's wire form): no answer ever comes for them; other names, the control names included, "
+        "resolve.",
         rules=DROP_DNS,
         expect=build(baseline(https=False, mtproto=False), *dns_all("blocked", "dns.timeout")),
         findings=DNS_ONLY),
@@ -386,7 +479,9 @@ SCENARIOS: tuple[Scenario, ...] = (
                      *[Expect("dns", d, "inconclusive", ANY, raw="dns.timeout") for d in T.DOMAINS],
                      *[Expect("tcp", t, "inconclusive", ANY, raw="tcp.timeout") for t in TCP_TARGETS],
                      *[Expect("dns_injection", d, "inconclusive", ANY)
-                       for d in T.DOMAINS]),
+                       for d in T.DOMAINS],
+                     drop=(*[control_name(s) for s in CONTROL_STAGES],
+                           *[("control", e, None, "interception") for e in NEGATIVE_ENDPOINTS])),
         all_inconclusive=True, findings=OFFLINE),
 
     Scenario(
@@ -433,7 +528,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                      *https([V6_ONLY], None, "reset", "tls.reset"),
                      *https(DUAL_TELEGRAM, 6, "reset", "tls.reset", required=False),
                      *https(DUAL_TELEGRAM, 4, "reachable", None, required=False),
-                     drop=tuple(("https", d, None) for d in DUAL_TELEGRAM)),
+                     drop=tuple(("https", d, None, None) for d in DUAL_TELEGRAM)),
         curl=True, findings=SNI),
 
     # --- several techniques at once -----------------------------------------------------------
@@ -447,7 +542,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect=build(baseline(), *dns_all("blocked", "dns.nxdomain"), *injected(),
                      *https([WEB], None, "reset", "tls.reset"),
                      *https(UNPINNED, None, "blocked", "dns.nxdomain"),
-                     *fingerprinted()),
+                     *fingerprinted(), drop=LIAR_DROPS),
         curl=True, findings=DNS_LIAR | SNI | MTPROTO, finding_phrases=(FINGERPRINTING,)),
 
     Scenario(
@@ -458,7 +553,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect=build(baseline(), *dns_all("blocked", "dns.bogon"), *injected(),
                      *https(UNPINNED, None, "blocked", "dns.bogon"),
                      *tcp(DC1_ENDPOINTS, "blocked", "tcp.timeout"),
-                     *mtproto_all(DC1_ENDPOINTS, "blocked", "tcp.timeout")),
+                     *mtproto_all(DC1_ENDPOINTS, "blocked", "tcp.timeout"), drop=LIAR_DROPS),
         findings=DNS_LIAR | IP),
 
     # --- misbehaving servers (no censor; target files of their own) ----------------------------
@@ -489,6 +584,120 @@ SCENARIOS: tuple[Scenario, ...] = (
                      *[Expect("http", d, "blocked", "http.timeout") for d in T.DRIP_TARGETS.domains],
                      *mtproto_all(T.DRIP_TARGETS.endpoints, "blocked", "mtproto.timeout")),
         findings=frozenset({"HTTP:", "MTProto:"})),
+
+    # --- broken networks: nothing here is censorship of Telegram ---------------------------------
+
+    Scenario(
+        "walled_garden", "walled garden: no way out",
+        "Every TCP connection from the client, to any address and port, is DNATed to one box in the censor: "
+        f"its own TLS on 443 (a rogue-CA certificate for {T.GARDEN_NAME}), its own HTTP on every other port "
+        "(404 for everything).  All DNS (udp/tcp 53, any destination) is DNATed to a dnsmasq answering "
+        "NXDOMAIN for every name, so the resolver and the canary both answer NXDOMAIN for everything.  "
+        "IPv6 is dropped entirely; nothing else gets out.  The TCP controls 'connect', but so do the "
+        "negative controls: nothing can be judged.",
+        rules=(*dnat_all_dns(4, T.CATCHALL_DNS["garden"][0]),
+               dnat(4, "-p tcp --dport 443", T.GARDEN_TLS_PORT),
+               dnat(4, "-p tcp", T.GARDEN_HTTP_PORT),
+               no_way_out(4),
+               rule6("filter", f"-A INPUT -i {T.CENSOR_CLIENT_IF} -j DROP"),
+               rule6("filter", "-A FORWARD -j DROP"),
+               # also the censor's own ICMPv6 errors ("no route" to 2001:db8::1): IPv6 is silent
+               rule6("filter", f"-A OUTPUT -o {T.CENSOR_CLIENT_IF} -j DROP")),
+        expect=build({}, *every_probe("inconclusive", ANY, dns="dns.nxdomain", dns_injection="dns.injected"),
+                     # IPv6 is dropped: nmap sees those endpoints filtered (the IPv4 ones open)
+                     *[Expect("tcp", t, "inconclusive", ANY, raw="tcp.timeout")
+                       for t in TCP_TARGETS if _family(t) == 6],
+                     *negative([e for e in NEGATIVE_ENDPOINTS if _family(e) == 4],
+                               "inconclusive", "interception.accepted")),
+        all_inconclusive=True, findings=NO_OPEN_ACCESS),
+
+    Scenario(
+        "captive_portal", "captive portal: log in first",
+        "All DNS (udp/tcp 53, any destination, both families) is DNATed to a dnsmasq answering every name "
+        f"with the portal ({T.CENSOR_SVC_V4} / {T.CENSOR_SVC_V6}); every TCP connection to 443 lands on the "
+        f"portal's nginx, whose certificate is valid (lab CA) but for {T.PORTAL_NAME} only; every other TCP "
+        f"connection gets 302 {T.PORTAL_LOCATION}.  Nothing else gets out.",
+        rules=tuple(r for fam in (4, 6) for r in (
+            *dnat_all_dns(fam, T.CATCHALL_DNS["portal"][0]),
+            dnat(fam, "-p tcp --dport 443", T.PORTAL_TLS_PORT),
+            dnat(fam, "-p tcp", T.PORTAL_HTTP_PORT),
+            no_way_out(fam))),
+        expect=build({}, *every_probe("inconclusive", ANY, dns="dns.bogon", dns_injection="dns.injected",
+                                      https="tls.bad_certificate"),
+                     *negative(NEGATIVE_ENDPOINTS, "inconclusive", "interception.accepted")),
+        all_inconclusive=True, curl=True, findings=NO_OPEN_ACCESS),
+
+    Scenario(
+        "dead_resolver", "the configured resolver is dead",
+        f"udp/tcp 53 to the configured resolver ({T.DNS_V4} / {T.DNS_V6}) is dropped; nothing else.  The "
+        "control names fail there too, so the resolver's silence says nothing about Telegram; HTTPS and "
+        f"HTTP to {WEB}'s pinned addresses still work, the unpinned names have no address to try.",
+        rules=tuple(RULE[fam]("filter", f"-A FORWARD -d {dst} -p {proto} --dport 53 -j DROP")
+                    for fam, dst in ((4, T.DNS_V4), (6, T.DNS_V6)) for proto in ("udp", "tcp")),
+        expect=build(baseline(http=True),
+                     *[Expect("dns", d, "inconclusive", ANY, raw="dns.timeout") for d in T.DOMAINS],
+                     *https(UNPINNED, None, "inconclusive", ANY),
+                     *[Expect("http", d, "inconclusive", ANY) for d in UNPINNED],
+                     drop=(control_name("dns"),)),
+        curl=True, findings=frozenset({"No blocking observed", "Not judged:"})),
+
+    Scenario(
+        "tls_intercept_all", "TLS interception of all traffic",
+        "Every tcp 443 connection, to any destination and over both families, is DNATed to the censor's "
+        "MITM nginx (a rogue CA forging a certificate for every name), as a corporate TLS-intercepting "
+        "proxy does; compare tls_mitm, which intercepts Telegram's web hosts only.  The negative controls "
+        "on 443 connect: a TCP success on 443 says nothing; TLS fails for the control name too.  DNS and "
+        "plain HTTP are untouched.",
+        rules=tuple(dnat(fam, "-p tcp --dport 443", T.MITM_PORT) for fam in (4, 6)),
+        expect=build(baseline(http=True),
+                     *[Expect("tcp", t, "inconclusive", ANY) for t in TCP_TARGETS],
+                     *[Expect("https", d, "inconclusive", ANY, raw="tls.bad_certificate") for d in T.DOMAINS],
+                     *mtproto_all(T.ENDPOINTS, "inconclusive", ANY),
+                     *negative([e for e in NEGATIVE_ENDPOINTS if e.endswith(":443")],
+                               "inconclusive", "interception.accepted"),
+                     drop=(*[("control", c, None, None) for c in T.CONTROLS], control_name("tls"))),
+        curl=True, findings=frozenset({"No blocking observed", "Interception:"})),
+
+    Scenario(
+        "controls_blocked", "the control host is blocked, Telegram works",
+        f"Every packet to the control host ({T.CONTROL_V4}, {T.CONTROL_V6}) is dropped; Telegram is "
+        "untouched.  The vantage point is not offline (Telegram answers): every Telegram probe is "
+        "reachable, and the summary reports the failing controls.",
+        rules=(rule4("filter", f"-A FORWARD -d {T.CONTROL_V4} -j DROP"),
+               rule6("filter", f"-A FORWARD -d {T.CONTROL_V6} -j DROP")),
+        expect=build(baseline(http=True),
+                     drop=(*[("control", c, None, None) for c in T.CONTROLS],
+                           control_name("tls"), control_name("http"))),
+        findings=frozenset({"No blocking observed", "Controls:"})),
+
+    Scenario(
+        "aaaa_dropped", "AAAA queries dropped (every name)",
+        f"udp/tcp 53 to the resolver carrying QTYPE AAAA (-m string --hex-string \"{AAAA}\", QTYPE and "
+        "QCLASS right after the QNAME) is dropped, for every name, as some home routers do; A queries are "
+        "answered.  The dual-stack names' genuine A answers make them reachable (the control name's AAAA "
+        "is lost too: the loss is the network's); ipv6.telegram.lab has only an AAAA record and cannot "
+        "be judged.",
+        rules=tuple(RULE[fam]("filter", f"-A FORWARD -d {dst} -p {proto} --dport 53 -m string "
+                                        f'--hex-string "{AAAA}" --algo bm -j DROP')
+                    for fam, dst in ((4, T.DNS_V4), (6, T.DNS_V6)) for proto in ("udp", "tcp")),
+        expect=build(baseline(http=True),
+                     *[Expect("dns", d, "reachable", peer="aaaa-timeout") for d in T.DOMAINS if d != V6_ONLY],
+                     Expect("dns", V6_ONLY, "inconclusive", ANY, raw="dns.timeout"),
+                     Expect("https", V6_ONLY, "inconclusive", ANY),
+                     Expect("http", V6_ONLY, "inconclusive", ANY),
+                     drop=(control_name("dns"),)),
+        findings=frozenset({"No blocking observed", "Not judged:"})),
+
+    Scenario(
+        "http_blockpage_200", "HTTP blockpage: a known national blockpage with status 200",
+        "tcp 80 to the web hosts is DNATed to the censor's nginx, which answers every request with status "
+        f"200 and a known national blockpage ({T.KNOWN_BLOCKPAGE.relative_to(T.REPO_ROOT)}: Iran's, matching "
+        "OONI's fingerprint; see its SOURCE note).  A 200 is no evidence of access; the page is.",
+        rules=tuple(dnat(fam, f"-p tcp -d {net} --dport 80", T.BLOCKPAGE200_PORT)
+                    for fam, net in ((4, T.WEB_NET_V4), (6, T.WEB_NET_V6))),
+        expect=build(baseline(),
+                     *[Expect("http", d, "blocked", "http.known_blockpage") for d in T.DOMAINS]),
+        findings=frozenset({"HTTP:"})),
 )
 
 _BY_NAME = {s.name: s for s in SCENARIOS}

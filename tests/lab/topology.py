@@ -118,6 +118,17 @@ DRIP_INTERVAL = 0.5
 # Control host: not the service, answers TCP 443 (nginx in nplab-srv).  Outside networks.
 CONTROL_V4, CONTROL_V6 = "10.88.0.1", "fd88::1"
 CONTROLS = (f"{CONTROL_V4}:443", f"[{CONTROL_V6}]:443")
+# Control names (`control_domains` in every target file, pinned: the lab's addresses are private and
+# would otherwise look like bogons).  Served by the control host: nginx :443 with a lab-CA certificate
+# for the name (SNI), :80 a plain 200 page; A/AAAA in the honest dnsmasq and, genuinely, in every liar
+# (a censor's resolver lies only for the names it blocks).
+CONTROL_NAME = "control.lab"
+CONTROL_DOMAINS: dict[str, tuple[str, ...]] = {CONTROL_NAME: (CONTROL_V4, CONTROL_V6)}
+# netprobe's default negative controls (documentation addresses: nothing may accept a connection
+# there), one per port the plan uses; the censor has no route to them, so they fail at once unless a
+# scenario DNATs every destination.
+NEGATIVE_CONTROLS = ("192.0.2.1", "2001:db8::1")
+NEGATIVE_CONTROL_PORTS = (80, 443)
 
 # The censor's own hosts (on the censor's lo).
 CENSOR_SVC_V4, CENSOR_SVC_V6 = "10.66.0.1", "fd66::1"
@@ -131,6 +142,25 @@ LIAR_ANSWERS = {  # mode -> (A, AAAA) answered for every service domain; None = 
 MITM_PORT = 443
 BLOCKPAGE_PORT = 80   # the censor's nginx on :80 answers every request with a redirect off the service
 BLOCKPAGE_LOCATION = "http://blocked.lab/?from=telegram"
+# ... and on BLOCKPAGE200_PORT a known national blockpage (an OONI fingerprint) with status 200.
+BLOCKPAGE200_PORT = 8200
+KNOWN_BLOCKPAGE = REPO_ROOT / "tests" / "data" / "blockpage_known.html"
+
+# Networks with no open access (scenarios walled_garden, captive_portal): resolvers that answer every
+# name alike, and one box that accepts every TCP connection (all DNATed to the censor's lo).
+#   walled garden: dnsmasq NXDOMAIN for every name; nginx with its own TLS (a rogue-CA certificate for
+#                  its own name) and its own HTTP (404 for everything).
+#   captive portal: dnsmasq answering every name with the portal (the censor's lo); nginx with a valid
+#                  lab-CA certificate for PORTAL_NAME only, and on plain HTTP a 302 to PORTAL_LOCATION.
+CATCHALL_DNS = {  # mode -> (port, (A, AAAA) answered for every name; None = NXDOMAIN)
+    "garden": (5310, None),
+    "portal": (5311, (CENSOR_SVC_V4, CENSOR_SVC_V6)),
+}
+GARDEN_NAME = "gateway.garden.lab"
+GARDEN_TLS_PORT, GARDEN_HTTP_PORT = 8443, 8404
+PORTAL_NAME = "portal.lab"
+PORTAL_TLS_PORT, PORTAL_HTTP_PORT = 9443, 8302
+PORTAL_LOCATION = f"http://{PORTAL_NAME}/login"
 
 # DNS injection racing the real resolver (scenario dns_injection_race): tests/lab/dns_injector.py sniffs
 # the client's UDP queries on the censor's client-side veth and answers at once with these addresses;
@@ -238,11 +268,19 @@ def destroy_all(prefix: str | None = None) -> list[str]:
 
 # --- certificates ------------------------------------------------------------
 
-def _write_ca_and_leaf(directory: Path, stem: str, ca_name: str, names: list[str], ips: list[str]) -> None:
+@dataclass(frozen=True)
+class _CA:
+    key: object
+    cert: object
+    ski: object
+
+
+def _write_ca(directory: Path, stem: str, ca_name: str) -> _CA:
+    """A self-signed CA, written to STEM-ca.pem."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import NameOID
 
     now = _dt.datetime.now(_dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -261,12 +299,24 @@ def _write_ca_and_leaf(directory: Path, stem: str, ca_name: str, names: list[str
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    (directory / f"{stem}-ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    return _CA(ca_key, ca_cert, ca_ski)
+
+
+def _write_leaf(directory: Path, stem: str, ca: _CA, names: list[str], ips: list[str]) -> None:
+    """A server certificate for NAMES / IPS signed by CA: STEM.pem (leaf + CA) and STEM.key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = _dt.datetime.now(_dt.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
     sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     leaf = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .issuer_name(ca.cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=30))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -275,13 +325,12 @@ def _write_ca_and_leaf(directory: Path, stem: str, ca_name: str, names: list[str
                                      content_commitment=False, key_encipherment=False,
                                      data_encipherment=False, key_agreement=False,
                                      encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca.ski), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
+        .sign(ca.key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
-    (directory / f"{stem}-ca.pem").write_bytes(ca_cert.public_bytes(pem))
-    (directory / f"{stem}.pem").write_bytes(leaf.public_bytes(pem) + ca_cert.public_bytes(pem))
+    (directory / f"{stem}.pem").write_bytes(leaf.public_bytes(pem) + ca.cert.public_bytes(pem))
     key_path = directory / f"{stem}.key"
     key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
@@ -328,18 +377,18 @@ def targets_toml(targets: TargetSet | None = None) -> str:
     def q(items) -> str:
         return ", ".join(json.dumps(i) for i in items)
 
+    def domain_item(domain: str, addresses) -> str:
+        return f'{{ name = "{domain}", addresses = [{q(addresses)}] }}' if addresses else json.dumps(domain)
+
     pinned = targets.pinned or {}
-    domain_items = []
-    for domain in targets.domains:
-        if domain in pinned:
-            domain_items.append(f'{{ name = "{domain}", addresses = [{q(pinned[domain])}] }}')
-        else:
-            domain_items.append(json.dumps(domain))
+    domain_items = [domain_item(d, pinned.get(d)) for d in targets.domains]
+    control_items = [domain_item(d, a) for d, a in CONTROL_DOMAINS.items()]
     ranges = "".join(f'\n  {{ cidr = "{c}", ports = [{RANGE_PORT}], sample = 0 }},' for c in targets.ranges)
     return f"""# The censorship lab's target set {targets.name!r} (generated by tests/lab/topology.py).
 name = "{targets.name}"
 networks  = [{q(SERVICE_NETWORKS)}]
 controls  = [{q(CONTROLS)}]
+control_domains = [{", ".join(control_items)}]
 domains   = [{", ".join(domain_items)}]
 endpoints = [{q(targets.endpoints)}]
 dns_canary = [{q([DNS_CANARY])}]
@@ -596,23 +645,88 @@ class Lab:
     def _write_files(self) -> None:
         names = list(DOMAINS) + ["*.telegram.lab"]
         ips = [a for addrs in ALL_WEB_HOSTS.values() for a in addrs]
-        _write_ca_and_leaf(self.dir, "lab", "netprobe lab CA", names, ips)
-        _write_ca_and_leaf(self.dir, "rogue", "censor's rogue CA", names, ips)
+        lab_ca = _write_ca(self.dir, "lab", "netprobe lab CA")
+        _write_leaf(self.dir, "lab", lab_ca, names, ips)
+        _write_leaf(self.dir, "control", lab_ca, list(CONTROL_DOMAINS), [])
+        _write_leaf(self.dir, "portal", lab_ca, [PORTAL_NAME], [])       # valid, but for the portal only
+        rogue_ca = _write_ca(self.dir, "rogue", "censor's rogue CA")
+        _write_leaf(self.dir, "rogue", rogue_ca, names + list(CONTROL_DOMAINS), ips)  # forged for every name
+        _write_leaf(self.dir, "garden", rogue_ca, [GARDEN_NAME], [])
         for targets in TARGET_SETS.values():
             self.targets_path(targets).write_text(targets_toml(targets))
+        if not KNOWN_BLOCKPAGE.exists():
+            raise LabError(f"{KNOWN_BLOCKPAGE} is missing (the known blockpage scenario http_blockpage_200 serves it)")
+        blockpage_file = self.dir / "blockpage-known.html"
+        shutil.copyfile(KNOWN_BLOCKPAGE, blockpage_file)
+        blockpage_file.chmod(0o644)  # read by nginx's unprivileged worker
         cert, key = str(self.dir / "lab.pem"), str(self.dir / "lab.key")
-        nginx_conf(self.dir, "srv", ["80 default_server", "[::]:80 default_server",
-                                     "443 ssl default_server", "[::]:443 ssl default_server"], cert, key)
-        # The censor's nginx: the MITM host (rogue CA) and, on :80, the blockpage (a redirect off the service).
-        blockpage = f"""
+        # The control host: control.lab on its own addresses (:443 with a lab-CA certificate for the
+        # name, :80 a plain page).  nginx dispatches by local address under the wildcard listens.
+        control_listens = "\n        ".join(
+            f"listen {spec};" for a in (CONTROL_V4, f"[{CONTROL_V6}]") for spec in (f"{a}:443 ssl", f"{a}:80"))
+        control = f"""
     server {{
-        listen {CENSOR_SVC_V4}:{BLOCKPAGE_PORT};
-        listen [{CENSOR_SVC_V6}]:{BLOCKPAGE_PORT};
+        {control_listens}
+        server_name {CONTROL_NAME};
+        ssl_certificate {self.dir / "control.pem"};
+        ssl_certificate_key {self.dir / "control.key"};
+        default_type text/html;
+        location / {{ return 200 "<!doctype html><title>netprobe lab control</title><p>$host: an ordinary page, not the service.\n"; }}
+    }}"""
+        nginx_conf(self.dir, "srv", ["80 default_server", "[::]:80 default_server",
+                                     "443 ssl default_server", "[::]:443 ssl default_server"], cert, key,
+                   extra=control)
+        # The censor's nginx: the MITM host (rogue CA) and, on :80, the blockpage (a redirect off the
+        # service); a known blockpage with status 200; the walled garden's and the captive portal's box.
+        def listens(port: int, ssl: bool = False) -> str:
+            flag = " ssl" if ssl else ""
+            return f"listen {CENSOR_SVC_V4}:{port}{flag}; listen [{CENSOR_SVC_V6}]:{port}{flag};"
+
+        censor = f"""
+    server {{
+        {listens(BLOCKPAGE_PORT)}
         server_name _;
         location / {{ return 302 "{BLOCKPAGE_LOCATION}"; }}
+    }}
+    server {{  # a known national blockpage, status 200 (tests/data/blockpage_known.html)
+        {listens(BLOCKPAGE200_PORT)}
+        server_name _;
+        root {self.dir};
+        default_type text/html;
+        location / {{ try_files /{blockpage_file.name} =500; }}
+    }}
+    server {{  # walled garden: its own HTTP on every port but 443 (all DNATed here)
+        {listens(GARDEN_HTTP_PORT)}
+        server_name _;
+        default_type text/html;
+        location / {{ return 404 "<html><body><h1>404 Not Found</h1><p>{GARDEN_NAME}</p></body></html>\n"; }}
+    }}
+    server {{  # walled garden: its own TLS on 443 (rogue CA, its own name)
+        {listens(GARDEN_TLS_PORT, ssl=True)}
+        server_name _;
+        ssl_certificate {self.dir / "garden.pem"};
+        ssl_certificate_key {self.dir / "garden.key"};
+        default_type text/html;
+        location / {{ return 404 "<html><body><h1>404 Not Found</h1><p>{GARDEN_NAME}</p></body></html>\n"; }}
+    }}
+    server {{  # captive portal, plain HTTP (every port but 443): log in first
+        {listens(PORTAL_HTTP_PORT)}
+        server_name _;
+        default_type text/html;
+        location = /login {{ return 200 "<html><body><h1>Welcome</h1><form>Log in to use this network</form></body></html>\n"; }}
+        location / {{ return 302 "{PORTAL_LOCATION}"; }}
+    }}
+    server {{  # captive portal on 443: a valid lab-CA certificate, for {PORTAL_NAME} only
+        {listens(PORTAL_TLS_PORT, ssl=True)}
+        server_name _;
+        ssl_certificate {self.dir / "portal.pem"};
+        ssl_certificate_key {self.dir / "portal.key"};
+        default_type text/html;
+        location = /login {{ return 200 "<html><body><h1>Welcome</h1><form>Log in to use this network</form></body></html>\n"; }}
+        location / {{ return 302 "https://{PORTAL_NAME}/login"; }}
     }}"""
         nginx_conf(self.dir, "mitm", [f"{CENSOR_SVC_V4}:{MITM_PORT} ssl", f"[{CENSOR_SVC_V6}]:{MITM_PORT} ssl"],
-                   str(self.dir / "rogue.pem"), str(self.dir / "rogue.key"), extra=blockpage)
+                   str(self.dir / "rogue.pem"), str(self.dir / "rogue.key"), extra=censor)
 
     # --- servers ------------------------------------------------------------------
     def spawn(self, ns: str, name: str, cmd: list[str]) -> Server:
@@ -634,19 +748,23 @@ class Lab:
             "--cache-size=0", *options])
 
     def _start_servers(self) -> None:
+        controls = [f"--host-record={name},{','.join(addrs)}" for name, addrs in CONTROL_DOMAINS.items()]
         records = [f"--host-record={name},{','.join(addrs)}" for name, addrs in ALL_WEB_HOSTS.items()]
         # Authoritative for the lab's zones: a name without an A record gets NODATA, not REFUSED.
-        records += ["--local=/telegram.lab/", "--local=/t.lab/"]
+        records += ["--local=/telegram.lab/", "--local=/t.lab/", *controls]
         self._dnsmasq(NS_SRV, "dns", [DNS_V4, DNS_V6], 53, records)
         for mode, port in LIAR_PORTS.items():
             answers = LIAR_ANSWERS[mode]
-            opts = []
+            opts = list(controls)  # a censor's resolver lies only for the names it blocks
             for zone in ("telegram.lab", "t.lab"):
                 if answers is None:
                     opts.append(f"--address=/{zone}/")
                 else:
                     opts += [f"--address=/{zone}/{answers[0]}", f"--address=/{zone}/{answers[1]}"]
             self._dnsmasq(NS_CENSOR, f"liar-{mode}", [CENSOR_SVC_V4, CENSOR_SVC_V6], port, opts)
+        for mode, (port, answers) in CATCHALL_DNS.items():  # every name alike ("#" matches every domain)
+            opts = ["--address=/#/"] if answers is None else [f"--address=/#/{a}" for a in answers]
+            self._dnsmasq(NS_CENSOR, f"dns-{mode}", [CENSOR_SVC_V4, CENSOR_SVC_V6], port, opts)
         for name, ns in (("srv", NS_SRV), ("mitm", NS_CENSOR)):
             self.spawn(ns, f"nginx-{name}", ["nginx", "-e", str(self.dir / f"nginx-{name}.error.log"),
                                              "-c", str(self.dir / f"nginx-{name}.conf")])
@@ -699,6 +817,9 @@ class Lab:
             (NS_SRV, "tcp", "*", 443), (NS_SRV, "tcp", "*", 80),
             (NS_CENSOR, "tcp", CENSOR_SVC_V4, MITM_PORT), (NS_CENSOR, "tcp", CENSOR_SVC_V4, BLOCKPAGE_PORT),
             *[(NS_CENSOR, "udp", CENSOR_SVC_V4, p) for p in LIAR_PORTS.values()],
+            *[(NS_CENSOR, proto, CENSOR_SVC_V4, p) for p, _ in CATCHALL_DNS.values() for proto in ("udp", "tcp")],
+            *[(NS_CENSOR, "tcp", CENSOR_SVC_V4, p) for p in (BLOCKPAGE200_PORT, GARDEN_HTTP_PORT, GARDEN_TLS_PORT,
+                                                             PORTAL_HTTP_PORT, PORTAL_TLS_PORT)],
         ]
         deadline = time.monotonic() + timeout
         pending = list(checks)

@@ -1,5 +1,5 @@
-"""Cases a second review found: hostile packets that crashed a run, verdicts more
-certain than their evidence, and a summary that concluded from nothing."""
+"""Hostile answers that must not crash a run, and verdicts that must not be more
+certain than their evidence (an undecided vantage point, a summary from nothing)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,111 @@
+"""The probing commands: run, dns, tcp, and targets (the plan, without probing)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from netprobe.commands.common import UserError, common_options, default_format, load_targets, make_plan, ooni_options
+
+
+@click.command()
+@common_options
+@ooni_options
+def run(**options):
+    """Run every probe over a target set (default: the built-in Telegram set)."""
+    targets = load_targets(options["targets_file"])
+    from netprobe.session import execute_plan
+    return execute_plan(make_plan(targets, options), options)
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@common_options
+@ooni_options
+def dns(names, **options):
+    """Ask the resolvers for NAME's A and AAAA records and judge the answers.
+
+    Answers are judged against the networks of --targets (default: Telegram's).
+    """
+    from dataclasses import replace
+
+    from netprobe.targets import Domain, normalize_domain
+    targets = load_targets(options["targets_file"])
+    try:
+        domains = tuple(dict.fromkeys(Domain(normalize_domain(n)) for n in names))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    adhoc = replace(targets, domains=domains, endpoints=(), ranges=())
+    plan = make_plan(adhoc, options, kinds=("dns",), probe_controls=bool(options["targets_file"]))
+    from netprobe.session import execute_plan
+    return execute_plan(plan, options)
+
+
+@click.command()
+@click.argument("endpoints", nargs=-1, required=True, metavar="IP:PORT...")
+@common_options
+@ooni_options
+def tcp(endpoints, **options):
+    """Connect to each IP:PORT (IPv6 as [ADDR]:PORT) and judge the outcome.
+
+    Controls are probed first only when --targets names a file.
+    """
+    from dataclasses import replace
+
+    from netprobe.addresses import AddressError, parse_endpoint
+    from netprobe.targets import EndpointTarget
+    targets = load_targets(options["targets_file"])
+    try:
+        parsed = tuple(dict.fromkeys(EndpointTarget(parse_endpoint(e)) for e in endpoints))
+    except AddressError as exc:
+        raise UserError(f"{exc}") from None
+    adhoc = replace(targets, domains=(), endpoints=parsed, ranges=())
+    plan = make_plan(adhoc, options, kinds=("tcp",), probe_controls=bool(options["targets_file"]))
+    from netprobe.session import execute_plan
+    return execute_plan(plan, options)
+
+
+@click.command()
+@common_options
+def targets(**options):
+    """Show the expanded plan: every probe a run would perform, without probing."""
+    target_set = load_targets(options["targets_file"])
+    plan = make_plan(target_set, options)
+    fmt = default_format(options["fmt"])
+    if fmt == "ooni":
+        raise UserError("--format ooni writes measured runs; the plan is not one")
+    rows = [{"probe": t.kind, "target": t.target,
+             "address": str(t.endpoint or t.resolver or ""), **{k: v for k, v in t.context}}
+            for t in [*plan.controls(), *plan.tasks()]]
+    if options["quiet"]:
+        return 0
+    if fmt == "table":
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        from netprobe.text import printable
+        # A title string would be parsed as markup: the file's name is text, never styling.
+        table = Table(title=Text(f"plan for {printable(target_set.name)} (seed {plan.seed})"))
+        for column in ("probe", "target", "address"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(Text(printable(row[c])) for c in ("probe", "target", "address")))
+        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+        click.echo(f"{len(rows)} probes")
+    else:
+        import json
+        if fmt == "json":
+            click.echo(json.dumps(rows, indent=2, default=str))
+        elif fmt == "csv":
+            import csv
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(["probe", "target", "address"])
+            for row in rows:
+                writer.writerow([row["probe"], row["target"], row["address"]])
+        else:
+            for row in rows:
+                click.echo(json.dumps(row, default=str))
+    return 0

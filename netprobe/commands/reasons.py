@@ -1,0 +1,37 @@
+"""`netprobe reasons`: the vocabulary of the records, for people and tools."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from netprobe.commands.common import default_format
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl"]), default=None,
+              help="Output format (default: table on a terminal, else json).")
+def reasons(fmt):
+    """Every reason a record can carry, with its verdict and what it means."""
+    from netprobe.classify import REASONS
+
+    rows = [{"reason": reason, "verdict": verdict, "meaning": meaning} for reason, (verdict, meaning) in REASONS.items()]
+    fmt = default_format(fmt, pipe="json")
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(row))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        from netprobe.render import VERDICT_STYLES
+        table = Table(header_style="bold")
+        for column in ("reason", "verdict", "meaning"):
+            table.add_column(column, no_wrap=column != "meaning")
+        for row in rows:
+            table.add_row(row["reason"], f"[{VERDICT_STYLES[row['verdict']]}]{row['verdict']}[/]", row["meaning"])
+        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)

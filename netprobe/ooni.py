@@ -1,0 +1,1120 @@
+"""OONI measurements <-> netprobe records: pure conversions, no I/O.
+
+Import reads OONI's `telegram` (ts-020) and `web_connectivity` (ts-017)
+measurements as netprobe records, one per (probe, target) per measurement, so
+that `netprobe report` draws OONI's history on the same rows and in the same
+vocabulary as netprobe's own.  A record's reason is what OONI observed (its
+failure string, mapped by classify.ooni_reason at the stage OONI recorded it).
+Its verdict is netprobe's verdict for that reason, except where OONI's analysis
+of the whole measurement - which had the controls a single record lacks: the
+other data centers, OONI's test helper - concluded otherwise:
+
+- OONI concluded "no blocking" at that stage (telegram_tcp_blocking false: some
+  data center answered; web_connectivity naming another cause, or none): a
+  failure is `inconclusive`, its reason kept, `verdict_if_alone` in evidence.
+  One data center timing out while the others connect is an outage or a lost
+  packet as often as a block, and OONI does not call it one either.
+- OONI concluded blocking there: the failure keeps its own verdict (a reset
+  stays `reset`); only a failure netprobe cannot read (`STAGE.unknown`) takes
+  OONI's word and becomes `blocked`.  Failures of this machine (no route,
+  local firewall) stay `inconclusive` even then.
+- OONI had no conclusion (its test helper failed): netprobe's own judgment.
+
+Export writes one netprobe run as one measurement in OONI's base data format
+(df-000) with test_keys in the shape of OONI's telegram test, and netprobe's
+own records under test_keys.netprobe; import reads those back unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import cache
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlsplit
+
+from netprobe import __version__
+from netprobe.addresses import format_endpoint, parse_endpoint
+from netprobe.classify import (
+    BLOCKED, INCONCLUSIVE, REACHABLE, REASONS, RESET, VERDICTS, DnsQueryOutcome, classify_dns, failure_of,
+    ooni_failure, ooni_reason, verdict_for,
+)
+from netprobe.records import RECORD_FIELDS, SCHEMA, Result, RunInfo, encode
+from netprobe.report.timeutil import canonical_time, normalise_time
+
+SUPPORTED_TESTS = ("telegram", "web_connectivity")
+# OONI's telegram test's data centers (probe-cli internal/experiment/telegram, ts-020).
+OONI_DC_IPS = ("149.154.175.50", "149.154.167.51", "149.154.175.100", "149.154.167.91", "149.154.171.5",
+               "95.161.76.100")
+WEB_HOST = "web.telegram.org"
+# Telegram's autonomous systems (RIPE RIS): OONI annotates each DNS answer with its AS.
+TELEGRAM_ASNS = frozenset({62041, 62014, 59930, 44907, 211157})
+# data_format_version: 0.2.0 since 2016; 0.2.1-0.4.0 were experimental (2019-2020) with the
+# same keys; 0.1.0 was YAML.  0.5.0 is reserved for the next, unknown, format.
+FORMATS = ((0, 2, 0), (0, 5, 0))
+
+MAX_ENTRIES = 2000  # entries read from each list of one measurement
+MAX_LISTED = 20  # operations listed in one record's evidence
+MAX_TEXT = 300  # characters kept of any string OONI wrote
+MAX_T = 86400.0  # an operation's offset from measurement_start_time, at most
+LOCAL_FAILURES = ("no_route", "local_firewall", "local_resources")
+
+# How OONI concluded about one stage of one measurement.
+SAYS_BLOCKED, SAYS_NOT_BLOCKED, UNDECIDED = "blocked", "not blocked", "undecided"
+
+
+class Skip(Exception):
+    """A JSON value that gives no records; its message is the kind, for the tally."""
+
+
+# --- finding measurements ----------------------------------------------------------------
+
+def measurements_in(value: object) -> Iterator[tuple[dict | None, str | None, str | None]]:
+    """(measurement, measurement_uid, None) for each measurement in one JSON value, or
+    (None, None, kind) for what is not one.  Understands bare measurements, OONI API
+    answers (`raw_measurement`, as an object or as JSON text), lists of either, and
+    the API's measurement lists (`results`)."""
+    if isinstance(value, list):
+        for item in value[:MAX_ENTRIES]:
+            yield _unwrapped(item)
+        return
+    if isinstance(value, dict) and isinstance(value.get("results"), list) and "test_keys" not in value:
+        for item in value["results"][:MAX_ENTRIES]:
+            yield _unwrapped(item)
+        return
+    yield _unwrapped(value)
+
+
+def _unwrapped(value: object) -> tuple[dict | None, str | None, str | None]:
+    from netprobe.bounded_input import parse_json
+
+    if not isinstance(value, dict):
+        return None, None, "not a measurement"
+    uid = _text(value.get("measurement_uid"), 100)
+    if "raw_measurement" in value:
+        raw = value["raw_measurement"]
+        if isinstance(raw, str):
+            try:
+                raw = parse_json(raw)
+            except ValueError:
+                return None, None, "broken raw_measurement"
+        if not isinstance(raw, dict):
+            return None, None, "broken raw_measurement"
+        return raw, uid or _text(raw.get("measurement_uid"), 100), None
+    if "test_keys" in value or "test_name" in value:
+        return value, uid, None
+    if uid or "measurement_url" in value:
+        return None, None, "API metadata without raw_measurement"
+    return None, None, "not a measurement"
+
+
+# --- small readers of hostile values -------------------------------------------------------
+
+def _text(value: object, limit: int = MAX_TEXT) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _offset(value: object) -> float | None:
+    """An operation's `t` or `t0`, when it is a plausible one."""
+    number = _number(value)
+    return number if number is not None and 0 <= number <= MAX_T else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _list(value: object) -> list:
+    return value[:MAX_ENTRIES] if isinstance(value, list) else []
+
+
+def _ip(value: object) -> str | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        return None
+
+
+def _tags(entry: dict) -> tuple[str, ...]:
+    return tuple(t[:60] for t in _list(entry.get("tags"))[:8] if isinstance(t, str))
+
+
+def _failure(value: object) -> str | None:
+    """A failure string; older probes wrote `false` for success."""
+    return value[:MAX_TEXT] if isinstance(value, str) and value else None
+
+
+def _endpoint_text(ip: str, port: int) -> str:
+    return format_endpoint(ipaddress.ip_address(ip), port)
+
+
+# --- the operations OONI recorded ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Connect:
+    ip: str
+    port: int
+    failure: str | None
+    t: float | None
+    t0: float | None
+    tid: int | None
+    blocked: bool | None  # web_connectivity <= 0.4: OONI's own per-endpoint judgment
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Handshake:
+    ip: str | None
+    server_name: str | None
+    failure: str | None
+    t: float | None
+    tid: int | None
+    verified: bool
+
+
+@dataclass(frozen=True)
+class Request:
+    url: str | None
+    scheme: str | None
+    host: str | None
+    host_is_ip: bool
+    port: int | None
+    method: str | None
+    failure: str | None
+    code: int | None
+    t: float | None
+    t0: float | None
+    tid: int | None
+    address: str | None
+
+
+@dataclass(frozen=True)
+class Query:
+    hostname: str
+    qtype: str
+    engine: str | None
+    resolver: str | None
+    failure: str | None
+    addresses: tuple[str, ...]
+    malformed: bool
+    t: float | None
+    tags: tuple[str, ...]
+    asns: tuple[tuple[str, int], ...] = ()  # (address, AS number) as OONI annotated them
+
+
+def _connects(tk: dict) -> list[Connect]:
+    found = []
+    for entry in _list(tk.get("tcp_connect")):
+        if not isinstance(entry, dict):
+            continue
+        ip, port = _ip(entry.get("ip")), _int(entry.get("port"))
+        status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
+        if ip is None or port is None or not 0 < port < 65536:
+            continue
+        failure = _failure(status.get("failure"))
+        if failure is None and status.get("success") is False:
+            failure = "unknown_failure"
+        blocked = status.get("blocked")
+        found.append(Connect(ip, port, failure, _offset(entry.get("t")), _offset(entry.get("t0")),
+                             _int(entry.get("transaction_id")), blocked if isinstance(blocked, bool) else None,
+                             _tags(entry)))
+    return found
+
+
+def _handshakes(tk: dict) -> list[Handshake]:
+    found = []
+    for entry in _list(tk.get("tls_handshakes")):
+        if not isinstance(entry, dict):
+            continue
+        ip = None
+        if isinstance(entry.get("address"), str):
+            try:
+                ip = str(parse_endpoint(entry["address"][:80]).ip)
+            except ValueError:
+                ip = None
+        found.append(Handshake(ip, _host(entry.get("server_name")), _failure(entry.get("failure")),
+                               _offset(entry.get("t")), _int(entry.get("transaction_id")),
+                               entry.get("no_tls_verify") is not True))
+    return found
+
+
+def _host(value: object) -> str | None:
+    """A host name as netprobe spells targets: lower case, no trailing dot, plausible."""
+    if not isinstance(value, str) or not 0 < len(value) <= 253:
+        return None
+    host = value.strip().rstrip(".").lower()
+    if not host or not all(c.isascii() and (c.isalnum() or c in "-._") for c in host):
+        return None
+    return host
+
+
+def _requests(tk: dict) -> list[Request]:
+    found = []
+    for entry in _list(tk.get("requests")):
+        if not isinstance(entry, dict):
+            continue
+        request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
+        url = _text(request.get("url"), 2000)
+        scheme = host = port = None
+        host_is_ip = False
+        if url:
+            try:
+                parts = urlsplit(url)
+                scheme = parts.scheme.lower() if parts.scheme.lower() in ("http", "https") else None
+                raw_host = parts.hostname or ""
+                port = parts.port or {"http": 80, "https": 443}.get(scheme or "")
+            except ValueError:
+                scheme = None
+            if scheme:
+                host = _ip(raw_host)
+                host_is_ip = host is not None
+                host = host or _host(raw_host)
+        code = _int(response.get("code"))
+        address = None
+        if isinstance(entry.get("address"), str):
+            try:
+                address = str(parse_endpoint(entry["address"][:80]))
+            except ValueError:
+                address = None
+        found.append(Request(url[:MAX_TEXT] if url else None, scheme, host, host_is_ip, port,
+                             _text(request.get("method"), 16), _failure(entry.get("failure")),
+                             code if code else None, _offset(entry.get("t")), _offset(entry.get("t0")),
+                             _int(entry.get("transaction_id")), address))
+    return found
+
+
+def _queries(tk: dict) -> list[Query]:
+    found = []
+    for entry in _list(tk.get("queries")):
+        if not isinstance(entry, dict):
+            continue
+        hostname = _host(entry.get("hostname"))
+        if hostname is None:
+            continue
+        addresses, malformed, asns = [], False, []
+        for answer in _list(entry.get("answers")):
+            if not isinstance(answer, dict) or answer.get("answer_type") not in ("A", "AAAA"):
+                continue
+            text = answer.get("ipv4") if answer.get("answer_type") == "A" else answer.get("ipv6")
+            ip = _ip(text)
+            if ip is None:
+                malformed = True
+            elif len(addresses) < 64:
+                addresses.append(ip)
+                if _int(answer.get("asn")) is not None:
+                    asns.append((ip, answer["asn"]))
+        found.append(Query(hostname, _text(entry.get("query_type"), 8) or "ANY", _text(entry.get("engine"), 32),
+                           _text(entry.get("resolver_address"), 200) or None, _failure(entry.get("failure")),
+                           tuple(addresses), malformed, _offset(entry.get("t")), _tags(entry), tuple(asns)))
+    return found
+
+
+# --- one measurement -> records ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Context:
+    start: datetime
+    run: RunInfo
+    base: dict[str, Any]
+
+    def at(self, t: float | None) -> str:
+        return canonical_time(self.start + timedelta(seconds=t or 0.0))
+
+
+def records_from_measurement(measurement: dict, uid: str | None = None) -> list[dict]:
+    """The netprobe records of one OONI measurement; Skip(kind) when it has none."""
+    test_name = measurement.get("test_name")
+    if not isinstance(test_name, str):
+        raise Skip("not a measurement")
+    if test_name not in SUPPORTED_TESTS:
+        raise Skip(f"unsupported test {test_name[:40]}")
+    version = _format_version(measurement.get("data_format_version"))
+    if version is None:
+        raise Skip("unknown data format version")
+    if version < FORMATS[0]:
+        raise Skip(f"old data format {'.'.join(map(str, version))}")
+    if version >= FORMATS[1]:
+        raise Skip(f"newer data format {'.'.join(map(str, version))}")
+    try:
+        start = datetime.strptime(str(measurement.get("measurement_start_time"))[:40], "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise Skip("no measurement_start_time") from None
+    test_keys = measurement.get("test_keys")
+    if not isinstance(test_keys, dict):
+        raise Skip("no test_keys")
+    if measurement.get("software_name") == "netprobe" and isinstance(test_keys.get("netprobe"), dict):
+        return _restored(test_keys["netprobe"])
+    context = _context(measurement, start.replace(tzinfo=timezone.utc), uid)
+    if test_name == "telegram":
+        return _telegram(test_keys, context)
+    return _web_connectivity(measurement, test_keys, context)
+
+
+def _format_version(value: object) -> tuple[int, ...] | None:
+    if not isinstance(value, str) or len(value) > 20:
+        return None
+    try:
+        parts = tuple(int(p) for p in value.split("."))
+    except ValueError:
+        return None
+    return parts if len(parts) == 3 else None
+
+
+def _label(measurement: dict) -> str:
+    """`ooni:CC:ASN`, with OONI's own 'not shared' values for anything odd."""
+    cc = measurement.get("probe_cc")
+    asn = measurement.get("probe_asn")
+    cc = cc if isinstance(cc, str) and len(cc) == 2 and cc.isascii() and cc.isalpha() else "ZZ"
+    if isinstance(asn, int) and not isinstance(asn, bool):
+        asn = f"AS{asn}"
+    plausible = isinstance(asn, str) and asn.isascii() and asn[:2] == "AS" and asn[2:].isdigit() and len(asn) <= 12
+    asn = asn if plausible else "AS0"
+    return f"ooni:{cc.upper()}:{asn}"
+
+
+def run_id_of(measurement: dict) -> str:
+    """The same for one measurement however it was downloaded (bulk data carries no
+    measurement_uid; the API adds it), so that importing it twice folds into one run
+    in `report`: a digest of the measurement's own keys, in a canonical form."""
+    own = {k: v for k, v in measurement.items() if k not in ("measurement_uid", "id")}
+    text = json.dumps(own, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
+
+
+def _context(measurement: dict, start: datetime, uid: str | None) -> Context:
+    software = " ".join(t for t in (_text(measurement.get("software_name"), 60),
+                                     _text(measurement.get("software_version"), 40)) if t)
+    base = {
+        "report_id": _text(measurement.get("report_id"), 200),
+        "measurement_uid": uid,
+        "input": _text(measurement.get("input"), 2000),
+        "test_name": measurement["test_name"],
+        "test_version": _text(measurement.get("test_version"), 20),
+        "software": software or None,
+        "measurement_start_time": canonical_time(start),
+        "resolver_ip": _ip(measurement.get("resolver_ip")),
+    }
+    return Context(start, RunInfo(label=_label(measurement), run_id=run_id_of(measurement)),
+                   {k: v for k, v in base.items() if v is not None})
+
+
+def _record(context: Context, probe: str, target: str, address: str | None, reason: str | None,
+            conclusion: str, evidence: dict, t: float | None = None, t0: float | None = None) -> dict:
+    """One record; the verdict follows the reason as OONI's conclusion allows (module doc)."""
+    if reason is not None and reason not in REASONS:
+        reason = f"{reason.partition('.')[0]}.unknown"
+    own = verdict_for(reason)
+    verdict = own
+    if reason is not None:
+        failure = failure_of(reason)
+        if conclusion == SAYS_NOT_BLOCKED and own in (BLOCKED, RESET):
+            verdict = INCONCLUSIVE
+        elif conclusion == SAYS_BLOCKED and failure == "unknown":
+            verdict = BLOCKED
+        if failure in LOCAL_FAILURES:
+            verdict = INCONCLUSIVE
+    if verdict != own:
+        evidence["verdict_if_alone"] = own
+    duration = max(0.0, (t - t0) * 1000) if t is not None and t0 is not None else 0.0
+    result = Result(probe, target, address, reason, duration, {"ooni": dict(context.base), **evidence},
+                    verdict=verdict, measured_at=context.at(t))
+    return encode(result, context.run)
+
+
+def _conclusion(flag: object) -> str:
+    return SAYS_BLOCKED if flag is True else SAYS_NOT_BLOCKED if flag is False else UNDECIDED
+
+
+def _listed(operations: Iterable, fields) -> list[dict]:
+    return [fields(op) for op in list(operations)[:MAX_LISTED]]
+
+
+def _earliest(operations: Iterable) -> Any:
+    ordered = sorted(operations, key=lambda op: (op.t is None, op.t or 0.0))
+    return ordered[0] if ordered else None
+
+
+def _request_stage(request: Request, connects: list[Connect], handshakes: list[Handshake],
+                   ips: set[str]) -> str:
+    """Where a failed request failed, from the operations OONI recorded beside it: the
+    same transaction, else a connect or handshake to the same host failing the same way."""
+    if request.tid:
+        if any(h.tid == request.tid and h.failure == request.failure for h in handshakes):
+            return "tls"
+        if any(c.tid == request.tid and c.failure == request.failure for c in connects):
+            return "tcp"
+    if request.address:
+        ips = {str(parse_endpoint(request.address).ip)}
+    if any(c.ip in ips and c.port == request.port and c.failure == request.failure for c in connects):
+        return "tcp"
+    if request.scheme == "https" and any(h.failure == request.failure and (h.ip in ips or h.server_name == request.host)
+                                         for h in handshakes):
+        return "tls"
+    return "http"
+
+
+def _dns_records(queries: list[Query], context: Context, networks: tuple, conclusion: str,
+                 verified: set[str], consistency: str | None = None) -> list[dict]:
+    """One record per (name, resolver): A/AAAA judged as netprobe's dns probe judges them.
+    Of repeated lookups of one type, an answer outweighs a failure (OONI retries)."""
+    groups: dict[tuple, list[Query]] = {}
+    for query in queries:
+        groups.setdefault((query.hostname, query.engine, query.resolver), []).append(query)
+    records = []
+    for (hostname, engine, resolver), group in groups.items():
+        by_type: dict[str, list[Query]] = {}
+        for query in group:
+            by_type.setdefault(query.qtype, []).append(query)
+        outcomes, decisive = [], None
+        for qtype, tries in by_type.items():
+            answered = [q for q in tries if q.failure is None or q.failure == "dns_no_answer"]
+            for query in answered or tries:
+                outcomes.append(_outcome(query))
+            chosen = _earliest([q for q in tries if q.failure and q.failure != "dns_no_answer"] if not answered
+                               else answered)
+            if decisive is None or (chosen is not None and chosen.failure and not decisive.failure):
+                decisive = chosen
+        if any(q.malformed for q in group):
+            reason = "dns.malformed"
+        else:
+            reason = classify_dns(outcomes, networks)
+            answers = {a for o in outcomes for a in o.addresses}
+            if reason == "dns.outside_networks" and all(
+                    a in verified for a in answers if not any(ipaddress.ip_address(a) in n for n in networks)):
+                reason = None  # a verified TLS handshake (or Telegram's own AS) proves it genuine
+        evidence: dict[str, Any] = {
+            "resolver": resolver, "engine": engine,
+            "queries": _listed(group, lambda q: {"qtype": q.qtype, "failure": q.failure,
+                                                 "addresses": list(q.addresses[:16]), "t": q.t}),
+            "ooni_failures": sorted({q.failure for q in group if q.failure})[:MAX_LISTED],
+        }
+        if consistency is not None:
+            evidence["dns_consistency"] = consistency
+        if conclusion == SAYS_BLOCKED and reason is None:
+            reason = "dns.outside_networks"  # OONI's test helper resolved it elsewhere
+            evidence["note"] = "OONI found the answers inconsistent with its test helper's"
+        records.append(_record(context, "dns", hostname, resolver, reason, conclusion, evidence,
+                               decisive.t if decisive else None))
+    return records
+
+
+def _outcome(query: Query) -> DnsQueryOutcome:
+    if query.failure is None or query.failure == "dns_no_answer":
+        return DnsQueryOutcome(qtype=query.qtype, rcode="NOERROR", addresses=query.addresses)
+    return DnsQueryOutcome(qtype=query.qtype, error_reason=ooni_reason(query.failure, "dns"))
+
+
+def _connect_records(connects: list[Connect], context: Context, conclusion: str, note: dict,
+                     dc_numbers: dict[str, int] | None = None) -> list[dict]:
+    """One tcp record per endpoint: any connect that succeeded makes it reachable."""
+    groups: dict[tuple, list[Connect]] = {}
+    for connect in connects:
+        groups.setdefault((connect.ip, connect.port), []).append(connect)
+    records = []
+    for (ip, port), group in groups.items():
+        ok = [c for c in group if c.failure is None]
+        decisive = _earliest(ok) if ok else _earliest(group)
+        reason = None if ok else ooni_reason(decisive.failure, "tcp")
+        blocked = [c.blocked for c in group if c.blocked is not None]
+        evidence: dict[str, Any] = {"connect": "ok" if ok else "failed", "attempts": len(group),
+                                    "ooni_failures": sorted({c.failure for c in group if c.failure})[:MAX_LISTED],
+                                    **note}
+        if blocked:
+            # Kept, not followed: OONI deprecated this per-endpoint flag; it marks an IPv6
+            # timeout on a probe without IPv6 while the measurement says "accessible".
+            evidence["ooni_endpoint_blocked"] = any(blocked)
+        tagged = [int(t[3:]) for c in group for t in c.tags if t.startswith("dc=") and t[3:].isdigit()]
+        if tagged:  # netprobe's own exports say which DC each endpoint is
+            evidence["dc"] = tagged[0]
+        elif dc_numbers and ip in dc_numbers:
+            evidence["dc"] = dc_numbers[ip]
+        target = _endpoint_text(ip, port)
+        records.append(_record(context, "tcp", target, target, reason, conclusion, evidence,
+                               decisive.t, decisive.t0))
+    return records
+
+
+def _request_fields(request: Request) -> dict:
+    return {"url": request.url, "method": request.method, "failure": request.failure, "status": request.code,
+            "t": request.t}
+
+
+# --- telegram (ts-020) ---------------------------------------------------------------------
+
+@cache
+def _telegram_targets() -> tuple[tuple, dict[str, int]]:
+    """Telegram's networks and the DC of each data-center address, from netprobe's own
+    target set (the networks judge DNS answers; DC numbers are evidence)."""
+    from netprobe.targets import load_builtin
+
+    targets = load_builtin()
+    return targets.networks, {str(e.endpoint.ip): e.dc for e in targets.endpoints if e.dc is not None}
+
+
+def _telegram(tk: dict, context: Context) -> list[dict]:
+    networks, dc_numbers = _telegram_targets()
+    connects, handshakes = _connects(tk), _handshakes(tk)
+    requests, queries = _requests(tk), _queries(tk)
+    web_hosts = {r.host for r in requests if r.host and not r.host_is_ip} | {WEB_HOST}
+    host_ips: dict[str, set[str]] = {}
+    for query in queries:
+        host_ips.setdefault(query.hostname, set()).update(query.addresses)
+    web_ips = set().union(*(host_ips.get(h, set()) for h in web_hosts))
+    dc_ips = (set(OONI_DC_IPS) | set(dc_numbers) | {r.host for r in requests if r.host_is_ip}
+              | {c.ip for c in connects if any(t.startswith("dc=") for t in c.tags)}) - web_ips
+    dc_connects = [c for c in connects if c.ip in dc_ips]
+    verified = {h.ip for h in handshakes if h.ip and h.failure is None and h.verified}
+    verified |= {ip for q in queries for ip, asn in q.asns if asn in TELEGRAM_ASNS}  # moved, still Telegram's
+    records = _dns_records(queries, context, networks, UNDECIDED, verified)
+
+    # Data centers, TCP: blocked only when every one failed (telegram_tcp_blocking).
+    flag = tk.get("telegram_tcp_blocking")
+    if not isinstance(flag, bool) and dc_connects:
+        flag = not any(c.failure is None for c in dc_connects)
+    records += _connect_records(dc_connects, context, _conclusion(flag),
+                                {"ooni_conclusion": {"telegram_tcp_blocking": flag}}, dc_numbers)
+    sampled = [c for c in connects if c.ip not in dc_ips and any(t.startswith("range=") for t in c.tags)]
+    records += _connect_records(sampled, context, UNDECIDED, {"note": "an address sampled from a Telegram range"})
+
+    # Data centers, HTTP POST: blocked only when none answered (telegram_http_blocking).
+    posts = [r for r in requests if r.host_is_ip and r.host in dc_ips and r.port]
+    flag = tk.get("telegram_http_blocking")
+    if not isinstance(flag, bool) and posts:
+        flag = not any(r.failure is None for r in posts)
+    groups: dict[str, list[Request]] = {}
+    for request in posts:
+        groups.setdefault(_endpoint_text(request.host, request.port), []).append(request)
+    for endpoint, group in groups.items():
+        ok = [r for r in group if r.failure is None]
+        decisive = _earliest(ok) if ok else _earliest(group)
+        reason = None
+        if not ok:
+            reason = ooni_reason(decisive.failure, _request_stage(decisive, dc_connects, [], {decisive.host}))
+        evidence = {"requests": _listed(group, _request_fields),
+                    "ooni_failures": sorted({r.failure for r in group if r.failure})[:MAX_LISTED],
+                    "ooni_conclusion": {"telegram_http_blocking": flag},
+                    "note": "an HTTP POST to a Telegram data center; any HTTP answer means it is reachable"}
+        if decisive.host in dc_numbers:
+            evidence["dc"] = dc_numbers[decisive.host]
+        records.append(_record(context, "http", endpoint, endpoint, reason, _conclusion(flag), evidence,
+                               decisive.t, decisive.t0))
+
+    forged = {r["target"]: r["reason"] for r in records if r["probe"] == "dns" and r["verdict"] == BLOCKED}
+    records += _telegram_web(tk, context, requests, connects, handshakes, host_ips, forged)
+    return records
+
+
+def _telegram_web(tk: dict, context: Context, requests: list[Request], connects: list[Connect],
+                  handshakes: list[Handshake], host_ips: dict[str, set[str]],
+                  forged: dict[str, str]) -> list[dict]:
+    """web.telegram.org: blocked when a GET of it failed (telegram_web_status).  When the
+    name's DNS answer was itself a block, the GET went where it pointed: DNS decided it."""
+    status, flag_failure = _text(tk.get("telegram_web_status"), 20), _failure(tk.get("telegram_web_failure"))
+    conclusion = {"blocked": SAYS_BLOCKED, "ok": SAYS_NOT_BLOCKED}.get(status, UNDECIDED)
+    said = {"ooni_conclusion": {"telegram_web_status": status,
+                                "telegram_web_failure": flag_failure}}
+    groups: dict[tuple[str, str], list[Request]] = {}
+    for request in requests:
+        if request.host and not request.host_is_ip and request.scheme:
+            groups.setdefault((request.scheme, request.host), []).append(request)
+    unreadable = sum(1 for r in requests if not r.scheme)
+    any_failure = any(r.failure for group in groups.values() for r in group)
+    records = []
+    for (scheme, host), group in groups.items():
+        failed = [r for r in group if r.failure]
+        decisive = _earliest(failed) if failed else _earliest(group)
+        reason = stage = None
+        if failed:
+            stage = _request_stage(decisive, connects, handshakes, host_ips.get(host, set()))
+            reason = ooni_reason(decisive.failure, stage)
+            if host in forged and not reason.startswith("dns."):
+                reason, stage = forged[host], "dns"
+        elif decisive.code == 451:
+            reason = "http.blockpage"
+        evidence = {"url": decisive.url, "requests": _listed(group, _request_fields),
+                    "ooni_failures": sorted({r.failure for r in group if r.failure})[:MAX_LISTED], **said}
+        if stage:
+            evidence["stage"] = stage
+        if not any_failure and conclusion == SAYS_BLOCKED and (scheme, host) == ("https", WEB_HOST):
+            # Measurement Kit also called the page blocked when its title was not "Telegram Web".
+            reason = ooni_reason(flag_failure, "http") if flag_failure else "http.blockpage"
+            evidence["note"] = "OONI called the web version blocked though every request got an answer"
+        records.append(_record(context, scheme, host, decisive.address or _address_of(decisive, connects, host_ips),
+                               reason, conclusion, evidence, decisive.t, decisive.t0))
+    if ("https", WEB_HOST) not in groups and conclusion != UNDECIDED:
+        # Nothing readable about the request itself (early engines wrote no URL): OONI's
+        # conclusion is all there is.
+        reason = None if conclusion == SAYS_NOT_BLOCKED else (
+            ooni_reason(flag_failure, "http") if flag_failure else "http.blockpage")
+        evidence = {**said, "note": "from OONI's telegram_web_status: no readable request to "
+                                    f"https://{WEB_HOST}/ in the measurement", "unreadable_requests": unreadable}
+        records.append(_record(context, "https", WEB_HOST, None, reason, conclusion, evidence))
+    return records
+
+
+def _address_of(request: Request, connects: list[Connect], host_ips: dict[str, set[str]]) -> str | None:
+    """The endpoint a request went to, when OONI's connects tell it: the one that failed
+    as the request did, else the only one that connected."""
+    ips = {request.host} if request.host_is_ip else host_ips.get(request.host or "", set())
+    near = [c for c in connects if c.ip in ips and c.port == request.port]
+    same = [c for c in near if c.failure == request.failure and c.failure is not None]
+    connected = {(c.ip, c.port) for c in near if c.failure is None}
+    if same:
+        return _endpoint_text(same[0].ip, same[0].port)
+    if len(connected) == 1:
+        return _endpoint_text(*connected.pop())
+    return None
+
+
+# --- web_connectivity (ts-017) -------------------------------------------------------------
+
+CLASSIC_ENGINES = (None, "system", "getaddrinfo", "golang_net_resolver", "go", "unknown")
+BLOCKING = ("dns", "tcp_ip", "http-failure", "http-diff")
+
+
+def _web_connectivity(measurement: dict, tk: dict, context: Context) -> list[dict]:
+    url = _text(measurement.get("input"), 2000)
+    try:
+        parts = urlsplit(url or "")
+        scheme, host = parts.scheme.lower(), _host(parts.hostname or "") or _ip(parts.hostname or "")
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        raise Skip("no input URL") from None
+    if scheme not in ("http", "https") or not host:
+        raise Skip("no input URL")
+    blocking = tk.get("blocking")
+    blocking = blocking if blocking in BLOCKING or blocking is False else None
+    accessible = tk.get("accessible") if isinstance(tk.get("accessible"), bool) else None
+    said = {"ooni_conclusion": {"blocking": blocking, "accessible": accessible}}
+
+    def stage_conclusion(*causes: str) -> str:
+        if blocking in causes:
+            return SAYS_BLOCKED
+        if blocking is None and accessible is not True:
+            return UNDECIDED
+        return SAYS_NOT_BLOCKED
+
+    connects, handshakes = _connects(tk), _handshakes(tk)
+    requests, queries = _requests(tk), _queries(tk)
+    classic = [q for q in queries if q.hostname == host and (q.engine in CLASSIC_ENGINES or "classic" in q.tags)]
+    verified = {h.ip for h in handshakes if h.ip and h.failure is None and h.verified}
+    consistency = _text(tk.get("dns_consistency"), 20)
+    records = _dns_records(classic, context, (), stage_conclusion("dns"), verified, consistency)
+    dns_failure = _failure(tk.get("dns_experiment_failure"))
+    if not classic and dns_failure:
+        evidence = {"ooni_failures": [dns_failure], "dns_consistency": consistency, **said}
+        records.append(_record(context, "dns", host, None, ooni_reason(dns_failure, "dns"),
+                               stage_conclusion("dns"), evidence))
+    for record in records:
+        record["evidence"].update(said)
+    dns_reason = records[0]["reason"] if records else None
+
+    records += _connect_records(connects, context, stage_conclusion("tcp_ip"), said)
+
+    failure = _failure(tk.get("http_experiment_failure")) or (requests[0].failure if requests else None)
+    if not requests and not failure:
+        return records
+    final = requests[0] if requests else None  # OONI lists the redirect chain last hop first
+    conclusion = stage_conclusion("dns", "tcp_ip", "http-failure", "http-diff")
+    evidence: dict[str, Any] = {"url": url[:MAX_TEXT], "requests": _listed(requests, _request_fields),
+                                "ooni_failures": [failure] if failure else [], **said}
+    reason = None
+    ips = {a for q in classic for a in q.addresses}
+    probe_request = final or Request(url, scheme, host, False, port, "GET", failure, None, None, None, None, None)
+    if failure:
+        stage = "tcp" if blocking == "tcp_ip" else _request_stage(probe_request, connects, handshakes, ips)
+        reason = ooni_reason(failure, stage)
+        if blocking == "dns" and dns_reason:
+            reason = dns_reason  # the page was fetched from where the forged answer pointed
+            evidence["note"] = "the request went where the DNS answer pointed; DNS decided it"
+        evidence["stage"] = stage
+    elif blocking == "http-diff":
+        reason = "http.blockpage"
+        evidence["note"] = "OONI found the page different from its test helper's (a blockpage)"
+    elif final is not None and final.code == 451:
+        reason = "http.blockpage"
+    t = final.t if final else None
+    address = probe_request.address or _address_of(probe_request, connects, {host: ips})
+    records.append(_record(context, scheme, host, address, reason, conclusion, evidence, t, final.t0 if final else None))
+    return records
+
+
+# --- netprobe's own measurements, read back --------------------------------------------------
+
+def _restored(section: dict) -> list[dict]:
+    """The records a netprobe export carried, as they were (label and run id included),
+    after the checks `report` applies to any archive line."""
+    records = []
+    for record in _list(section.get("records")):
+        if not isinstance(record, dict) or not set(RECORD_FIELDS) <= set(record):
+            continue
+        at = normalise_time(record.get("measured_at"))
+        verdict, reason = record.get("verdict"), record.get("reason")
+        duration = _number(record.get("duration_ms"))
+        if (at is None or verdict not in VERDICTS or not (reason is None or reason in REASONS)
+                or duration is None or not isinstance(record.get("evidence"), dict)
+                or not _shallow(record["evidence"])
+                or not all(isinstance(record.get(k), str) for k in ("run_id", "probe", "target"))
+                or not all(record.get(k) is None or isinstance(record.get(k), str) for k in ("address", "label"))):
+            continue
+        kept = {name: record[name] for name in RECORD_FIELDS}
+        kept.update(schema=SCHEMA, measured_at=at, duration_ms=duration)
+        kept["netprobe_version"] = _text(record.get("netprobe_version"), 40) or __version__
+        records.append(kept)
+    if not records:
+        raise Skip("netprobe measurement without readable records")
+    return records
+
+
+def _shallow(value: object, depth: int = 0) -> bool:
+    """At most 16 levels deep: evidence is written back out, and nothing netprobe
+    records nests more than a few."""
+    if depth > 16:
+        return False
+    if isinstance(value, dict):
+        return all(_shallow(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return all(_shallow(v, depth + 1) for v in value)
+    return True
+
+
+# --- a netprobe run -> one OONI measurement ----------------------------------------------------
+
+TCP_KINDS = ("tcp",)
+WEB_KINDS = ("https", "http")
+MTPROTO_KINDS = ("mtproto", "mtproto_abridged", "mtproto_obfuscated2")
+RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "REFUSED": 5}
+ENGINES = {"udp": "udp", "tcp": "tcp", "https": "doh"}
+USER_AGENT = f"netprobe/{__version__}"
+
+
+def _when(record: dict) -> datetime:
+    """measured_at as an aware UTC time (an edited archive may spell it otherwise)."""
+    return datetime.fromisoformat(normalise_time(record["measured_at"]) or record["measured_at"])
+
+
+def measurement_from_run(records: list[dict], probe_cc: str | None = None,
+                         probe_asn: str | None = None) -> dict:
+    """One netprobe run (its records, any order) as one OONI measurement.
+
+    probe_cc and probe_asn are what the user says, never looked up; without them
+    OONI's own 'not shared' values ZZ and AS0 are written.
+    """
+    records = sorted(records, key=lambda r: r["measured_at"])
+    ends = [_when(r) for r in records]
+    starts = [e - timedelta(milliseconds=max(0.0, _number(r.get("duration_ms")) or 0.0))
+              for e, r in zip(ends, records)]
+    start = min(starts).replace(microsecond=0)
+    tk = _Builder(start)
+    for record in records:
+        tk.add(record)
+    run_id = records[0]["run_id"]
+    label = records[0].get("label")
+    summary = next((r for r in records if r["probe"] == "summary"), None)
+    resolver = next((r["address"] for r in records if r["probe"] == "dns" and r.get("address")), None)
+    resolver_ip = None
+    if resolver:
+        try:
+            resolver_ip = str(parse_endpoint(resolver).ip)
+        except ValueError:
+            resolver_ip = None
+    test_keys = {
+        "agent": "agent",  # netprobe follows no redirects
+        "failed_operation": None,
+        "failure": None,
+        "network_events": [],
+        "queries": tk.queries,
+        "requests": tk.requests,
+        "socksproxy": None,
+        "tcp_connect": tk.tcp_connect,
+        "tls_handshakes": tk.tls_handshakes,
+        **_telegram_flags(records),
+        "netprobe": {
+            "schema": SCHEMA, "run_id": run_id, "label": label,
+            "vantage": (summary or {}).get("evidence", {}).get("vantage"),
+            "findings": (summary or {}).get("evidence", {}).get("findings", []),
+            "records": records,
+        },
+    }
+    measurement = {
+        "annotations": {"engine_name": "netprobe", "engine_version": records[0].get("netprobe_version") or __version__,
+                        "netprobe_run_id": run_id},
+        "data_format_version": "0.2.0",
+        "extensions": {"dnst": 0, "httpt": 0, "tcpconnect": 0, "tlshandshake": 0},
+        "input": None,
+        "measurement_start_time": start.strftime("%Y-%m-%d %H:%M:%S"),
+        "probe_asn": probe_asn or "AS0",
+        "probe_cc": probe_cc or "ZZ",
+        "probe_ip": "127.0.0.1",
+        "probe_network_name": "",
+        "report_id": "",
+        "resolver_asn": "AS0",
+        "resolver_ip": resolver_ip or "",
+        "resolver_network_name": "",
+        "software_name": "netprobe",
+        "software_version": records[0].get("netprobe_version") or __version__,
+        "test_helpers": {},
+        "test_keys": test_keys,
+        "test_name": "telegram",
+        "test_runtime": round(max((max(ends) - start).total_seconds(), 0.0), 6),
+        "test_start_time": start.strftime("%Y-%m-%d %H:%M:%S"),
+        "test_version": __version__,
+    }
+    return measurement
+
+
+def _flag(verdicts: list[str]) -> bool | None:
+    """OONI's blocking flag from netprobe verdicts: False when any got through, True when
+    every one failed in a way censorship produces, None when nothing can be said."""
+    if not verdicts:
+        return None
+    if REACHABLE in verdicts:
+        return False
+    if all(v in (BLOCKED, RESET) for v in verdicts):
+        return True
+    return None
+
+
+def _telegram_flags(records: list[dict]) -> dict:
+    dc_tcp = [r for r in records if r["probe"] in TCP_KINDS and "dc" in (r.get("evidence") or {})]
+    if not dc_tcp:
+        dc_tcp = [r for r in records if r["probe"] in TCP_KINDS and "range" not in (r.get("evidence") or {})]
+    mtproto = [r for r in records if r["probe"] in MTPROTO_KINDS]
+    web = next((r for r in records if r["probe"] == "https" and r["target"] == WEB_HOST), None)
+    status = failure = None
+    if web is not None:
+        if web["verdict"] == REACHABLE:
+            status = "ok"
+        elif web["verdict"] in (BLOCKED, RESET):
+            status, failure = "blocked", _failure_of_record(web)
+    return {
+        "telegram_http_blocking": _flag([r["verdict"] for r in mtproto]),
+        "telegram_tcp_blocking": _flag([r["verdict"] for r in dc_tcp]),
+        "telegram_web_failure": failure,
+        "telegram_web_status": status,
+    }
+
+
+def _failure_of_record(record: dict) -> str | None:
+    """The OONI failure string for a record's reason, sharpened by its evidence."""
+    reason = record.get("reason")
+    if reason is None:
+        return None
+    evidence = _dict(record.get("evidence"))
+    if reason == "tls.bad_certificate":
+        message = str(_dict(evidence.get("tls")).get("verify_message") or "").lower()
+        if "hostname" in message or "ip address mismatch" in message:
+            return "ssl_invalid_hostname"
+        if "issuer" in message or "self-signed" in message or "self signed" in message:
+            return "ssl_unknown_authority"
+        return "ssl_invalid_certificate"
+    if reason == "http.blockpage" and "redirect" in str(evidence.get("blockpage") or ""):
+        return "http_unexpected_redirect_url"
+    return ooni_failure(reason)
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+class _Builder:
+    """The df-001/002/005/006 lists of one run, with times relative to its start.  The
+    records come from an archive anyone could have edited: every value is checked."""
+
+    def __init__(self, start: datetime):
+        self.start = start
+        self.tcp_connect: list[dict] = []
+        self.requests: list[dict] = []
+        self.queries: list[dict] = []
+        self.tls_handshakes: list[dict] = []
+        self.transaction = 0
+
+    def times(self, record: dict) -> tuple[float, float]:
+        t = max(0.0, (_when(record) - self.start).total_seconds())
+        t0 = max(0.0, t - (_number(record.get("duration_ms")) or 0.0) / 1000)
+        return round(t0, 6), round(t, 6)
+
+    @staticmethod
+    def after(t0: float, ms: object) -> float:
+        return round(t0 + max(0.0, min(_number(ms) or 0.0, MAX_T * 1000)) / 1000, 6)
+
+    def add(self, record: dict) -> None:
+        if record["probe"] in TCP_KINDS:
+            self.transaction += 1
+            self.connect(record, record["target"])
+        elif record["probe"] == "dns":
+            self.transaction += 1
+            self.dns(record)
+        elif record["probe"] in WEB_KINDS:
+            self.transaction += 1
+            self.web(record)
+
+    def connect(self, record: dict, endpoint: str | None) -> None:
+        evidence = _dict(record.get("evidence"))
+        try:
+            parsed = parse_endpoint(endpoint or "")
+        except ValueError:
+            return
+        reason = record.get("reason")
+        connected = evidence.get("connect") == "ok" or (reason is None and "connect" not in evidence)
+        t0, t = self.times(record)
+        if "connect_ms" in evidence:
+            t = self.after(t0, evidence.get("connect_ms"))
+        failure = None
+        if not connected:
+            if reason is None:
+                failure = "unknown_failure: no connection"
+            elif reason.split(".")[0] in ("tcp", "control"):
+                failure = _failure_of_record(record)
+            elif evidence.get("deadline_stage") == "connect":
+                failure = "generic_timeout_error"
+            else:
+                failure = ooni_failure(f"tcp.{failure_of(reason)}")
+        entry: dict[str, Any] = {"ip": str(parsed.ip), "port": parsed.port,
+                                 "status": {"failure": failure, "success": failure is None},
+                                 "t0": t0, "t": max(t, t0), "transaction_id": self.transaction}
+        tags = [f"dc={evidence['dc']}"] if _int(evidence.get("dc")) is not None else []
+        tags += [f"range={evidence['range']}"] if isinstance(evidence.get("range"), str) else []
+        if tags:
+            entry["tags"] = [tag[:60] for tag in tags]
+        self.tcp_connect.append(entry)
+
+    def dns(self, record: dict) -> None:
+        evidence = _dict(record.get("evidence"))
+        t0, t = self.times(record)
+        queries = [q for q in _list(evidence.get("queries")) if isinstance(q, dict)]
+        if not queries:
+            self.queries.append(self.query(record, "A", None, [], _failure_of_record(record), t0, t, None))
+            return
+        for query in queries:
+            qtype = query.get("qtype") if query.get("qtype") in ("A", "AAAA") else "ANY"
+            addresses = [ip for ip in (_ip(a) for a in _list(query.get("addresses"))) if ip]
+            rcode = query.get("rcode") if isinstance(query.get("rcode"), str) else None
+            failure = None
+            if query.get("error_reason"):
+                error = query["error_reason"]
+                failure = ooni_failure(error) if isinstance(error, str) and error in REASONS else "unknown_failure"
+            elif rcode and rcode != "NOERROR":
+                failure = ooni_failure({"NXDOMAIN": "dns.nxdomain", "SERVFAIL": "dns.servfail",
+                                        "REFUSED": "dns.refused"}.get(rcode, "dns.bad_rcode"))
+            elif not addresses:
+                failure = "dns_no_answer"
+            ttls = {str(a.get("data")): a.get("ttl") for a in _list(query.get("answers")) if isinstance(a, dict)}
+            engine = ENGINES.get(query.get("transport") if isinstance(query.get("transport"), str) else "udp", "udp")
+            self.queries.append(self.query(record, qtype, engine, [(a, ttls.get(a)) for a in addresses], failure,
+                                           t0, self.after(t0, query.get("duration_ms")), rcode))
+
+    def query(self, record: dict, qtype: str, engine: str | None, answers: list[tuple[str, Any]],
+              failure: str | None, t0: float, t: float, rcode: str | None) -> dict:
+        entry: dict[str, Any] = {
+            "answers": [{"answer_type": "AAAA" if ":" in a else "A", ("ipv6" if ":" in a else "ipv4"): a,
+                         "ttl": _int(ttl)} for a, ttl in answers],
+            "engine": engine or "udp",
+            "failure": failure,
+            "hostname": record["target"],
+            "query_type": qtype,
+            "resolver_address": record.get("address") or "",
+            "t0": t0, "t": max(t, t0), "transaction_id": self.transaction,
+        }
+        if rcode in RCODES:
+            entry["rcode"] = RCODES[rcode]
+        return entry
+
+    def web(self, record: dict) -> None:
+        evidence = _dict(record.get("evidence"))
+        kind, domain = record["probe"], record["target"]
+        t0, t = self.times(record)
+        reason = record.get("reason")
+        stage = reason.split(".")[0] if reason else None
+        if record.get("address") and "connect" in evidence:
+            self.connect(record, record["address"])
+        tls = evidence.get("tls") if isinstance(evidence.get("tls"), dict) else None
+        if kind == "https" and tls is not None and record.get("address"):
+            self.tls_handshakes.append({
+                "network": "tcp", "address": record["address"], "cipher_suite": _text(tls.get("cipher"), 100) or "",
+                "failure": _failure_of_record(record) if stage == "tls" else None,
+                "negotiated_protocol": _text(tls.get("alpn"), 40) or "", "no_tls_verify": False,
+                "peer_certificates": [], "server_name": _text(tls.get("sni"), 253) or domain,
+                "tls_version": _text(tls.get("version"), 40) or "",
+                "t0": t0, "t": self.after(t0, tls.get("handshake_ms")), "transaction_id": self.transaction,
+            })
+        http = _dict(evidence.get("http"))
+        port = _int(evidence.get("port"))
+        default = 443 if kind == "https" else 80
+        url = f"{kind}://{domain}/" if port in (None, default) else f"{kind}://{domain}:{port}/"
+        failure = None if reason is None or reason == "http.blockpage" else _failure_of_record(record)
+        if reason and reason.startswith("dns.") and not str(failure).startswith("dns_"):
+            failure = f"unknown_failure: {reason}"  # a request failure OONI would not read as DNS's
+        headers = {"Host": domain, "User-Agent": _text(http.get("user_agent"), 200) or USER_AGENT, "Accept": "*/*",
+                   "Connection": "close"}
+        response: dict[str, Any] = {"body": "", "body_is_truncated": False, "code": 0, "headers": {},
+                                    "headers_list": []}
+        if _int(http.get("status")) is not None:
+            got = {str(k).title(): str(v) for k, v in _dict(http.get("headers")).items()}
+            body, truncated = _body(http.get("body_prefix"))
+            response = {"body": body, "body_is_truncated": truncated or http.get("headers_complete") is False,
+                        "code": http["status"], "headers": got, "headers_list": [[k, v] for k, v in got.items()]}
+        self.requests.append({
+            "network": "tcp", "address": record.get("address") or "", "alpn": _text((tls or {}).get("alpn"), 40) or "",
+            "failure": failure,
+            "request": {"body": "", "body_is_truncated": False, "headers": headers,
+                        "headers_list": [[k, v] for k, v in headers.items()], "method": "GET",
+                        "tor": {"exit_ip": None, "exit_name": None, "is_tor": False}, "url": url,
+                        "x_transport": "tcp"},
+            "response": response, "t0": t0, "t": t, "transaction_id": self.transaction,
+        })
+
+
+def _body(prefix: object) -> tuple[object, bool]:
+    """netprobe keeps a capped hex prefix of a body; OONI wants text, or base64 for bytes."""
+    if not isinstance(prefix, dict) or not isinstance(prefix.get("hex"), str):
+        return "", False
+    try:
+        data = bytes.fromhex(prefix["hex"])
+    except ValueError:
+        return "", False
+    truncated = bool(prefix.get("truncated"))
+    try:
+        return data.decode("utf-8"), truncated
+    except UnicodeDecodeError:
+        import base64
+        return {"format": "base64", "data": base64.b64encode(data).decode("ascii")}, truncated
+
+
+def runs_of(records: Iterable[dict]) -> dict[str, list[dict]]:
+    """Records grouped by run id, in the order runs first appear."""
+    runs: dict[str, list[dict]] = {}
+    for record in records:
+        runs.setdefault(record["run_id"], []).append(record)
+    return runs
+
+
+def is_record(value: object) -> bool:
+    """A netprobe record with what export needs, of the right types."""
+    return (isinstance(value, dict) and set(RECORD_FIELDS) <= set(value)
+            and all(isinstance(value.get(k), str) for k in ("run_id", "probe", "target"))
+            and normalise_time(value.get("measured_at")) is not None
+            and value.get("verdict") in VERDICTS and (value.get("reason") is None or value.get("reason") in REASONS)
+            and isinstance(value.get("evidence"), dict))
+
+
+def runs_as_ooni(records: list[dict], probe_cc: str | None, probe_asn: str | None) -> str:
+    """`netprobe run --format ooni`: each run's records as one OONI measurement, one line each."""
+    from netprobe.records import json_text
+
+    return "".join(json_text(measurement_from_run(run, probe_cc, probe_asn)) + "\n"
+                   for run in runs_of(records).values())
