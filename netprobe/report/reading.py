@@ -185,12 +185,31 @@ _TECHNIQUE_SET = frozenset(TECHNIQUES)
 
 def summary_fields(reason: object, evidence: object) -> tuple[str | None, frozenset, dict]:
     """(reason, techniques found, evidence kept for the diagnosis) of a summary record; its
-    evidence may still be JSON text (the fast path)."""
+    evidence may still be JSON text (the fast path), and runs that found the same say it in the
+    same words: those are decoded once."""
     if isinstance(evidence, str):
-        try:
-            evidence = json.loads(evidence)
-        except ValueError:
-            evidence = None
+        fields = _summaries.get(evidence)
+        if fields is None:
+            fields = _summary_fields(_decoded(evidence))
+            if len(_summaries) >= 256:
+                _summaries.clear()
+            _summaries[evidence] = fields
+        return (reason if isinstance(reason, str) else None), fields[0], fields[1]
+    return (reason if isinstance(reason, str) else None), *_summary_fields(evidence)
+
+
+_summaries: dict[str, tuple] = {}  # evidence text -> (found, kept)
+
+
+def _decoded(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _summary_fields(evidence: object) -> tuple[frozenset, dict]:
+    """(techniques found, what the diagnosis keeps) of a decoded summary evidence (anyone's)."""
     if not isinstance(evidence, dict):
         evidence = {}
     techniques = evidence.get("techniques")
@@ -209,7 +228,7 @@ def summary_fields(reason: object, evidence: object) -> tuple[str | None, frozen
     kept = {"findings": [f[:MAX_FINDING] for f in findings[:50]]}
     if techniques is not None:
         kept["techniques"] = [_technique(t) for t in techniques[:50]]
-    return (reason if isinstance(reason, str) else None), found, kept
+    return found, kept
 
 
 MAX_FINDING = 2000  # characters of a finding kept for the diagnosis (a line may be anyone's)
