@@ -87,8 +87,8 @@ def reference_observations(records, grouped=False):
         if current is None or rank > current[1] or (rank == current[1] and at < current[0]):
             runs[key][r["run_id"]] = (at, rank, r["reason"], r["run_id"])
         member = members.setdefault(key, {}).setdefault(r["run_id"], {}).get(r["target"])
-        if member is None or rank > member[0]:
-            members[key][r["run_id"]][r["target"]] = (rank, r["reason"])
+        if member is None or rank > member[0] or (rank == member[0] and at < member[2]):
+            members[key][r["run_id"]][r["target"]] = (rank, r["reason"], at)
     return {k: sorted(v.values()) for k, v in runs.items()}, members
 
 

@@ -107,11 +107,11 @@ def differing(members: dict) -> tuple[int, int, tuple]:
     """(members in the run, how many differ, the first MAX_DIFFERING of them as (target, rank, reason)):
     a member differs when its verdict is not the run's most common one (ties: the better verdict
     is the common one, so that the worse members are named)."""
-    tally = Counter(rank for rank, _reason in members.values())
+    tally = Counter(member[0] for member in members.values())
     if len(tally) < 2:
         return len(members), 0, ()
     common = min(tally, key=lambda rank: (-tally[rank], rank))
-    odd = sorted((target, rank, reason) for target, (rank, reason) in members.items() if rank != common)
+    odd = sorted((target, rank, reason) for target, (rank, reason, _at) in members.items() if rank != common)
     return len(members), len(odd), tuple(odd[:MAX_DIFFERING])
 
 
@@ -180,9 +180,9 @@ class Fold:
                 run[0], run[1], run[2] = at, rank, reason
         if self.grouped:
             members = run[4]
-            member = members.get(target)
-            if member is None or rank > member[0]:
-                members[target] = (rank, reason)
+            member = members.get(target)  # (rank, reason, at): like a run, the earliest of the worst
+            if member is None or rank > member[0] or (rank == member[0] and at < member[2]):
+                members[target] = (rank, reason, at)
 
     @property
     def observations(self) -> int:
