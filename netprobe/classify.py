@@ -122,6 +122,12 @@ REASONS: dict[str, tuple[str, str]] = {
     "summary.no_open_access": (INCONCLUSIVE, "no control got through at any stage while something on the path "
                                "answers: this network gives no open access to the Internet"),
     "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),
+    # --- RIPE Atlas only (netprobe/atlas.py): Atlas reports a certificate chain, not a verified handshake
+    "tls.unknown_issuer": (INCONCLUSIVE, "the certificate is for the name, but its chain leads to no CA in "
+                           "netprobe's trust store and no control name's TLS from the same probe shows whether "
+                           "the store fits: a private CA (TLS interception) or a CA removed since"),
+    "tls.old_version": (INCONCLUSIVE, "the server refused the probe's TLS 1.2 ClientHello (alert "
+                        "protocol_version): RIPE Atlas probes do not offer TLS 1.3, so this says nothing of blocking"),
 }
 
 
@@ -671,3 +677,93 @@ def mtproto_response_reason(kind: str) -> str | None:
 def negative_control_reason(connect_reason: str | None) -> str | None:
     """A connection that must fail: its success is the finding (interception)."""
     return "interception.accepted" if connect_reason is None else None
+
+
+# --- RIPE Atlas results ------------------------------------------------------------
+# Atlas probes report failures as text, in their firmware's words (RIPE-NCC/ripe-atlas-probe-
+# measurements, eperd/evtdig.c, sslgetcert.c, traceroute.c: strerror() and gai_strerror()
+# texts and a few fixed phrases).  Matched by substring, lower case, first match wins; a
+# text matching none is `unknown` (inconclusive), never a block.
+
+_ATLAS_ERRNO_TEXT = (
+    ("timeout", "timeout"),
+    ("timed out", "timeout"),
+    ("connection refused", "refused"),
+    ("connection reset", "reset"),
+    ("broken pipe", "reset"),
+    # The probe has no route of that family at all (mostly IPv6 on an IPv4-only probe).
+    ("network is unreachable", "no_route"),
+    ("address family not supported", "no_route"),
+    ("cannot assign requested address", "no_route"),
+    ("no route to host", "unreachable"),
+    ("host is unreachable", "unreachable"),
+    ("permission denied", "local_firewall"),
+    ("operation not permitted", "local_firewall"),
+    ("address already in use", "local_resources"),
+    ("no buffer space", "local_resources"),
+    ("cannot allocate memory", "local_resources"),
+    ("too many open files", "local_resources"),
+)
+
+# gai_strerror() texts of the probe's own name resolution (sslcert `dnserr`, DNS `getaddrinfo`).
+_ATLAS_RESOLVE_TEXT = (
+    ("not known", "nxdomain"),              # EAI_NONAME: "Name or service not known", "... or not known"
+    ("no address associated", "no_answer"),  # EAI_NODATA
+    ("temporary failure", "timeout"),       # EAI_AGAIN
+    ("non-recoverable", "servfail"),        # EAI_FAIL
+)
+
+# Answers to the probe's ClientHello that were not a TLS handshake (sslgetcert.c).
+_ATLAS_NOT_TLS_TEXT = ("server hello", "bad type", "bad len", "bad amount of cert data")
+
+# ICMP errors a traceroute hop reports (`err`): N(et), H(ost), P(rotocol), A(dministratively
+# prohibited), or the ICMP code as a number: all mean the path refused the packet.
+ATLAS_ICMP_ERRORS = {"N": "network unreachable", "H": "host unreachable", "P": "protocol unreachable",
+                     "A": "administratively prohibited", "p": "port unreachable"}
+
+
+def _text_match(text: object, table) -> str | None:
+    lowered = str(text).lower()
+    return next((failure for needle, failure in table if needle in lowered), None)
+
+
+def atlas_stream_failure(text: object) -> str:
+    """The failure part of a reason, for a connection error an Atlas probe reported as text."""
+    return _text_match(text, _ATLAS_ERRNO_TEXT) or "unknown"
+
+
+def atlas_resolve_reason(text: object) -> str:
+    """Reason for a failure of the probe's own name resolution (gai_strerror text)."""
+    return f"dns.{_text_match(text, _ATLAS_RESOLVE_TEXT) or 'unknown'}"
+
+
+def atlas_dns_error_reason(error: object) -> str:
+    """Reason for the `error` of an Atlas DNS response: {"timeout": 5000}, {"socket": "connect
+    failed ..."}, {"senderror": "..."}, {"TUDNS": "..."}, {"nameserver": "no local resolvers found"}, ..."""
+    items = error.items() if isinstance(error, dict) else [("", error)]
+    for key, value in items:
+        key = str(key).lower()
+        if key == "timeout":
+            return "dns.timeout"
+        if key in ("tcpread", "idmismatch"):
+            return "dns.malformed"
+        if key == "getaddrinfo":
+            return atlas_resolve_reason(value)
+        failure = _text_match(value, _ATLAS_ERRNO_TEXT)
+        if failure is not None:
+            return f"dns.{'port_unreachable' if failure == 'refused' else failure}"
+    return "dns.unknown"
+
+
+def atlas_sslcert_error_reason(err: object) -> str:
+    """Reason for the `err` of an Atlas sslcert result: "connect: ..." failed at TCP;
+    a timeout after connecting is the TLS stage's; an answer that was not TLS is a protocol error."""
+    text = str(err).lower()
+    if text.startswith("connect:"):
+        return f"tcp.{atlas_stream_failure(text[len('connect:'):])}"
+    if "timeout" in text:
+        return "tls.timeout"
+    if any(marker in text for marker in _ATLAS_NOT_TLS_TEXT):
+        return "tls.protocol_error"
+    failure = _text_match(text, _ATLAS_ERRNO_TEXT)
+    return f"tls.{failure}" if failure in ("reset", "refused", "unreachable") else "tls.unknown"

@@ -477,6 +477,8 @@ class Runner:
         if is_web(task):
             prepared, dns_seen = await self.address_choice(task)
         result = await guarded(task, self.plan, self.settings, prepared)
+        if task.kind != "control" and task.domain is not None:
+            result.evidence.update(task.context)  # the target file's group (Plan.domain_context)
         if dns_seen is not None:
             result.evidence["dns"] = dns_seen  # what the address choice was decided from
         if is_dns_lookup(task) and self.plan.resolvers and task.resolver == self.plan.resolvers[0]:

@@ -43,8 +43,8 @@ from netprobe.classify import (
     BLOCKED, INCONCLUSIVE, REACHABLE, REASONS, RESET, VERDICTS, DnsQueryOutcome, classify_dns, failure_of,
     ooni_failure, ooni_reason, verdict_for,
 )
-from netprobe.history import canonical_time, normalise_time
 from netprobe.records import RECORD_FIELDS, SCHEMA, Result, RunInfo, encode
+from netprobe.report.timeutil import canonical_time, normalise_time
 
 SUPPORTED_TESTS = ("telegram", "web_connectivity")
 # OONI's telegram test's data centers (probe-cli internal/experiment/telegram, ts-020).

@@ -113,11 +113,13 @@ class Plan:
         if "dns" in self.kinds:
             for domain in self.targets.domains:
                 for resolver in self.resolvers:
-                    yield Task("dns", domain.name, domain=domain, resolver=resolver)
+                    yield Task("dns", domain.name, domain=domain, resolver=resolver,
+                               context=self.domain_context(domain))
         if "dns_injection" in self.kinds:
             for domain in self.targets.domains:
                 for canary in self.canaries():
-                    yield Task("dns_injection", domain.name, domain=domain, resolver=canary)
+                    yield Task("dns_injection", domain.name, domain=domain, resolver=canary,
+                               context=self.domain_context(domain))
         if "tcp" in self.kinds:
             for target in self.targets.endpoints:
                 yield Task("tcp", str(target.endpoint), endpoint=target.endpoint,
@@ -129,7 +131,7 @@ class Plan:
         for kind in ("https", "http"):
             if kind in self.kinds:
                 for domain in self.targets.domains:
-                    yield Task(kind, domain.name, domain=domain)
+                    yield Task(kind, domain.name, domain=domain, context=self.domain_context(domain))
         # Each transport is a kind of its own, so that each keeps its own history:
         # one that gets through while another is reset is evidence of fingerprinting.
         for kind in MTPROTO_KINDS:
@@ -147,7 +149,14 @@ class Plan:
 
     @staticmethod
     def endpoint_context(target: EndpointTarget) -> tuple[tuple[str, object], ...]:
-        return (("dc", target.dc),) if target.dc is not None else ()
+        """What the endpoint's records carry in their evidence: its DC and the file's group."""
+        context: tuple[tuple[str, object], ...] = (("dc", target.dc),) if target.dc is not None else ()
+        return context + ((("group", target.group),) if target.group else ())
+
+    @staticmethod
+    def domain_context(domain: Domain) -> tuple[tuple[str, object], ...]:
+        """What a domain's records carry in their evidence (engine.run_task): the file's group."""
+        return (("group", domain.group),) if domain.group else ()
 
     def range_endpoints(self, index: int, rng: Range) -> Iterator[Endpoint]:
         for endpoint, _ in self.range_targets(index, rng):

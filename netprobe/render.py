@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET
-from netprobe.report_lines import VERDICT_STYLES, closing_segments, count_segments, verdict_segments
+from netprobe.report_lines import VERDICT_STYLES, count_segments, verdict_findings, verdict_headline
 from netprobe.text import printable
-
 
 
 def detail_of(record: dict[str, Any]) -> str:
@@ -85,7 +85,7 @@ def group_of(record: dict[str, Any]) -> str:
     if evidence.get("dc") is not None:
         return f"DC{evidence['dc']}"
     if record["probe"] == "control":
-        return f"{evidence.get('stage', 'tcp')} controls"
+        return str(evidence.get("stage", "tcp"))
     return str(record["target"])
 
 
@@ -122,28 +122,36 @@ def verdict_cell(verdicts: Counter) -> Text:
 
 def grouped_table(records: Iterable[dict[str, Any]]) -> Table:
     """One row per (probe kind, group): what each data center, range and family of names did.
-    Names and reasons wrap between words, never inside one."""
-    table = Table(show_lines=False, header_style="bold", pad_edge=False)
+    No vertical rules, so that at 80 columns the reasons keep room enough never to be cut
+    inside a word: cells wrap between words only."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("probe", no_wrap=True)
     table.add_column("group", no_wrap=True)
-    table.add_column("verdicts", overflow="fold")
-    table.add_column("reasons; members that differ", overflow="fold", ratio=1)
+    table.add_column("verdicts", min_width=11)
+    table.add_column("reasons; members that differ", ratio=1, min_width=24)
     for probe, group, verdicts, reasons, differing in grouped_rows(records):
         notes = [f"{printable(reason)}" + (f" ×{n}" if n > 1 else "") for reason, n in reasons.most_common(2)]
         if differing:
             shown = ", ".join(printable(d, 60) for d in differing[:MAX_DIFFERING])
             more = f" +{len(differing) - MAX_DIFFERING}" if len(differing) > MAX_DIFFERING else ""
             notes.append(f"differ: {shown}{more}")
-        table.add_row(Text(printable(probe)), Text(printable(group, 40)), verdict_cell(verdicts),
+        table.add_row(Text(printable(probe)), Text(printable(group, 32)), verdict_cell(verdicts),
                       Text("; ".join(notes)))
     return table
 
 
 # --- the verdict block: the answer, last, where the eye lands ---------------------------------
 
-def verdict_block(summary: dict[str, Any]) -> Text:
-    """The diagnosis as a short block (report_lines.verdict_segments), styled."""
-    return Text.assemble(*verdict_segments(summary))
+def verdict_block(summary: dict[str, Any]) -> Group:
+    """The diagnosis as a short block (report_lines: the headline, one bullet per technique found,
+    then what could not be judged and why); wrapped lines hang under their bullet."""
+    headline, style = verdict_headline(summary)
+    lines = Table.grid(padding=(0, 1))
+    lines.add_column(no_wrap=True)
+    lines.add_column(ratio=1)
+    for finding in verdict_findings(summary):
+        lines.add_row(Text("  •"), Text(finding))
+    return Group(Text(headline, style=style), lines)
 
 
 def summary_lines(counts: Counter, vantage: str) -> list[Text]:
@@ -161,6 +169,14 @@ def print_report(console: Console, records: list[dict[str, Any]], counts: Counte
         summary = next((r for r in records if r["probe"] == "summary"), None)
     if rows:
         console.print(results_table(rows) if details else grouped_table(rows))
-    shown = None if rows and not details else counts  # the grouped table shows the counts
-    for segments in closing_segments(shown, vantage, notes, findings, summary):
-        console.print(Text.assemble(*segments))
+    if details or not rows:
+        counts = Counter({key: n for key, n in counts.items() if key[0] != "summary"})
+        for line in summary_lines(counts, vantage):
+            console.print(line)
+    for note in notes:
+        console.print(Text(printable(note, limit=500)))
+    if summary is not None:
+        console.print(verdict_block(summary))
+    else:
+        for finding in findings:
+            console.print(Text(printable(finding, limit=1000), style="bold"))

@@ -1,7 +1,9 @@
 """`netprobe report` (history over result archives) and `netprobe cron` (a crontab line).
 
-Like the other commands they import what they use inside the function, so
-that `--help` stays fast; what commands share comes from netprobe.commands.common.
+The report command only parses its options: reading, folding and showing are
+the netprobe.report package's (netprobe/report/command.py).  Like the other
+commands they import what they use inside the function, so that `--help`
+stays fast; what commands share comes from netprobe.commands.common.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def _split(values: tuple[str, ...]) -> frozenset | None:
 def _parsed(option: str, parse, *args, **kwargs):
     """parse(*args), a HistoryError becoming a user error that names the option."""
     from netprobe.commands.common import UserError
-    from netprobe.history import HistoryError
+    from netprobe.report.timeutil import HistoryError
     try:
         return parse(*args, **kwargs)
     except HistoryError as exc:
@@ -43,38 +45,49 @@ def _parsed(option: str, parse, *args, **kwargs):
 @click.option("--target", "targets", multiple=True, metavar="TEXT", help="Only this target; repeatable.")
 @click.option("--changes", is_flag=True, help="List every moment a target's verdict changed.")
 @click.option("--techniques", is_flag=True, help="Per time bucket, how many runs found each blocking technique.")
-@click.option("--timeline", is_flag=True, help="Draw one row per target, one cell per time bucket.")
+@click.option("--timeline", is_flag=True, help="Draw one row per target or group, one cell per time bucket.")
 @click.option("--bucket", metavar="DURATION",
               help="Time bucket of --timeline, --techniques and --html (default: auto; --techniques: 1d).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Stdout format (default: table on a terminal, else jsonl).")
+@click.option("--group", "group", is_flag=True,
+              help="One row per group (range, data center, the target file's group) in every output, "
+                   "csv/json/jsonl included.")
+@click.option("--ungrouped", is_flag=True,
+              help="One row per target everywhere, also on a terminal and in --html (default there: groups).")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), default=None,
               help="Write a self-contained HTML report to FILE (then stdout only shows a view or "
                    "--format asked for explicitly).")
-def report(files, since, until, labels, probes, targets, changes, techniques, timeline, bucket, fmt, html_file):
+def report(files, since, until, labels, probes, targets, changes, techniques, timeline, bucket, fmt, group,
+           ungrouped, html_file):
     """Summarise result archives (JSON lines, plain or gzip) over time.
 
     Default view: per target, the current verdict, since when it holds, and the
     share of each verdict over the window.  Within a run, a target's records fold
     into one observation with the worst verdict (blocked > reset > inconclusive >
-    reachable); counts are numbers of such per-run observations.
+    reachable); counts are numbers of such per-run observations.  On a terminal and
+    in HTML, sampled range addresses, a data center's endpoints and the target
+    file's groups are folded into one row each (--ungrouped keeps them apart).
     """
-    from netprobe import history as h
     from netprobe.commands.common import UserError
+    from netprobe.report import command
+    from netprobe.report import timeutil as tu
+    from netprobe.report.reading import Query
 
     views = [name for name, on in (("changes", changes), ("techniques", techniques), ("timeline", timeline)) if on]
     if len(views) > 1:
         raise UserError(f"choose one view: {' or '.join('--' + v for v in views)}")
+    if group and ungrouped:
+        raise UserError("choose one of --group and --ungrouped")
     view = views[0] if views else "state"
     if view == "timeline" and fmt not in (None, "table"):
         raise UserError("--timeline draws a picture; --format applies to the other views")
-    show = not html_file or bool(views) or fmt is not None
-    query = h.Query(
-        since=_parsed("--since", h.parse_when, since) if since else None,
-        until=_parsed("--until", h.parse_when, until, end_of_day=True) if until else None,
+    query = Query(
+        since=_parsed("--since", tu.parse_when, since) if since else None,
+        until=_parsed("--until", tu.parse_when, until, end_of_day=True) if until else None,
         labels=frozenset(labels) if labels else None, probes=_split(probes),
         targets=frozenset(targets) if targets else None)
-    size = _parsed("--bucket", h.parse_duration, bucket) if bucket else None
+    size = _parsed("--bucket", tu.parse_duration, bucket) if bucket else None
     if size is not None and size < 60:
         raise UserError(f"--bucket: {bucket!r} is shorter than a minute")
     # Fail before reading what may be a year of records, not after.
@@ -85,81 +98,19 @@ def report(files, since, until, labels, probes, targets, changes, techniques, ti
             raise UserError(f"cannot read {path}: {exc.strerror}") from None
     if html_file and not os.access(os.path.dirname(os.path.abspath(html_file)), os.W_OK):
         raise UserError(f"--html: cannot write into the directory of {html_file}")
-
-    want_observations = view != "techniques" or bool(html_file)
+    request = command.Request(files=tuple(files), query=query, view=view, fmt=fmt,
+                              show=not html_file or bool(views) or fmt is not None, html_file=html_file,
+                              bucket=size, grouping="group" if group else "ungrouped" if ungrouped else None)
     try:
-        history = h.read_history(files, query, observations=want_observations, summaries=view == "techniques")
-    except OSError as exc:
-        raise UserError(f"cannot read {exc.filename or 'an input file'}: {exc.strerror}") from None
-    if history.corrupt:
-        click.echo(f"netprobe: skipped {history.corrupt} corrupt lines", err=True)
-    for path in history.damaged:
-        click.echo(f"netprobe: {path}: the compressed data ends early or is damaged; read what it held", err=True)
-
-    try:
-        if html_file:
-            write_html(html_file, history, size, query, files)
-        if show:
-            show_view(view, history, size, fmt)
-    except h.HistoryError as exc:
+        command.report(request, warn=lambda message: click.echo(f"netprobe: {message}", err=True))
+    except command.ReportError as exc:
+        raise UserError(str(exc)) from None
+    except tu.HistoryError as exc:
         raise UserError(f"--bucket: {exc}") from None
     except BrokenPipeError:
         # A reader like `head` left early: not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
-
-
-def show_view(view: str, history, size: int | None, fmt: str | None) -> None:
-    from rich.console import Console
-
-    from netprobe import history as h
-    from netprobe import report_render as r
-
-    fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
-    console = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=False)
-    if view == "timeline":
-        width = r.name_width(r.row_names(history.observations))
-        r.print_timeline(console, h.timeline(history, size, max_cells=max(console.width - width - 2, 10)))
-        return
-    build, columns = {
-        "state": (h.current_state, r.STATE_COLUMNS),
-        "changes": (h.changes, r.CHANGE_COLUMNS),
-        "techniques": (lambda hist: h.techniques(hist, size or 86400), r.TECHNIQUE_COLUMNS),
-    }[view]
-    rows = build(history)
-    if fmt == "table":
-        r.print_view(console, view, rows, size or 86400)
-    else:
-        r.write_machine(rows, fmt, columns, sys.stdout)
-        sys.stdout.flush()
-
-
-def write_html(path: str, history, size: int | None, query, files) -> None:
-    """Written next to its final name and renamed, so a web server never serves half a page."""
-    from netprobe import history as h
-    from netprobe import report_render as r
-    from netprobe.commands.common import UserError
-
-    states = h.current_state(history)
-    line = h.timeline(history, size, max_cells=120)
-    bounds = h.span(history)
-    first, last = (h.time_of(b) for b in bounds) if bounds else (None, None)
-    window = (f"{len(history.observations)} targets, {sum(len(s) for s in history.observations.values())} "
-              f"observations from {len(files)} file(s), {r.when(query.since or first) or '…'} – "
-              f"{r.when(query.until or last) or '…'}")
-    page = r.html_report(states, h.changes(history), line, h.shares_by_probe(states), title="netprobe report",
-                         window=window, skipped=history.corrupt)
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(temporary, "w", encoding="utf-8") as out:
-            out.write(page)
-        os.replace(temporary, path)
-    except OSError as exc:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise UserError(f"cannot write {path}: {exc.strerror}") from None
 
 
 # --- cron ----------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""The words of a run's closing report — counts per probe kind, notes, the verdict block — as
-(text, style) segments, without rich.
+"""The words of a run's closing report — counts per probe kind, notes, the verdict block —
+without rich.
 
-render.py styles these segments for a terminal; a stderr that is no terminal (a script, cron,
-a benchmark) gets them as plain lines (`closing_lines`), so that such a run never imports rich,
+render.py styles them for a terminal; a stderr that is no terminal (a script, cron, a
+benchmark) gets them as plain lines (`closing_lines`), so that such a run never imports rich,
 a quarter of a small sweep's start-up.  Remote text is escaped here (printable), either way.
 """
 
@@ -25,21 +25,21 @@ HEADLINES = {
     "summary.nothing_concluded": ("Nothing concluded: no probe got a genuine answer", "bold yellow"),
 }
 
-Segments = list[tuple[str, str]]
+Segments = list[tuple[str, str]]  # (text, style)
 
 
-def verdict_segments(summary: dict[str, Any]) -> Segments:
-    """The diagnosis as a short block: a headline, then one line per technique found (what it
-    hits, with its counts), then what could not be judged and why."""
+def verdict_headline(summary: dict[str, Any]) -> tuple[str, str]:
+    """The verdict block's first line and its style: the answer, where the eye lands."""
     headline, style = HEADLINES.get(summary.get("reason"), (printable(summary.get("reason")), "bold"))
-    segments = [(f"Verdict: {headline}", style)]
+    return f"Verdict: {headline}", style
+
+
+def verdict_findings(summary: dict[str, Any]) -> list[str]:
+    """The block's bullets: one per technique found (what it hits, with its counts), then what
+    could not be judged and why; escaped."""
     findings = (summary.get("evidence") or {}).get("findings") or []
-    for finding in findings:
-        if not isinstance(finding, str) or finding.startswith("No blocking observed"):
-            continue
-        segments.append(("\n  • ", ""))
-        segments.append((printable(finding, limit=1000), ""))
-    return segments
+    return [printable(finding, limit=1000) for finding in findings
+            if isinstance(finding, str) and not finding.startswith("No blocking observed")]
 
 
 def count_segments(counts: Counter, vantage: str) -> list[Segments]:
@@ -60,23 +60,16 @@ def count_segments(counts: Counter, vantage: str) -> list[Segments]:
     return lines
 
 
-def closing_segments(counts: Counter | None, vantage: str, notes: Iterable[str] = (),
-                     findings: Iterable[str] = (), summary: dict[str, Any] | None = None) -> list[Segments]:
-    """What a run shows after its records: the counts (None: a table showed them), the notes,
-    and last the verdict block."""
-    lines = []
-    if counts is not None:
-        lines = count_segments(Counter({key: n for key, n in counts.items() if key[0] != "summary"}), vantage)
-    lines += [[(printable(note, limit=500), "")] for note in notes]
-    if summary is not None:
-        lines.append(verdict_segments(summary))
-    else:
-        lines += [[(printable(finding, limit=1000), "bold")] for finding in findings]
-    return lines
-
-
 def closing_lines(counts: Counter, vantage: str, notes: Iterable[str] = (), findings: Iterable[str] = (),
                   summary: dict[str, Any] | None = None) -> list[str]:
-    """closing_segments as plain lines (a verdict block spans several)."""
-    return ["".join(text for text, _ in segments)
-            for segments in closing_segments(counts, vantage, notes, findings, summary)]
+    """What a run without a table shows after its records, as render.print_report does: the
+    counts, the notes, and last the verdict block (its bullets on lines of their own)."""
+    counts = Counter({key: n for key, n in counts.items() if key[0] != "summary"})
+    lines = ["".join(text for text, _ in segments) for segments in count_segments(counts, vantage)]
+    lines += [printable(note, limit=500) for note in notes]
+    if summary is not None:
+        lines.append(verdict_headline(summary)[0])
+        lines += [f"  • {finding}" for finding in verdict_findings(summary)]
+    else:
+        lines += [printable(finding, limit=1000) for finding in findings]
+    return lines

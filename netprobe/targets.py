@@ -37,8 +37,10 @@ BUILTIN = "telegram"
 
 _TOP_KEYS = {"name", "description", "networks", "controls", "control_domains", "negative_controls", "domains",
              "endpoints", "ranges", "dns_canary"}
-_DOMAIN_KEYS = {"name", "addresses", "note"}
-_ENDPOINT_KEYS = {"address", "dc", "note"}
+_DOMAIN_KEYS = {"name", "addresses", "note", "group"}
+_ENDPOINT_KEYS = {"address", "dc", "note", "group"}
+# A group names a family of targets in reports (netprobe report folds its members into one row).
+MAX_GROUP = 64
 _RANGE_KEYS = {"cidr", "ports", "sample", "note"}
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
@@ -51,12 +53,14 @@ class TargetFileError(ValueError):
 class Domain:
     name: str
     addresses: tuple[IPAddress, ...] = ()
+    group: str | None = None  # a family of names shown as one row (records: evidence.group)
 
 
 @dataclass(frozen=True)
 class EndpointTarget:
     endpoint: Endpoint
     dc: int | None = None
+    group: str | None = None  # a family of endpoints shown as one row (records: evidence.group)
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,10 @@ class _Parser:
             if not control and networks and not in_networks(address, networks):
                 raise self.fail(f"{key}.addresses[{i}]", f"pinned address {address} lies outside the "
                                 "service's networks")
-        return Domain(name, tuple(addresses))
+        if control and "group" in value:
+            raise self.fail(f"{key}.group", "control names are grouped by their stage; a group applies to "
+                            "the service's domains and endpoints")
+        return Domain(name, tuple(addresses), self.group(key, value))
 
     def endpoint(self, key: str, value: Any) -> EndpointTarget:
         if isinstance(value, str):
@@ -268,7 +275,19 @@ class _Parser:
         dc = value.get("dc")
         if dc is not None and (isinstance(dc, bool) or not isinstance(dc, int)):
             raise self.fail(f"{key}.dc", f"expected an integer, got {dc!r}")
-        return EndpointTarget(self.convert(f"{key}.address", parse_endpoint, value["address"]), dc)
+        return EndpointTarget(self.convert(f"{key}.address", parse_endpoint, value["address"]), dc,
+                              self.group(key, value))
+
+    def group(self, key: str, value: dict[str, Any]) -> str | None:
+        """A short printable name: it becomes a row of every grouped table and report."""
+        group = value.get("group")
+        if group is None:
+            return None
+        if not isinstance(group, str) or not group.strip() or len(group) > MAX_GROUP:
+            raise self.fail(f"{key}.group", f"expected a name of 1 to {MAX_GROUP} characters, got {group!r}")
+        if not group.isprintable():
+            raise self.fail(f"{key}.group", f"control characters are not allowed in a group name: {group!r}")
+        return group.strip()
 
     def range(self, key: str, value: Any) -> Range:
         if not isinstance(value, dict):

@@ -439,3 +439,16 @@ def test_a_short_run_measures_its_controls_once(listener):
                      networks=("127.0.0.1/32",))
     records, outcome, _, _ = run_plan(plan)
     assert [r.probe for r in records].count("control") == 1
+
+
+def test_a_domains_records_carry_its_group():
+    """The file's `group` reaches the records of a domain (evidence.group), for reports to fold."""
+    text = ('name = "t"\nnetworks = ["127.0.0.0/8"]\n'
+            'domains = [{ name = "a.example", addresses = ["127.0.0.1"], group = "family" }, '
+            '{ name = "b.example", addresses = ["127.0.0.1"] }]\n')
+    plan = Plan(targets=parse_target_text(text.encode(), "t.toml"), kinds=("https", "http"), resolvers=(), seed=1,
+                probe_controls=False)
+    records, _outcome, _elapsed, _runner = run_plan(plan, timeout=2.0)
+    groups = {(r.probe, r.target): r.evidence.get("group") for r in records if r.probe != "summary"}
+    assert groups == {("https", "a.example"): "family", ("http", "a.example"): "family",
+                      ("https", "b.example"): None, ("http", "b.example"): None}

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from netprobe import history
 from netprobe.classify import (
     BLOCKED, INCONCLUSIVE, OONI_FAILURES, REACHABLE, REASONS, RESET, VERDICTS, ooni_failure, ooni_reason,
 )
@@ -26,6 +25,7 @@ from netprobe.ooni import (
     Skip, measurement_from_run, measurements_in, records_from_measurement, run_id_of,
 )
 from netprobe.records import RECORD_FIELDS, Result, RunInfo, encode, to_json_line
+from netprobe.report import reading as history
 
 DATA = Path(__file__).resolve().parent / "data" / "ooni"
 FILES = sorted(p.name for p in DATA.glob("*.json"))

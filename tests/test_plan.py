@@ -101,6 +101,18 @@ def test_endpoint_tasks_carry_the_dc():
     assert dict(tcp[1].context) == {"dc": 1}
 
 
+def test_tasks_carry_the_files_group_for_their_records():
+    grouped = """\
+networks = ["149.154.160.0/20"]
+domains = ["t.me", { name = "kws1.web.telegram.org", group = "ws" }]
+endpoints = [{ address = "149.154.175.50:443", dc = 1, group = "dc1" }, "149.154.167.51:443"]
+"""
+    tasks = list(plan(grouped, kinds=PROBE_KINDS, resolvers=RESOLVERS[:1]).tasks())
+    for task in tasks:
+        expected = {"kws1.web.telegram.org": {"group": "ws"}, "149.154.175.50:443": {"dc": 1, "group": "dc1"}}
+        assert dict(task.context) == expected.get(task.target, {}), task
+
+
 @pytest.mark.parametrize("kinds, expected", [(("dns",), {"dns"}), (("tcp",), {"tcp"}), (("dns", "tcp"), {"dns", "tcp"})])
 def test_kinds_select_tasks(kinds, expected):
     assert {t.kind for t in plan(kinds=kinds).tasks()} == expected

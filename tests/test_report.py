@@ -13,20 +13,24 @@ import io
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import zlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from netprobe import history as h
 from netprobe.records import RECORD_FIELDS, to_json_line
+from netprobe.report import command, views
+from netprobe.report import fold as f
+from netprobe.report import timeutil as h
+from netprobe.report.html import VERDICT_COLOURS
 from netprobe.report_cli import cron, program, report
-from netprobe.report_render import VERDICT_COLOURS
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "[bold]x\x1b[31m<script>"
@@ -106,6 +110,18 @@ def netprobe(*args: str) -> subprocess.CompletedProcess:
                           timeout=120, env=env)
 
 
+def fold_of(records: list[dict], *, grouped: bool = False, **options) -> f.Fold:
+    """The pure fold over records in memory (no file): what every view is built from."""
+    fold = f.Fold(grouped=grouped, **options)
+    for r in records:
+        if r["probe"] not in ("control", "summary"):
+            name = command.reading.group_of(r["probe"], r["target"], r["evidence"]) if grouped else r["target"]
+            fold.add(r["measured_at"], r["run_id"], r["label"], r["probe"], r["target"], f.RANK[r["verdict"]],
+                     r["reason"], name)
+    fold.finish()
+    return fold
+
+
 @pytest.fixture
 def archive(tmp_path) -> Path:
     return write_jsonl(tmp_path / "results.jsonl", history_records())
@@ -180,8 +196,7 @@ def test_per_run_folding_precedence(tmp_path, verdicts, folded):
     records = [record(t(0, 100 * i), "t.me", v, None if v == "reachable" else f"dns.{v}", probe="dns",
                       address=f"10.0.0.{i}:53") for i, v in enumerate(verdicts)]
     random.Random(1).shuffle(records)
-    history = h.read_history([str(write_jsonl(tmp_path / "a.jsonl", records))])
-    (state,) = h.current_state(history)
+    (state,) = views.current_state(fold_of(records))
     assert state["verdict"] == folded
     assert state["counts"][folded] == 1 and sum(state["counts"].values()) == 1
     assert state["reason"] == (None if folded == "reachable" else f"dns.{folded}")
@@ -191,7 +206,7 @@ def test_folded_reason_and_time_are_those_of_the_first_record_with_the_verdict(t
     records = [record(t(0, 500), "t.me", "blocked", "dns.timeout", probe="dns"),
                record(t(0, 100), "t.me", "reachable", probe="dns"),
                record(t(0, 300), "t.me", "blocked", "dns.nxdomain", probe="dns")]
-    (state,) = h.current_state(h.read_history([str(write_jsonl(tmp_path / "a.jsonl", records))]))
+    (state,) = views.current_state(fold_of(records))
     assert (state["verdict"], state["reason"], state["since"]) == ("blocked", "dns.nxdomain", t(0, 300))
 
 
@@ -256,8 +271,8 @@ def test_a_truncated_gzip_file_yields_what_it_holds(tmp_path):
     data = gzip.compress(b"".join(to_json_line(r) for r in records))
     path = tmp_path / "cut.gz"
     path.write_bytes(data[: len(data) * 2 // 3])
-    history = h.read_history([str(path)])
-    assert history.damaged == [str(path)] and history.corrupt == 1
+    _folding, stats = command.read(command.Request(files=(str(path),)))
+    assert stats.damaged == [str(path)] and stats.corrupt == 1
     result = CliRunner().invoke(report, [str(path)])
     assert result.exit_code == 0
     assert "skipped 1 corrupt lines" in result.stderr and "ends early or is damaged" in result.stderr
@@ -343,12 +358,146 @@ def test_parse_when():
     (["--changes", "--timeline"], "choose one view"),
     (["--timeline", "--format", "csv"], "--timeline"),
     (["--html", "/nonexistent-dir/r.html"], "--html"),
+    (["--group", "--ungrouped"], "--group"),
 ])
 def test_bad_options_are_user_errors(archive, args, fragment):
     proc = netprobe("report", archive, *args)
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.splitlines()
     assert line.startswith("netprobe: error: ") and fragment in line
+
+
+# --- grouped histories (issue 11) ----------------------------------------------------------------
+
+def grouped_records() -> list[dict]:
+    """Three runs of a data center's two endpoints, a range's addresses sampled anew each run,
+    and two names of one group: DC2 and the range get one blocked member in run 1."""
+    records = []
+    for run in range(3):
+        at, rid = t(run, 100), f"g{run}"
+        for port, verdict in ((443, "blocked" if run == 1 else "reachable"), (80, "reachable")):
+            reason = "tcp.timeout" if verdict == "blocked" else None
+            records.append(record(at, f"149.154.167.51:{port}", verdict, reason, probe="tcp", run=rid,
+                                  evidence={"connect": "ok", "dc": 2}))
+        for i in range(4):
+            blocked = run == 1 and i == 0
+            records.append(record(at, f"91.108.56.{10 * run + i}:443", "blocked" if blocked else "reachable",
+                                  "tcp.timeout" if blocked else None, probe="tcp", run=rid,
+                                  evidence={"range": "91.108.56.0/22", "seed": run}))
+        for name in ("kws1.web.telegram.org", "kws2.web.telegram.org"):
+            records.append(record(at, name, "reachable", probe="https", run=rid,
+                                  evidence={"group": "web WebSocket hosts"}))
+    return records
+
+
+@pytest.fixture
+def grouped_archive(tmp_path) -> Path:
+    return write_jsonl(tmp_path / "grouped.jsonl", grouped_records())
+
+
+def test_machine_output_stays_one_object_per_target_unless_group_is_given(grouped_archive):
+    states = jsonl(run_report(grouped_archive, "--format", "jsonl").stdout)
+    assert len(states) == 2 + 12 + 2 and all(list(s) == list(EXPECTED_STATE[0]) for s in states)
+    grouped = jsonl(run_report(grouped_archive, "--format", "jsonl", "--group").stdout)
+    assert [(s["probe"], s["group"], s["targets"], s["verdict"], s["counts"]["blocked"]) for s in grouped] == [
+        ("https", "web WebSocket hosts", 2, "reachable", 0), ("tcp", "91.108.56.0/22", 12, "reachable", 1),
+        ("tcp", "DC2", 2, "reachable", 1)]
+    assert list(grouped[0]) == ["label", "probe", "group", "targets", "verdict", "reason", "since", "last_seen",
+                                "counts", "differing", "differing_count"]
+    assert all(s["differing"] == [] and s["differing_count"] == 0 for s in grouped)  # the last run is not mixed
+
+
+def test_grouped_changes_say_which_members_differ(grouped_archive):
+    changes = jsonl(run_report(grouped_archive, "--changes", "--format", "jsonl", "--group").stdout)
+    assert [(c["group"], c["from"], c["to"], c["at"], c["targets"], c["differing_count"]) for c in changes] == [
+        ("91.108.56.0/22", "reachable", "blocked", t(1, 100), 4, 1), ("DC2", "reachable", "blocked", t(1, 100), 2, 1),
+        ("91.108.56.0/22", "blocked", "reachable", t(2, 100), 4, 0), ("DC2", "blocked", "reachable", t(2, 100), 2, 0)]
+    assert changes[0]["differing"] == [{"target": "91.108.56.10:443", "verdict": "blocked", "reason": "tcp.timeout"}]
+    # DC2 in run 1: one blocked, one reachable - a tie, so the worse member is the one named
+    assert changes[1]["differing"] == [{"target": "149.154.167.51:443", "verdict": "blocked", "reason": "tcp.timeout"}]
+    rows = list(csv.DictReader(io.StringIO(run_report(grouped_archive, "--changes", "--format", "csv",
+                                                      "--group").stdout)))
+    assert rows[0]["differing"] == "91.108.56.10:443 blocked" and rows[0]["targets"] == "4"
+    assert list(rows[0]) == ["at", "label", "probe", "group", "targets", "from", "to", "reason", "run_id",
+                             "differing_count", "differing"]
+
+
+def test_a_terminal_shows_groups_unless_ungrouped(grouped_archive):
+    table = run_report(grouped_archive, "--format", "table", "--changes", env={"COLUMNS": "200"}).stdout
+    # A change names the members of its run (4 sampled addresses); the state, all seen (12).
+    assert "DC2 (2)" in table and "91.108.56.0/22 (4)" in table and "1 of 4 differ: 91.108.56.10:443 blocked" in table
+    assert "91.108.56.1:443" not in table
+    state = run_report(grouped_archive, "--format", "table", env={"COLUMNS": "200"}).stdout
+    assert "91.108.56.0/22 (12)" in state and "web WebSocket hosts (2)" in state
+    flat = run_report(grouped_archive, "--format", "table", "--ungrouped", env={"COLUMNS": "200"}).stdout
+    assert "91.108.56.21:443" in flat and "DC2" not in flat
+    timeline = run_report(grouped_archive, "--timeline", env={"COLUMNS": "120"}).stdout
+    rows = {line.rsplit(None, 1)[0]: line.rsplit(None, 1)[1] for line in timeline.splitlines()
+            if line.startswith(("tcp ", "https "))}
+    assert rows == {"https web WebSocket hosts (2)": "---", "tcp 91.108.56.0/22 (12)": "-B-", "tcp DC2 (2)": "-B-"}
+
+
+def test_html_is_grouped_and_says_which_members_differ(tmp_path, grouped_archive):
+    page = tmp_path / "r.html"
+    run_report(grouped_archive, "--html", page)
+    text = page.read_text()
+    assert ">91.108.56.0/22 (12)</text>" in text and ">DC2 (2)</text>" in text and "91.108.56.21" not in text
+    assert "1 of 4 differ: 91.108.56.10:443 blocked" in text
+    run_report(grouped_archive, "--html", page, "--ungrouped")
+    assert ">91.108.56.21:443</text>" in page.read_text()
+
+
+def test_a_hostile_group_name_is_inert(tmp_path):
+    records = [record(t(0), "t.me", "reachable", run="r0", evidence={"group": HOSTILE}),
+               record(t(1), "t.me", "blocked", "dns.x", run="r1", evidence={"group": HOSTILE})]
+    path = write_jsonl(tmp_path / "a.jsonl", records)
+    for args in (["--format", "table"], ["--changes", "--format", "table"], ["--timeline"]):
+        out = run_report(path, *args, env={"COLUMNS": "250"}).stdout
+        assert "\x1b" not in out and "[bold]x\\x1b[31m<script>" in out
+    run_report(path, "--html", tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert "[bold]x\\x1b[31m&lt;script&gt;" in page and "<script" not in page.lower()
+
+
+def two_vantage_points() -> list[dict]:
+    """home: DNS blocked from run 1 on (structured techniques); office: an older summary (findings only)."""
+    records = []
+    for run in range(3):
+        blocked = run >= 1
+        records.append(record(t(run, 100), "t.me", "blocked" if blocked else "reachable",
+                              "dns.nxdomain" if blocked else None, probe="dns", run=f"h{run}", label="home"))
+        home = summary(t(run, 900), f"h{run}", ["DNS: 1/1 domains failed at 10.0.0.1:53 (1 NXDOMAIN)",
+                                                "Interception: port 80 accepts everything"] if blocked else
+                       ["No blocking observed: every probe got through."], label="home")
+        home["evidence"]["techniques"] = [{"kind": "dns", "stage": "dns", "failed": 1, "tested": 1,
+                                           "reasons": {"dns.nxdomain": 1}, "targets": ["t.me"]}] if blocked else []
+        if not blocked:
+            home.update(reason=None, verdict="reachable")
+        records.append(home)
+        records.append(record(t(run, 500), "t.me", "reachable", probe="dns", run=f"o{run}", label="office"))
+        records.append(summary(t(run, 950), f"o{run}", ["No blocking observed: every probe got through."],
+                               label="office"))
+        records[-1].update(reason=None, verdict="reachable")
+    return records
+
+
+def test_html_leads_with_each_vantage_points_diagnosis_and_when_it_changed(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", two_vantage_points())
+    page = tmp_path / "r.html"
+    run_report(path, "--html", page)
+    text = page.read_text()
+    home, office = re.findall(r'<section class="answer".*?</section>', text)
+    assert "home: Blocking observed: DNS</h2>" in home
+    assert f"holds since {t(1, 900)[:10]} 03:10 UTC" in home
+    assert "<td>DNS</td><td>dns</td><td>1/1</td><td>dns.nxdomain ×1</td><td>t.me</td>" in home
+    assert "Interception: port 80 accepts everything" in home and "DNS: 1/1 domains failed" not in home
+    assert "2025-05-26 03:10 UTC: no blocking observed → blocking observed (DNS)" in home
+    assert "office: Telegram&#x27;s probes got through: no blocking observed" in office or \
+        "office: Telegram's probes got through: no blocking observed" in office
+    assert "It did not change in the window" in office
+    # Verdict shares side by side: one column per vantage point.
+    assert "Verdict shares per probe kind and vantage point" in text
+    assert re.search(r"<tr><th>probe</th><th>home</th><th>office</th></tr><tr><td>dns</td><td><svg", text)
 
 
 # --- formats --------------------------------------------------------------------------------------
@@ -383,7 +532,7 @@ def test_techniques_per_day(tmp_path):
                record(t(1, 5), "t.me", "blocked", "dns.nxdomain", probe="dns", run="r1")]
     path = write_jsonl(tmp_path / "a.jsonl", records + records[1:2])  # a run read twice counts once
     rows = jsonl(run_report(path, "--techniques", "--format", "jsonl").stdout)
-    zero = dict.fromkeys(h.TECHNIQUES, 0)
+    zero = dict.fromkeys(f.TECHNIQUES, 0)
     assert rows == [
         {"label": None, "bucket": "2025-05-26T00:00:00.000Z", "runs": 3, "offline": 0,
          "techniques": {**zero, "DNS": 2, "SNI": 1, "DNS injection": 1, "TLS interception": 1, "MTProto": 1}},
@@ -407,10 +556,10 @@ def test_terminal_timeline(archive, bucket):
 
 
 def test_timeline_buckets_fold_to_the_worst_verdict(archive):
-    line = h.timeline(h.read_history([str(archive)]), bucket=3600)
+    line = views.timeline(fold_of(history_records(), buckets=(3600,)), bucket=3600)
     assert line.cells == 1
-    assert {key[2]: cells for key, cells in line.rows} == {"t.me": {0: h.RANK["blocked"]},
-                                                           "web.telegram.org": {0: h.RANK["reset"]}}
+    assert {key[2]: cells for key, cells in line.rows} == {"t.me": {0: f.RANK["blocked"]},
+                                                           "web.telegram.org": {0: f.RANK["reset"]}}
 
 
 def hostile_archive(tmp_path) -> Path:
@@ -453,26 +602,94 @@ def chromium() -> str:
                 "and fails instead")
 
 
+BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars")
+
+
+def browse(tmp_path: Path, page: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([chromium(), *BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args,
+                           page.as_uri()], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
 def test_html_report_in_a_headless_browser(tmp_path, archive):
-    browser = chromium()
+    """Changed with issue 11: the page leads with the diagnosis, and the timeline has one
+    foldable section per probe kind (its rows no longer repeat the kind)."""
     page = tmp_path / "report.html"
     run_report(archive, "--html", page)
-    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--disable-component-update", "--disable-sync", "--no-first-run",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
-    dom = proc.stdout
-    assert proc.returncode == 0 and "</html>" in dom, proc.stderr[-2000:]
-    for text in ("dns t.me", "https web.telegram.org", "Verdict shares per probe kind",
+    dom = browse(tmp_path, page, "--dump-dom").stdout
+    assert "</html>" in dom
+    for text in ("Blocking observed", "Verdict shares per probe kind",
                  "web.telegram.org (https): reachable → reset (tls.reset) on 2025-05-26 03:10 UTC",
                  "web.telegram.org (https): reset → reachable on 2025-05-26 03:30 UTC",
                  "t.me (dns): reachable → blocked (dns.nxdomain) on 2025-05-26 03:10 UTC"):
         assert text in dom, text
     assert dom.count('<li data-from=') == len(EXPECTED_CHANGES)
+    body = dom[dom.index("<body>"):]
+    assert body.index('class="answer"') < body.index("<h2>Timeline") < body.index("Verdict shares") < body.index(
+        "<h2>Changes")
+    sections = re.findall(r'<details open="" data-probe="(\w+)"><summary>([^<]*)</summary>', dom)
+    assert [probe for probe, _ in sections] == ["dns", "https"]  # in the order a run measures them
+    assert "now 1 blocked" in sections[0][1]
+    assert ">t.me</text>" in dom and ">web.telegram.org</text>" in dom
     rects = [line for line in dom.replace("<rect", "\n<rect").splitlines() if line.startswith("<rect")]
     for verdict, colour in VERDICT_COLOURS.items():  # timeline and shares: every verdict occurs
         assert any(f'fill="{colour}"' in rect for rect in rects), verdict
     assert "<script" not in dom.lower()
+
+
+def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and rows (RGB bytes) of an 8-bit RGB or RGBA, non-interlaced PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        chunks[kind] = chunks.get(kind, b"") + data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    width, height = int.from_bytes(chunks[b"IHDR"][:4], "big"), int.from_bytes(chunks[b"IHDR"][4:8], "big")
+    depth, colour, interlace = chunks[b"IHDR"][8], chunks[b"IHDR"][9], chunks[b"IHDR"][12]
+    assert depth == 8 and colour in (2, 6) and interlace == 0
+    step = 3 if colour == 2 else 4
+    raw, stride, rows, previous = zlib.decompress(chunks[b"IDAT"]), width * step, [], bytearray(width * step)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - step] if i >= step else 0
+            up, corner = previous[i], previous[i - step] if i >= step else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 255
+            elif kind == 2:
+                line[i] = (line[i] + up) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 255
+        rows.append(bytes(line) if step == 3 else bytes(b for i, b in enumerate(line) if i % 4 != 3))
+        previous = line
+    return width, height, rows
+
+
+@pytest.mark.parametrize("width, height", [(1280, 720), (800, 600), (412, 800)], ids=["laptop", "small", "phone"])
+def test_html_the_first_screen_shows_the_diagnosis(tmp_path, archive, width, height):
+    """What a reader sees first: the diagnosis box (drawn in a colour used nowhere else on the
+    page) fills the top of the first screen, at any common window size - not a wall of bars."""
+    from netprobe.report.html import ANSWER_COLOURS
+    page = tmp_path / "report.html"
+    run_report(archive, "--html", page)
+    assert 'data-diagnosis="blocked"' in page.read_text()
+    browse(tmp_path, page, f"--window-size={width},{height}", "--screenshot=shot.png")
+    shot_width, shot_height, rows = png_pixels((tmp_path / "shot.png").read_bytes())
+    assert (shot_width, shot_height) == (width, height)
+    colour = bytes.fromhex(ANSWER_COLOURS["blocked"][1:])
+    lines = [y for y, row in enumerate(rows) if sum(1 for x in range(0, len(row), 3) if row[x:x + 3] == colour)
+             > width // 2]
+    assert lines, "the diagnosis is not on the first screen"
+    assert lines[0] < height // 5, f"the diagnosis starts {lines[0]} px down a {height} px screen"
+    assert len(lines) > height // 8, "the diagnosis box is barely visible"
 
 
 def test_html_with_a_view_also_prints_it(tmp_path, archive):

@@ -25,7 +25,7 @@ def imported(*args: str, tmp_path: Path | None = None) -> set[str]:
 
 
 HEAVY_FOR_VERSION = ("asyncio", "rich", "dns", "cryptography", "netprobe.engine", "netprobe.targets",
-                     "netprobe.history", "netprobe.probes")
+                     "netprobe.report", "netprobe.probes")
 PROBE_MODULES = ("dns", "cryptography", "netprobe.probes.dns", "netprobe.probes.https", "netprobe.probes.mtproto",
                  "netprobe.mtproto_wire", "requests")
 

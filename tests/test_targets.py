@@ -331,6 +331,39 @@ def test_builtin_ranges_are_inside_the_networks(builtin):
         assert any(rng.cidr.version == n.version and rng.cidr.subnet_of(n) for n in builtin.networks), rng
 
 
+def test_builtin_groups_the_web_clients_websocket_hosts_and_the_cdn_hosts(builtin):
+    groups: dict = {}
+    for domain in builtin.domains:
+        groups.setdefault(domain.group, set()).add(domain.name)
+    websocket = groups["web WebSocket hosts"]
+    assert len(websocket) == 30 and all(n.endswith(".web.telegram.org") for n in websocket)
+    assert {"pluto.web.telegram.org", "zws1-1.web.telegram.org", "kws5.web.telegram.org"} <= websocket
+    assert groups["media CDN hosts"] == {"cdn1.cdn-telegram.org", "cdn4.cdn-telegram.org", "cdn5.cdn-telegram.org",
+                                         "cdn4.telesco.pe"}
+    assert {"telegram.org", "web.telegram.org", "t.me"} <= groups[None]  # ungrouped: each its own row
+
+
+def test_domains_and_endpoints_take_an_optional_group():
+    t = parse('domains = ["t.me", { name = "kws1.web.telegram.org", group = "web WebSocket" }]\n'
+              'endpoints = [{ address = "149.154.175.50:443", dc = 1, group = "DC1 (all ports)" }, "1.2.3.4:443"]')
+    assert [d.group for d in t.domains] == [None, "web WebSocket"]
+    assert [e.group for e in t.endpoints] == ["DC1 (all ports)", None]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('domains = [{ name = "t.me", group = 5 }]', "domains[0].group"),
+    ('domains = [{ name = "t.me", group = "  " }]', "domains[0].group"),
+    ('domains = [{ name = "t.me", group = "%s" }]' % ("x" * 65), "domains[0].group"),
+    ('domains = [{ name = "t.me", group = "a\\u001b[31mb" }]', "control characters"),
+    ('endpoints = [{ address = "1.2.3.4:443", group = ["a"] }]', "endpoints[0].group"),
+    ('domains = ["t.me"]\ncontrol_domains = [{ name = "x.org", group = "c" }]', "control_domains[0].group"),
+])
+def test_a_bad_group_is_named(text, fragment):
+    with pytest.raises(TargetFileError) as info:
+        parse(text)
+    assert fragment in str(info.value)
+
+
 def test_builtin_pins_web_telegram_org(builtin):
     pinned = {d.name: d.addresses for d in builtin.domains}
     assert ipaddress.ip_address("149.154.167.99") in pinned["web.telegram.org"]

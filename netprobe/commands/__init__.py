@@ -3,6 +3,7 @@
     probe     run, dns, tcp, targets
     report    report, cron (histories over result files)
     ooni      import ooni, export ooni
+    atlas     atlas submit, atlas fetch (RIPE Atlas)
     reasons   reasons
 
 Only click is imported at module level, so that `netprobe --version` and
@@ -17,6 +18,7 @@ import sys
 import click
 
 from netprobe import __version__
+from netprobe.commands.atlas import atlas
 from netprobe.commands.common import ExitCode
 from netprobe.commands.ooni import export_group, import_group
 from netprobe.commands.probe import dns, run, targets, tcp
@@ -35,7 +37,7 @@ def cli():
     """
 
 
-for command in (run, dns, tcp, targets, report, cron, import_group, export_group, reasons):
+for command in (run, dns, tcp, targets, report, cron, import_group, export_group, atlas, reasons):
     cli.add_command(command)
 
 

@@ -19,6 +19,7 @@ import click
 
 class ExitCode(enum.IntEnum):
     OK = 0               # a completed run, whatever the verdicts
+    SERVICE_FAILED = 1   # a service netprobe drives (the RIPE Atlas API) failed or was too slow
     USER_ERROR = 2       # something the user can fix: one line on stderr
     SIGINT = 130         # 128 + SIGINT
     SIGTERM = 143        # 128 + SIGTERM

@@ -1,0 +1,792 @@
+"""RIPE Atlas probes as vantage points: what to ask them, and what their answers say.
+
+Pure functions, no I/O (netprobe/atlas_api.py talks to the API, commands/atlas.py to
+files and the terminal):
+
+- `definitions` turns a target set into Atlas measurement definitions: DNS A and
+  AAAA with each probe's own resolver, `sslcert` with SNI for every name, and
+  TCP traceroutes to the data-center endpoints and TCP controls (the last hop
+  tells SYN-ACK, RST or silence);  `estimate_credits` prices them.
+- `convert` turns Atlas results (parsed by ripe.atlas.sagan) into the same
+  records local probes write, with the same reasons (netprobe/classify.py), and
+  judges each probe's records against the controls measured FROM THAT PROBE
+  (netprobe/vantage.py), so a probe whose controls failed says "inconclusive",
+  never "blocked".
+
+Everything in a result came from the network and a volunteer's probe: it is
+read through sagan, checked (ids, addresses, times), capped, and stored as
+inert text.  The probe's own addresses (`from`, `src_addr`) are not kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Iterable, Sequence
+
+from netprobe.addresses import format_endpoint, in_networks, parse_ip
+from netprobe.classify import (
+    ATLAS_ICMP_ERRORS,
+    DnsQueryOutcome,
+    a_genuine,
+    aaaa_timed_out_alone,
+    atlas_dns_error_reason,
+    atlas_resolve_reason,
+    atlas_sslcert_error_reason,
+    atlas_stream_failure,
+    classify_control_dns,
+    classify_dns,
+    verdict_for,
+)
+from netprobe.records import Result
+from netprobe.targets import Domain, TargetSet
+from netprobe.vantage import ONLINE, UNDECIDED, UNKNOWN, ControlBoard, decide_vantage, judged
+
+MEASURES = ("dns", "tls", "tcp")
+QTYPES = ("A", "AAAA")
+# The resolver of the probe's own name resolution (sslcert resolves on the probe): the
+# control names' sslcert lookups are the DNS controls of the service names' sslcert lookups.
+PROBE_RESOLVER = "probe-resolver"
+
+# Traceroute settings: 3 SYNs per hop (one lost packet is no silence), no payload in the SYN
+# (what a real client sends), and hops far enough for any path.
+TRACEROUTE_PACKETS = 3
+TRACEROUTE_SIZE = 0
+TRACEROUTE_MAX_HOPS = 32
+
+# --- credits ------------------------------------------------------------------------------
+# RIPE Atlas, "Credits" (atlas.ripe.net/docs/getting-started/credits.html, section on spending):
+# per result, DNS 10 (UDP) / 20 (TCP), sslcert 10, traceroute 10 x packets x (size // 1500 + 1),
+# ping packets x (size // 1500 + 1); one-off measurements cost twice as much.
+ONE_OFF_FACTOR = 2
+
+# --- caps on what one result may bring in ---------------------------------------------------
+MAX_TEXT = 200          # an error text, a name
+MAX_RESPONSES = 8       # resolvers per DNS result
+MAX_ANSWERS = 32        # answer records kept per query
+MAX_HOP_REPLIES = 4     # replies of the deciding hop kept as evidence
+MAX_HOPS = 256
+TIME_RANGE = (1262304000, 4102444800)  # 2010-01-01 .. 2100-01-01: Atlas timestamps outside are malformed
+
+
+def printable(value: object, limit: int = MAX_TEXT) -> str:
+    text = str(value)
+    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text[: limit * 2])
+    return text[:limit]
+
+
+# === what to ask ==============================================================================
+
+def _description(targets: TargetSet, what: str) -> str:
+    return printable(f"netprobe {targets.name}: {what}", 200)
+
+
+def definitions(targets: TargetSet, measure: Iterable[str] = MEASURES) -> list[dict[str, Any]]:
+    """Atlas measurement definitions for a target set, controls first.  Each definition is
+    exactly what is POSTed; `netprobe_role` is kept aside in the state file, not sent."""
+    measure = set(measure)
+    names = [d.name for d in targets.control_domains] + [d.name for d in targets.domains]
+    names = list(dict.fromkeys(names))
+    out: list[dict[str, Any]] = []
+    if "dns" in measure:
+        for name in names:
+            for qtype in QTYPES:
+                out.append({"type": "dns", "af": 4, "description": _description(targets, f"DNS {qtype} {name}"),
+                            "query_class": "IN", "query_type": qtype, "query_argument": name,
+                            "use_probe_resolver": True, "set_rd_bit": True, "protocol": "UDP",
+                            "include_abuf": True})
+    if "tls" in measure:
+        for name in names:
+            # resolve_on_probe: the probe's own resolver picks the address, as a user's device would.
+            out.append({"type": "sslcert", "af": 4, "description": _description(targets, f"TLS {name}"),
+                        "target": name, "hostname": name, "port": 443, "resolve_on_probe": True})
+    if "tcp" in measure:
+        endpoints = list(dict.fromkeys([*targets.controls, *(t.endpoint for t in targets.endpoints)]))
+        for endpoint in endpoints:
+            out.append({"type": "traceroute", "af": endpoint.family,
+                        "description": _description(targets, f"TCP {endpoint}"),
+                        "target": str(endpoint.ip), "protocol": "TCP", "port": endpoint.port,
+                        "packets": TRACEROUTE_PACKETS, "size": TRACEROUTE_SIZE,
+                        "max_hops": TRACEROUTE_MAX_HOPS})
+    return out
+
+
+def result_cost(definition: dict[str, Any]) -> int:
+    """Credits one result of a periodic measurement costs (see the table above)."""
+    kind = definition.get("type")
+    size_factor = int(definition.get("size", 48) or 0) // 1500 + 1
+    if kind == "dns":
+        return 20 if str(definition.get("protocol", "UDP")).upper() == "TCP" else 10
+    if kind == "sslcert":
+        return 10
+    if kind == "traceroute":
+        return 10 * int(definition.get("packets", 3)) * size_factor
+    if kind == "ping":
+        return int(definition.get("packets", 3)) * size_factor
+    raise ValueError(f"no credit cost known for {kind!r} measurements")
+
+
+def estimate_credits(defs: Sequence[dict[str, Any]], probes: int) -> dict[str, Any]:
+    """The cost of one-off `defs` on `probes` probes, if every probe delivers every result."""
+    by_type: dict[str, dict[str, int]] = {}
+    for definition in defs:
+        entry = by_type.setdefault(definition["type"], {"measurements": 0, "credits_per_probe": 0})
+        entry["measurements"] += 1
+        entry["credits_per_probe"] += result_cost(definition) * ONE_OFF_FACTOR
+    per_probe = sum(e["credits_per_probe"] for e in by_type.values())
+    return {"measurements": len(defs), "probes": probes, "per_probe": per_probe, "total": per_probe * probes,
+            "by_type": by_type, "one_off_factor": ONE_OFF_FACTOR}
+
+
+def probe_sources(countries: Sequence[str], asns: Sequence[int], probe_ids: Sequence[int],
+                  count: int) -> list[dict[str, Any]]:
+    """Atlas probe selection: `count` probes per country and per ASN, and the listed probes."""
+    sources = [{"type": "country", "value": cc.upper(), "requested": count} for cc in countries]
+    sources += [{"type": "asn", "value": int(asn), "requested": count} for asn in asns]
+    if probe_ids:
+        ids = list(dict.fromkeys(int(p) for p in probe_ids))
+        sources.append({"type": "probes", "value": ",".join(map(str, ids)), "requested": len(ids)})
+    return sources
+
+
+def role_of(definition: dict[str, Any], targets: TargetSet) -> str | None:
+    """"control" or "service" for one of our definitions; None when the target set does not name it."""
+    index = TargetIndex(targets)
+    if definition.get("type") == "traceroute":
+        try:
+            ip = str(parse_ip(str(definition.get("target"))))
+        except ValueError:
+            return None
+        return index.endpoint_role(ip, definition.get("port"))
+    name = definition.get("query_argument") or definition.get("target")
+    return index.name_role(str(name or ""))
+
+
+# === what the answers say ========================================================================
+
+def normalize_name(name: object) -> str:
+    return printable(name, 253).strip().lower().rstrip(".")
+
+
+class TargetIndex:
+    """Which names and endpoints of a target set a result is about, and in which role."""
+
+    def __init__(self, targets: TargetSet):
+        self.targets = targets
+        self.domains = {d.name: d for d in targets.domains}
+        self.control_domains = {d.name: d for d in targets.control_domains}
+        self.endpoints = {(str(t.endpoint.ip), t.endpoint.port): t for t in targets.endpoints}
+        self.controls = {(str(e.ip), e.port) for e in targets.controls}
+        self.ports: dict[str, set[int]] = defaultdict(set)
+        for ip, port in [*self.endpoints, *self.controls]:
+            self.ports[ip].add(port)
+
+    def name_role(self, name: str) -> str | None:
+        name = normalize_name(name)
+        if name in self.control_domains:
+            return "control"
+        return "service" if name in self.domains else None
+
+    def domain(self, name: str) -> Domain | None:
+        return self.control_domains.get(name) or self.domains.get(name)
+
+    def endpoint_role(self, ip: str, port: object) -> str | None:
+        if (ip, port) in self.controls:
+            return "control"
+        if (ip, port) in self.endpoints:
+            return "service"
+        try:
+            inside = in_networks(parse_ip(ip), self.targets.networks)
+        except ValueError:
+            return None
+        return "service" if inside and isinstance(port, int) else None
+
+    def only_port(self, ip: str) -> int | None:
+        ports = self.ports.get(ip, set())
+        return next(iter(ports)) if len(ports) == 1 else None
+
+
+@dataclass
+class Piece:
+    """One Atlas result, parsed by sagan and reduced to what netprobe judges (capped)."""
+
+    kind: str                 # dns | sslcert | traceroute
+    prb: int
+    msm: int
+    ts: int
+    fw: int | None
+    target: str | None = None  # dns, sslcert: the name; traceroute: the address
+    qtype: str | None = None
+    port: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Skip(Exception):
+    """A result netprobe does not turn into a record; `why` is counted and shown."""
+
+    def __init__(self, why: str, unparseable: bool = False):
+        super().__init__(why)
+        self.why = why
+        self.unparseable = unparseable
+
+
+def _int(value: object, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return None
+    return value
+
+
+def _ip(value: object) -> str | None:
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(parse_ip(value))
+    except ValueError:
+        return None
+
+
+def _float(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return round(number, 3) if 0 <= number < 1e9 else None
+
+
+def parse_result(raw: object, definitions_by_msm: dict[int, dict[str, Any]] | None = None) -> Piece:
+    """One raw Atlas result (a dict from the API or a file) as a Piece, or Skip."""
+    from ripe.atlas.sagan import Result as SaganResult
+
+    if not isinstance(raw, dict):
+        raise Skip("not a result object", unparseable=True)
+    kind = raw.get("type")
+    if kind not in ("dns", "sslcert", "traceroute"):
+        label = printable(kind, 20) if isinstance(kind, str) else "untyped"
+        raise Skip(f"{label} results (netprobe judges dns, sslcert and TCP traceroute)",
+                   unparseable=not isinstance(kind, str))
+    prb = _int(raw.get("prb_id"), 1, 10**9)
+    msm = _int(raw.get("msm_id"), 1, 10**10)
+    ts = _int(raw.get("timestamp"), *TIME_RANGE)
+    if prb is None or msm is None or ts is None:
+        raise Skip("results without a valid prb_id, msm_id or timestamp", unparseable=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = SaganResult.get(raw, on_error=SaganResult.ACTION_IGNORE,
+                                     on_malformation=SaganResult.ACTION_IGNORE)
+            definition = (definitions_by_msm or {}).get(msm, {})
+            fw = raw.get("fw")  # an integer, or a string of digits in some old results
+            fw = _int(int(fw) if isinstance(fw, str) and fw.isdigit() and len(fw) < 8 else fw, 0, 10**6)
+            piece = Piece(kind, prb, msm, ts, fw)
+            if kind == "dns":
+                _dns_piece(piece, parsed, raw, definition)
+            elif kind == "sslcert":
+                _sslcert_piece(piece, parsed, raw, definition)
+            else:
+                _traceroute_piece(piece, parsed, raw, definition)
+    except Skip:
+        raise
+    except Exception as exc:  # sagan (or the result) failed in a way it does not classify itself
+        raise Skip("results sagan could not parse", unparseable=True) from exc
+    return piece
+
+
+def _dns_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
+    entries: list[dict[str, Any]] = []
+    question: tuple[str, str] | None = None
+    for response in parsed.responses[:MAX_RESPONSES]:
+        data = response.raw_data if isinstance(response.raw_data, dict) else {}
+        entry: dict[str, Any] = {"resolver": _ip(response.destination_address),
+                                 "transport": "tcp" if response.protocol == "TCP" else "udp"}
+        rt = _float(response.response_time)
+        if rt is not None:
+            entry["rt_ms"] = rt
+        error = data.get("error")
+        if error:
+            entry.update(error=printable(error), error_reason=atlas_dns_error_reason(error))
+        else:
+            abuf = response.abuf
+            if abuf is None:
+                raise Skip("DNS results without an answer buffer (abuf)")
+            if abuf.is_malformed or abuf.header is None:
+                entry.update(error="unreadable answer buffer", error_reason="dns.malformed")
+            else:
+                if abuf.questions and question is None:
+                    question = (normalize_name(abuf.questions[0].name), printable(abuf.questions[0].type, 10))
+                entry.update(_answers(abuf, definition.get("query_type") or (question or ("", ""))[1]))
+        entries.append(entry)
+    if not parsed.responses and raw.get("error"):
+        entries.append({"resolver": _ip(raw.get("dst_addr")), "error": printable(raw["error"]),
+                        "error_reason": atlas_dns_error_reason(raw["error"])})
+    if not entries:
+        raise Skip("DNS results with neither an answer nor an error", unparseable=True)
+    name = definition.get("query_argument") or (question[0] if question else None)
+    piece.target = normalize_name(name) if name else None
+    qtype = definition.get("query_type") or (question[1] if question else None)
+    piece.qtype = str(qtype).upper() if qtype else None
+    piece.data["entries"] = entries
+
+
+def _answers(abuf, qtype: str) -> dict[str, Any]:
+    answers, addresses, total, malformed = [], [], 0, False
+    for answer in abuf.answers:
+        total += 1
+        kind = printable(answer.type, 12) if answer.type else "?"
+        if kind == qtype and (answer.klass in (None, "IN")) and len(addresses) < MAX_ANSWERS:
+            address = _ip(getattr(answer, "address", None))
+            if address is None:
+                malformed = True
+            else:
+                addresses.append(address)
+        if len(answers) < MAX_ANSWERS:
+            data = getattr(answer, "address", None) or getattr(answer, "target", None) or getattr(answer, "rdata", "")
+            answers.append({"name": printable(answer.name or "", 253), "type": kind, "ttl": answer.ttl,
+                            "data": printable(data or "", 256)})
+    entry: dict[str, Any] = {"rcode": printable(abuf.header.return_code or "?", 16), "answers": answers,
+                             "answers_dropped": total - len(answers), "addresses": addresses}
+    if malformed:
+        entry["error_reason"] = "dns.malformed"
+    return entry
+
+
+def _sslcert_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
+    name = raw.get("dst_name") or definition.get("hostname") or definition.get("target")
+    if not name:
+        raise Skip("sslcert results without a name (dst_name)")
+    piece.target = normalize_name(name)
+    piece.port = _int(parsed.port, 1, 65535) or _int(definition.get("port"), 1, 65535) or 443
+    data: dict[str, Any] = {"dst_addr": _ip(parsed.destination_address), "af": _int(parsed.af, 4, 6)}
+    for key in ("dnserr", "err", "error", "sockerr"):
+        if raw.get(key):
+            data[key] = printable(raw[key])
+    if parsed.alert is not None:
+        data["alert"] = {"level": parsed.alert.level, "description": parsed.alert.description,
+                         "name": printable(parsed.alert.description_string, 40)}
+    certs = raw.get("cert")
+    if isinstance(certs, list):
+        data["certs"] = [c for c in certs[:10] if isinstance(c, str)]
+    for key, value in (("method", parsed.method), ("version", parsed.version)):
+        if value:
+            data[key] = printable(value, 20)
+    for key, value in (("rt_ms", parsed.response_time), ("ttc_ms", parsed.time_to_connect)):
+        number = _float(value)
+        if number is not None:
+            data[key] = number
+    if raw.get("server_cipher"):
+        data["server_cipher"] = printable(raw["server_cipher"], 12)
+    piece.data = data
+
+
+def _traceroute_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
+    if parsed.protocol != "TCP":
+        raise Skip(f"traceroutes over {printable(parsed.protocol or 'an unknown protocol', 10)} "
+                   "(netprobe judges TCP traceroutes: a port's reachability)")
+    dst = _ip(parsed.destination_address) or _ip(definition.get("target"))
+    piece.target = dst
+    piece.port = _int(definition.get("port"), 1, 65535)
+    data: dict[str, Any] = {"af": _int(parsed.af, 4, 6), "total_hops": parsed.total_hops}
+    if raw.get("error"):
+        data["error"] = printable(raw["error"])
+    hops = []
+    for hop in parsed.hops[:MAX_HOPS]:
+        replies = []
+        for packet in hop.packets[:16]:
+            packet_raw = packet.raw_data if isinstance(packet.raw_data, dict) else {}
+            if packet_raw.get("x") == "*" or not packet.origin:
+                replies.append({"x": "*"})
+                continue
+            reply: dict[str, Any] = {"from": _ip(packet.origin) or "?", "ttl": _int(packet.ttl, 0, 255),
+                                     "rtt": _float(packet.rtt)}
+            if packet_raw.get("flags") is not None:
+                reply["flags"] = printable(packet_raw["flags"], 8)
+            if packet_raw.get("err") is not None:
+                reply["err"] = printable(packet_raw["err"], 8)
+                reply["icmp"] = ATLAS_ICMP_ERRORS.get(reply["err"], "unreachable (ICMP code)")
+            replies.append(reply)
+        entry: dict[str, Any] = {"hop": _int(hop.index, 0, 255), "replies": replies}
+        if hop.is_error:
+            entry["error"] = printable(hop.error_message)
+        hops.append(entry)
+    data["hops"] = hops
+    piece.data = data
+
+
+# --- records ----------------------------------------------------------------------------------
+
+def run_id_of(prb: int, parts: Iterable[tuple[int, int]]) -> str:
+    """A record's run, from what it was measured by: the probe and each (msm id, timestamp).
+    The same results always give the same run_id, so a second fetch recognises the first."""
+    text = f"atlas:{prb}:" + ",".join(f"{m}@{t}" for m, t in sorted(set(parts)))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def rfc3339(ts: int) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Context:
+    """What conversion needs beyond the results themselves."""
+
+    targets: TargetSet
+    definitions: dict[int, dict[str, Any]] = field(default_factory=dict)   # msm id -> definition
+    running: frozenset[int] = frozenset()                                  # msm ids still measuring
+    probes: dict[int, dict[str, Any]] = field(default_factory=dict)        # probe id -> API metadata
+    store: Sequence = ()                                                    # trust store (chaincheck)
+    ca_bundle: Any = "system"                                               # evidence of which store
+
+
+@dataclass
+class Conversion:
+    records: list[tuple[Result, str, str]] = field(default_factory=list)  # (record, run_id, label)
+    skipped: Counter = field(default_factory=Counter)                    # why -> results
+    unparseable: int = 0
+    held: set[int] = field(default_factory=set)          # probes waiting for running measurements
+    without_controls: set[int] = field(default_factory=set)
+    probes: set[int] = field(default_factory=set)
+
+
+def convert(raw_results: Iterable[object], context: Context) -> Conversion:
+    """Atlas results -> judged netprobe records, probe by probe."""
+    out = Conversion()
+    index = TargetIndex(context.targets)
+    by_probe: dict[int, list[Piece]] = defaultdict(list)
+    questions: dict[int, tuple[str, str]] = {}
+    unnamed: list[Piece] = []
+    for raw in raw_results:
+        try:
+            piece = parse_result(raw, context.definitions)
+        except Skip as skip:
+            if skip.unparseable:
+                out.unparseable += 1
+            else:
+                out.skipped[skip.why] += 1
+            continue
+        if piece.kind == "dns":
+            if piece.target and piece.qtype:
+                questions.setdefault(piece.msm, (piece.target, piece.qtype))
+            else:
+                unnamed.append(piece)
+        by_probe[piece.prb].append(piece)
+    for piece in unnamed:  # a timeout has no answer buffer: its question is its measurement's
+        if piece.msm in questions:
+            piece.target, piece.qtype = questions[piece.msm]
+    planned_controls = any(_role(p, index, context) == "control" for pieces in by_probe.values() for p in pieces)
+    planned_controls = planned_controls or any(d.get("netprobe_role") == "control" for d in context.definitions.values())
+    for prb in sorted(by_probe):
+        pieces = by_probe[prb]
+        pending = context.running - {p.msm for p in pieces}
+        if pending:
+            out.held.add(prb)
+            continue
+        records = _probe_records(prb, pieces, index, context, out)
+        if records:
+            out.probes.add(prb)
+            out.records.extend(_judge(prb, records, context, planned_controls, out))
+    return out
+
+
+def _role(piece: Piece, index: TargetIndex, context: Context) -> str | None:
+    if not piece.target:
+        return None
+    if piece.kind == "traceroute":
+        port = piece.port if piece.port is not None else index.only_port(piece.target)
+        return index.endpoint_role(piece.target, port)
+    return index.name_role(piece.target)
+
+
+def _atlas_evidence(prb: int, pieces: Sequence[Piece], context: Context) -> dict[str, Any]:
+    """Where a record was measured: probe, measurement(s), and what the API says of the probe
+    (ASN, country) when it was asked; nothing is guessed."""
+    evidence: dict[str, Any] = {"probe_id": prb}
+    msms = sorted({p.msm for p in pieces})
+    if len(msms) == 1:
+        evidence["msm_id"] = msms[0]
+    else:
+        evidence["msm_ids"] = msms
+    evidence["timestamp"] = max(p.ts for p in pieces)
+    firmware = {p.fw for p in pieces if p.fw is not None}
+    if firmware:
+        evidence["firmware"] = max(firmware)
+    meta = context.probes.get(prb) or {}
+    for key in ("asn_v4", "asn_v6"):
+        if _int(meta.get(key), 1, 2**32 - 1) is not None:
+            evidence[key] = meta[key]
+    country = meta.get("country_code")
+    if isinstance(country, str) and len(country) == 2 and country.isalpha():
+        evidence["country"] = country.upper()
+    return evidence
+
+
+def _probe_records(prb: int, pieces: list[Piece], index: TargetIndex, context: Context,
+                   out: Conversion) -> list[tuple[Result, str, bool]]:
+    """(record, run_id, fold-only) for one probe; fold-only records only feed the controls."""
+    records: list[tuple[Result, str, bool]] = []
+    dns_groups: dict[tuple[str, str | None], dict[str, tuple[Piece, dict]]] = defaultdict(dict)
+    for piece in sorted(pieces, key=lambda p: (p.ts, p.msm)):
+        role = _role(piece, index, context)
+        if piece.target is None:
+            out.skipped["DNS results whose question is unknown (no answer buffer, measurement unknown)"
+                        if piece.kind == "dns" else "results without a target"] += 1
+            continue
+        if role is None:
+            if piece.kind == "traceroute" and piece.port is None and index.ports.get(piece.target):
+                out.skipped["TCP traceroutes whose port is unknown (not in the state file or the API)"] += 1
+            else:
+                out.skipped[f"results for targets not in the target set {printable(context.targets.name, 40)}"] += 1
+            continue
+        if piece.kind == "dns":
+            if piece.qtype not in QTYPES:
+                out.skipped["DNS results for query types other than A and AAAA"] += 1
+                continue
+            for entry in piece.data["entries"]:
+                dns_groups[(piece.target, entry.get("resolver"))].setdefault(piece.qtype, (piece, entry))
+        elif piece.kind == "sslcert":
+            records.extend(_sslcert_records(prb, piece, role, index, context))
+        else:
+            port = piece.port if piece.port is not None else index.only_port(piece.target)
+            records.append((_tcp_record(prb, piece, port, role, index, context),
+                            run_id_of(prb, [(piece.msm, piece.ts)]), False))
+    for (name, resolver), by_qtype in dns_groups.items():
+        parts = [by_qtype[q] for q in QTYPES if q in by_qtype]
+        role = index.name_role(name)
+        records.append((_dns_record(prb, name, resolver, parts, role, index, context),
+                        run_id_of(prb, [(p.msm, p.ts) for p, _ in parts]), False))
+    return records
+
+
+def _dns_record(prb: int, name: str, resolver: str | None, parts: list[tuple[Piece, dict]], role: str,
+                index: TargetIndex, context: Context) -> Result:
+    queries = []
+    for piece, entry in parts:
+        query = {"qtype": piece.qtype, "msm_id": piece.msm, **{k: v for k, v in entry.items() if k != "resolver"}}
+        queries.append(query)
+    outcomes = [DnsQueryOutcome(q["qtype"], q.get("rcode"), tuple(q.get("addresses", ())), q.get("error_reason"))
+                for q in queries]
+    domain = index.domain(name)
+    networks = context.targets.networks
+    try:
+        if role == "control":
+            reason = classify_control_dns(outcomes, domain.addresses if domain else ())
+        else:
+            reason = classify_dns(outcomes, networks)
+    except ValueError:
+        reason = "dns.malformed"
+    address = format_endpoint(parse_ip(resolver), 53) if resolver else None
+    evidence: dict[str, Any] = {"resolver": address, "resolver_kind": "probe's own (use_probe_resolver)",
+                                "queries": queries}
+    if reason == "dns.timeout" and role != "control" and aaaa_timed_out_alone(outcomes):
+        evidence.update(aaaa_only=True, a_genuine=a_genuine(outcomes, networks))
+    pieces = [p for p, _ in parts]
+    evidence["atlas"] = _atlas_evidence(prb, pieces, context)
+    duration = sum(q.get("rt_ms") or 0 for q in queries)
+    if role == "control":
+        evidence = {"stage": "dns", **evidence}
+    return Result("control" if role == "control" else "dns", name, address, reason, duration, evidence,
+                  measured_at=rfc3339(max(p.ts for p in pieces)))
+
+
+def _sslcert_records(prb: int, piece: Piece, role: str, index: TargetIndex,
+                     context: Context) -> list[tuple[Result, str, bool]]:
+    from netprobe.chaincheck import check_chain
+
+    data = piece.data
+    name = piece.target
+    domain = index.domain(name)
+    dst = data.get("dst_addr")
+    run_id = run_id_of(prb, [(piece.msm, piece.ts)])
+    tls: dict[str, Any] = {"sni": name}
+    for key in ("method", "version", "server_cipher", "ttc_ms", "rt_ms"):
+        if key in data:
+            tls[key] = data[key]
+    evidence: dict[str, Any] = {"domain": name, "port": piece.port, "addresses": [dst] if dst else [],
+                                "address_source": "dns" if dst else "none", "stage": "tls",
+                                "ca_bundle": context.ca_bundle}
+    family_qtype = "AAAA" if dst and ":" in dst else "A"
+    if data.get("dnserr") or not dst:
+        dns_reason = atlas_resolve_reason(data.get("dnserr", "")) if data.get("dnserr") else "dns.unknown"
+        observed = dns_reason
+        evidence["dns"] = {"resolver": PROBE_RESOLVER, "addresses": [], "reason": dns_reason,
+                           "error": data.get("dnserr") or data.get("error") or "no address"}
+    else:
+        outcome = DnsQueryOutcome(family_qtype, "NOERROR", (dst,))
+        try:
+            dns_reason = (classify_control_dns([outcome], domain.addresses if domain else ()) if role == "control"
+                          else classify_dns([outcome], context.targets.networks))
+        except ValueError:
+            dns_reason = "dns.malformed"
+        evidence["dns"] = {"resolver": PROBE_RESOLVER, "addresses": [dst], "reason": dns_reason}
+        evidence["address"] = dst
+        evidence["address_in_networks"] = in_networks(parse_ip(dst), context.targets.networks)
+        error = data.get("err") or data.get("error") or data.get("sockerr")
+        if error:
+            observed = atlas_sslcert_error_reason(error)
+            target = evidence if observed.startswith("tcp.") else tls
+            target["error"] = error
+            evidence["connect"] = "failed" if observed.startswith("tcp.") else "ok"
+        elif data.get("alert"):
+            # protocol_version (70): the server wants a newer TLS than the probe's fixed 1.2 ClientHello.
+            observed = "tls.old_version" if data["alert"].get("description") == 70 else "tls.alert"
+            tls["alert"] = data["alert"]
+            evidence["connect"] = "ok"
+        elif data.get("certs"):
+            evidence["connect"] = "ok"
+            when = datetime.fromtimestamp(piece.ts, timezone.utc)
+            check = check_chain(data["certs"], name, when, context.store)
+            tls["certificates"] = check.certificates[:4]
+            tls["verified"] = check.verified
+            if check.verified:
+                observed = None
+                tls["verified_by"] = check.method
+            else:
+                observed = "tls.bad_certificate"
+                tls["verify_error"] = check.error
+            if check.detail:
+                tls["verify_message"] = check.detail
+        else:
+            observed = "tls.unknown"
+            tls["error"] = "neither a certificate, an alert nor an error"
+    evidence["tls"] = tls
+    reason = observed
+    if role != "control" and dns_reason and observed is not None and observed != dns_reason:
+        # The probe's resolver sent it elsewhere: whatever happened there is not the service's doing.
+        reason = dns_reason
+        evidence["observed_after_dns"] = observed
+    evidence["atlas"] = _atlas_evidence(prb, [piece], context)
+    address = format_endpoint(parse_ip(dst), piece.port) if dst else None
+    duration = data.get("rt_ms") or data.get("ttc_ms") or 0.0
+    measured_at = rfc3339(piece.ts)
+    records = []
+    if role == "control":
+        record = Result("control", name, address, reason, duration, evidence, measured_at=measured_at)
+        # The control name's lookup on the probe is the DNS control of the service names' lookups.
+        queries = [{"qtype": family_qtype, "rcode": "NOERROR", "addresses": [dst]}] if dst else []
+        lookup = Result("control", name, PROBE_RESOLVER, dns_reason, 0.0, {"stage": "dns", "queries": queries},
+                        measured_at=measured_at)
+        records.append((lookup, run_id, True))
+    else:
+        record = Result("https", name, address, reason, duration, evidence, measured_at=measured_at)
+    records.insert(0, (record, run_id, False))
+    return records
+
+
+def _tcp_record(prb: int, piece: Piece, port: int, role: str, index: TargetIndex, context: Context) -> Result:
+    data = piece.data
+    target = format_endpoint(parse_ip(piece.target), port)
+    reason, decisive = traceroute_reason(piece.target, data)
+    trace: dict[str, Any] = {"protocol": "TCP", "total_hops": data.get("total_hops"),
+                             "replied_hops": sum(1 for h in data["hops"] if any("from" in r for r in h["replies"]))}
+    if decisive is not None:
+        trace["deciding_hop"] = {**decisive, "replies": decisive["replies"][:MAX_HOP_REPLIES]}
+    if data.get("error"):
+        trace["error"] = data["error"]
+    evidence: dict[str, Any] = {"connect": "ok" if reason is None else "failed", "traceroute": trace}
+    endpoint = index.endpoints.get((piece.target, port))
+    if endpoint is not None and endpoint.dc is not None:
+        evidence["dc"] = endpoint.dc
+    evidence["atlas"] = _atlas_evidence(prb, [piece], context)
+    if role == "control":
+        evidence = {"stage": "tcp", **evidence}
+    return Result("control" if role == "control" else "tcp", target, target, reason, 0.0, evidence,
+                  measured_at=rfc3339(piece.ts))
+
+
+def traceroute_reason(destination: str, data: dict[str, Any]) -> tuple[str | None, dict | None]:
+    """What a TCP traceroute says of the port: the TCP answer that ended it (SYN-ACK: open, RST:
+    reset), an ICMP error (unreachable), an error on the probe itself, or silence (timeout);
+    with the hop that decided it."""
+    hops = data.get("hops") or []
+    for hop in reversed(hops):
+        answers = [r for r in hop["replies"] if "flags" in r]
+        if not answers:
+            continue
+        from_destination = [r for r in answers if r.get("from") == destination]
+        flags = [str(r.get("flags", "")) for r in from_destination]
+        if any("S" in f and "A" in f for f in flags):
+            return None, hop
+        if any("R" in f for f in flags):
+            return "tcp.refused", hop
+        return "tcp.unknown", hop  # a TCP answer from another address: not the destination's
+    for hop in reversed(hops):
+        if any("err" in r for r in hop["replies"]):
+            return "tcp.unreachable", hop
+        if hop.get("error"):
+            return f"tcp.{atlas_stream_failure(hop['error'])}", hop
+        if any("from" in r for r in hop["replies"]):
+            break  # routers answered, the destination never did
+    if data.get("error") and not any(any("from" in r for r in h["replies"]) for h in hops):
+        return f"tcp.{atlas_stream_failure(data['error'])}", None
+    last = hops[-1] if hops else None
+    return "tcp.timeout", last
+
+
+# --- judging ----------------------------------------------------------------------------------
+
+def _judge(prb: int, records: list[tuple[Result, str, bool]], context: Context, planned_controls: bool,
+           out: Conversion) -> list[tuple[Result, str, str]]:
+    """The probe's records weighed against the controls measured from the same probe, as a local
+    run weighs its records against its own controls; then the probe's summary."""
+    from netprobe.diagnosis import Diagnosis
+
+    label = f"atlas:{prb}"
+    controls = [r for r, _, _ in records if r.probe == "control"]
+    emitted = [(r, run) for r, run, fold_only in records if not fold_only]
+    emitted.sort(key=lambda item: (item[0].probe != "control", item[0].measured_at, item[0].probe, item[0].target))
+    board = ControlBoard(controls)
+    if controls:
+        vantage = decide_vantage(board, [r for r, _ in emitted if r.probe != "control"])
+    elif planned_controls:
+        vantage = UNDECIDED  # controls were measured, but none from this probe: nothing can be judged
+    else:
+        vantage = UNKNOWN
+        out.without_controls.add(prb)
+    offline = board.offline_families() if vantage == ONLINE else set()
+    diagnosis = Diagnosis(context.targets.name)
+    diagnosis.board = board if (controls or planned_controls) else None
+    diagnosis.vantage = vantage
+    diagnosis.offline_families = set(offline)
+    result: list[tuple[Result, str, str]] = []
+    for record, run_id in emitted:
+        if controls or planned_controls:
+            record = judged(record, board, vantage, offline)
+        record = _unknown_issuer(record, board)
+        diagnosis.add(record)
+        result.append((record, run_id, label))
+    if emitted:
+        summary = diagnosis.result()
+        pieces_run = run_id_of(prb, [(int(m), 0) for m in _msm_ids(r for r, _ in emitted)])
+        summary = replace(summary, measured_at=max(r.measured_at for r, _ in emitted),
+                          evidence={**summary.evidence, "atlas": {
+                              "probe_id": prb, "msm_ids": sorted(_msm_ids(r for r, _ in emitted)),
+                              **_probe_meta(prb, context)}})
+        result.append((summary, pieces_run, label))
+    return result
+
+
+def _msm_ids(records: Iterable[Result]) -> set[int]:
+    ids: set[int] = set()
+    for record in records:
+        atlas = record.evidence.get("atlas") or {}
+        ids.update(atlas.get("msm_ids", ()))
+        if "msm_id" in atlas:
+            ids.add(atlas["msm_id"])
+    return ids
+
+
+def _probe_meta(prb: int, context: Context) -> dict[str, Any]:
+    evidence = _atlas_evidence(prb, [Piece("dns", prb, 0, 0, None)], context)
+    return {k: v for k, v in evidence.items() if k in ("asn_v4", "asn_v6", "country")}
+
+
+def _unknown_issuer(record: Result, board: ControlBoard) -> Result:
+    """A chain that leads to no CA in the store, with no control name's TLS from this probe to
+    show that the store fits its time and path, cannot be told from a CA removed since."""
+    if record.reason != "tls.bad_certificate" or (record.evidence.get("tls") or {}).get("verify_error") != "unknown_issuer":
+        return record
+    if any(t.passed or t.failed for t in board.tls.values()):
+        return record
+    evidence = {**record.evidence, "observed_reason": record.reason, "observed_verdict": record.verdict}
+    return replace(record, reason="tls.unknown_issuer", verdict=verdict_for("tls.unknown_issuer"), evidence=evidence)

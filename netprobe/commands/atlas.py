@@ -1,0 +1,619 @@
+"""`netprobe atlas submit` and `netprobe atlas fetch`: RIPE Atlas probes as vantage points.
+
+The edges only: options, the API key, the state file, the output file and the
+terminal.  What is asked of Atlas and what its answers mean is netprobe/atlas.py;
+the API calls are netprobe/atlas_api.py.  Exit codes as everywhere: 2 and one
+line on stderr for what the user can fix (no key, a rejected key, no credits,
+a bad option or file, an unknown measurement), 1 for an API that is down,
+slow or failing, 0 otherwise (also when a measurement is still running: what
+is ready is fetched, and the rest is said).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from netprobe.commands.common import ExitCode, UserError, default_format, load_targets, positive_seconds
+from netprobe.text import one_line
+
+# Record formats of fetched results (one OONI measurement per run makes no sense here).
+FORMATS = ("table", "jsonl", "json", "csv")
+
+STATE_SCHEMA = "netprobe-atlas-state/1"
+MAX_STATE_BYTES = 16 * 1024 * 1024
+MAX_KEY_FILE_BYTES = 4096
+MAX_INPUT_BYTES = 256 * 1024 * 1024     # one --from-file file
+MAX_LINE_BYTES = 8 * 1024 * 1024        # one JSON line (a result, or a record in --output)
+MAX_RESULTS = 500_000                   # results converted in one go (memory: ~1 KB each)
+_COUNTRY = re.compile(r"^[A-Za-z]{2}$")
+
+
+def default_state_path() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "netprobe" / "atlas.json"
+
+
+def api_options(func):
+    options = [
+        click.option("--targets", "targets_file", envvar="NETPROBE_TARGETS", type=click.Path(dir_okay=False),
+                     default=None, help="TOML target file (default: the built-in Telegram set)."),
+        click.option("--state", "state_file", type=click.Path(dir_okay=False), default=None,
+                     help="State file of submitted measurements (default: ~/.local/state/netprobe/atlas.json)."),
+        click.option("--api-server", envvar="RIPE_ATLAS_SERVER", default="atlas.ripe.net", show_default=True,
+                     metavar="HOST", help="RIPE Atlas API host (env RIPE_ATLAS_SERVER)."),
+        click.option("--key-file", type=click.Path(dir_okay=False), default=None,
+                     help="File holding the API key (default: env RIPE_ATLAS_KEY)."),
+        click.option("--timeout", type=float, default=30.0, show_default=True, callback=positive_seconds,
+                     help="Deadline of one API request, in seconds."),
+        click.option("--deadline", type=float, default=600.0, show_default=True, callback=positive_seconds,
+                     help="Deadline of the whole command, in seconds."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group("atlas")
+def atlas():
+    """Measure from RIPE Atlas probes: many networks, the same judgment.
+
+    `submit` schedules one-off measurements (DNS with each probe's resolver,
+    TLS certificates with SNI, TCP traceroutes) from probes you select;
+    `fetch` downloads their results and writes records like `run` does, with
+    label atlas:<probe id>.
+    """
+
+
+# --- the key ------------------------------------------------------------------------------
+
+def read_key(key_file: str | None, required: bool) -> str | None:
+    """The API key from --key-file or RIPE_ATLAS_KEY; never echoed, not even in an error."""
+    if key_file:
+        from netprobe.targets import read_regular_file
+        try:
+            raw = read_regular_file(Path(key_file), MAX_KEY_FILE_BYTES)
+        except OSError as exc:
+            raise UserError(f"--key-file: cannot read {key_file}: {exc.strerror or exc}") from None
+        lines = [line.strip() for line in raw.decode("utf-8", "replace").splitlines() if line.strip()]
+        key = lines[0] if lines else ""
+        source = f"--key-file {key_file}"
+    else:
+        key = os.environ.get("RIPE_ATLAS_KEY", "").strip()
+        source = "RIPE_ATLAS_KEY"
+    if not key:
+        if required:
+            raise UserError("no RIPE Atlas API key: set RIPE_ATLAS_KEY or give --key-file (a key allowed to "
+                            "create measurements, made at atlas.ripe.net under API keys)")
+        return None
+    if len(key) > 200 or not all(ch.isprintable() and not ch.isspace() for ch in key):
+        raise UserError(f"the API key in {source} is not a key (it has spaces or control characters)")
+    return key
+
+
+def make_client(options: dict, key: str | None):
+    from netprobe.atlas_api import AtlasClient, AtlasError, Leash
+    try:
+        return AtlasClient(options["api_server"], key,
+                           Leash(options["timeout"], time.monotonic() + options["deadline"]))
+    except AtlasError as exc:
+        raise UserError(exc.message) from None
+
+
+def api_failure(exc) -> int:
+    """An AtlasError the user cannot fix: one line, exit 1 (fixable ones raise UserError: exit 2)."""
+    if exc.fixable:
+        raise UserError(exc.message)
+    click.echo(f"netprobe: error: {one_line(exc.message)}", err=True)
+    return ExitCode.SERVICE_FAILED
+
+
+# --- the state file -----------------------------------------------------------------------
+
+def state_path(options: dict) -> Path:
+    return Path(options["state_file"]) if options["state_file"] else default_state_path()
+
+
+def load_state(path: Path, missing_ok: bool = True) -> dict[str, Any]:
+    from netprobe.targets import read_regular_file
+    try:
+        raw = read_regular_file(path, MAX_STATE_BYTES)
+    except FileNotFoundError:
+        if missing_ok:
+            return {"schema": STATE_SCHEMA, "submissions": []}
+        raise UserError(f"no state file at {path}: run `netprobe atlas submit` first, or name measurement ids") from None
+    except OSError as exc:
+        raise UserError(f"cannot read state file {path}: {exc.strerror or exc}") from None
+    try:
+        state = json.loads(raw)
+        if not isinstance(state, dict) or not isinstance(state.get("submissions"), list):
+            raise ValueError("no submissions list")
+    except ValueError as exc:
+        raise UserError(f"state file {path} is not netprobe's ({str(exc)[:80]}); move it away or give --state") from None
+    # A hand-edited or damaged entry is left out, not trusted: only well-formed measurements count.
+    for submission in state["submissions"]:
+        if isinstance(submission, dict):
+            submission["measurements"] = [
+                m for m in submission.get("measurements") or []
+                if isinstance(m, dict) and isinstance(m.get("id"), int) and not isinstance(m.get("id"), bool)
+                and isinstance(m.get("definition"), dict)]
+            if not isinstance(submission.get("targets_file"), (str, type(None))):
+                submission["targets_file"] = None
+    state["submissions"] = [s for s in state["submissions"] if isinstance(s, dict)]
+    return state
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Atomically: a crash leaves the old state or the new one, never half of either."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise UserError(f"cannot write state file {path}: {exc.strerror or exc}") from None
+
+
+def check_writable(path: Path) -> None:
+    """Fail before spending credits if the ids could not be kept afterwards."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.{os.getpid()}.check")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write state file {path}: {exc.strerror or exc}; give --state FILE") from None
+
+
+# --- submit -------------------------------------------------------------------------------
+
+@atlas.command()
+@click.option("--country", "countries", multiple=True, metavar="CC", help="Probes in this country (ISO 3166 code); repeatable.")
+@click.option("--asn", "asns", multiple=True, type=int, metavar="N", help="Probes in this AS; repeatable.")
+@click.option("--probe", "probe_ids", multiple=True, type=int, metavar="ID", help="This probe; repeatable.")
+@click.option("--probes", "count", type=int, default=5, show_default=True,
+              help="How many probes per --country and per --asn.")
+@click.option("--measure", default="dns,tls,tcp", show_default=True, metavar="LIST",
+              help="What to schedule: dns (A/AAAA with the probe's resolver), tls (sslcert with SNI), "
+                   "tcp (TCP traceroute to the endpoints and TCP controls).")
+@click.option("--dry-run", is_flag=True, help="Print exactly what would be scheduled and its cost; submit nothing.")
+@api_options
+def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
+    """Schedule one-off measurements of the target set from RIPE Atlas probes."""
+    from netprobe import atlas as model
+
+    for cc in countries:
+        if not _COUNTRY.match(cc):
+            raise UserError(f"--country: {cc[:20]!r} is not a two-letter country code (ISO 3166-1, e.g. VN)")
+    if any(a < 1 or a > 2**32 - 1 for a in asns):
+        raise UserError("--asn: an AS number is a whole number from 1 to 4294967295")
+    if any(p < 1 for p in probe_ids):
+        raise UserError("--probe: a probe id is a whole number >= 1")
+    if count < 1 or count > 1000:
+        raise UserError(f"--probes: must be from 1 to 1000, got {count}")
+    if not (countries or asns or probe_ids):
+        raise UserError("choose probes: --country CC, --asn N or --probe ID (each repeatable)")
+    kinds = [k.strip() for k in measure.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in model.MEASURES]
+    if unknown or not kinds:
+        raise UserError(f"--measure: unknown kind {unknown[0] if unknown else ''!r} (known: {', '.join(model.MEASURES)})")
+    targets = load_targets(options["targets_file"])
+    definitions = model.definitions(targets, kinds)
+    if not definitions:
+        raise UserError(f"the target set {targets.name} gives nothing to measure for --measure {measure}")
+    sources = model.probe_sources(countries, asns, probe_ids, count)
+    probes = sum(s["requested"] for s in sources)
+    cost = model.estimate_credits(definitions, probes)
+    post = _post_data(definitions, sources)
+    if dry_run:
+        click.echo(json.dumps(post, indent=2, sort_keys=True))
+        _print_cost(cost)
+        return 0
+    path = state_path(options)
+    key = read_key(options["key_file"], required=True)
+    client = make_client(options, key)
+    check_writable(path)
+    from netprobe.atlas_api import AtlasError
+    try:
+        ids = client.create(definitions, sources)
+    except AtlasError as exc:
+        return api_failure(exc)
+    if len(ids) != len(definitions):
+        click.echo(f"netprobe: warning: asked for {len(definitions)} measurements, RIPE Atlas created {len(ids)}",
+                   err=True)
+    measurements = []
+    for msm_id, definition in zip(ids, definitions):
+        measurements.append({"id": msm_id, "definition": definition, "role": model.role_of(definition, targets)})
+    state = load_state(path)
+    state["schema"] = STATE_SCHEMA
+    state["submissions"].append({
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "targets": targets.name,
+        "targets_file": os.path.abspath(options["targets_file"]) if options["targets_file"] else None,
+        "api_server": client.server, "probes": sources, "measurements": measurements,
+    })
+    try:
+        save_state(path, state)
+    except UserError as exc:
+        raise UserError(f"{exc.message}; the measurements were scheduled: fetch them with "
+                        f"`netprobe atlas fetch {' '.join(map(str, ids))}`") from None
+    for msm_id in ids:
+        click.echo(msm_id)
+    click.echo(f"netprobe: scheduled {len(ids)} measurements of {targets.name} on up to {probes} probes "
+               f"(about {cost['total']} credits); ids kept in {path}. Results arrive within minutes: "
+               "`netprobe atlas fetch`", err=True)
+    return 0
+
+
+def _post_data(definitions: list[dict], sources: list[dict]) -> dict[str, Any]:
+    """The exact body cousteau will POST (built by cousteau itself, without sending it)."""
+    from ripe.atlas.cousteau import AtlasCreateRequest, AtlasSource, Dns, Sslcert, Traceroute
+
+    kinds = {"dns": Dns, "sslcert": Sslcert, "traceroute": Traceroute}
+    request = AtlasCreateRequest(key=None, measurements=[kinds[d["type"]](**{k: v for k, v in d.items()
+                                                                             if k != "type"}) for d in definitions],
+                                 sources=[AtlasSource(**s) for s in sources], is_oneoff=True)
+    request._construct_post_data()
+    return request.post_data
+
+
+def _print_cost(cost: dict[str, Any]) -> None:
+    parts = ", ".join(f"{v['measurements']} {k} ({v['credits_per_probe']} credits per probe)"
+                      for k, v in cost["by_type"].items())
+    click.echo(f"netprobe: {cost['measurements']} one-off measurements: {parts}", err=True)
+    click.echo(f"netprobe: estimated cost: {cost['per_probe']} credits per probe x {cost['probes']} probes = "
+               f"{cost['total']} credits (one-off results cost {cost['one_off_factor']}x; Atlas charges only "
+               "the results probes deliver)", err=True)
+
+
+# --- fetch --------------------------------------------------------------------------------
+
+@atlas.command()
+@click.argument("args", nargs=-1, metavar="[MSM_ID... | --from-file FILE...]")
+@click.option("--from-file", "from_file", is_flag=True,
+              help="The arguments are files of results downloaded by other means (JSON array or JSON lines), "
+                   "not measurement ids. Contacts no API unless --lookup-probes.")
+@click.option("--lookup-probes", is_flag=True, help="With --from-file: ask the API for the probes' ASN and country.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Stdout format (default: table on a terminal, else jsonl).")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Append every new record to FILE (records already there are not written again).")
+@click.option("--ca-bundle", type=click.Path(dir_okay=False), default=None,
+              help="PEM trust store for the certificates probes report (default: the system's).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout.")
+@api_options
+def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **options):
+    """Download Atlas results (default: the measurements in the state file) and judge them.
+
+    With --from-file, classify results downloaded by other means instead.
+    """
+    from netprobe.atlas import Context
+    from netprobe.atlas_api import AtlasError
+
+    files, msm_ids = (), ()
+    if from_file:
+        files = args
+        if not files:
+            raise UserError("--from-file: name at least one file of results")
+    else:
+        if not all(a.isdigit() and 0 < int(a) < 10**12 for a in args):
+            bad = next(a for a in args if not (a.isdigit() and 0 < int(a) < 10**12))
+            raise UserError(f"not a measurement id: {bad[:40]!r} (files need --from-file)")
+        msm_ids = tuple(int(a) for a in args)
+    store, ca_evidence = _trust_store(ca_bundle)
+    path = state_path(options)
+    state = load_state(path, missing_ok=True) if (files or msm_ids or options["state_file"] is None) \
+        else load_state(path, missing_ok=False)
+    known = {m["id"]: (sub, m) for sub in state["submissions"] for m in sub.get("measurements", [])
+             if isinstance(m, dict) and isinstance(m.get("id"), int)}
+    key = read_key(options["key_file"], required=False)
+    sink = _Sink(fmt, output, quiet)
+    notes: list[str] = []
+    try:
+        if files:
+            raws = _read_files(files)
+            definitions = {msm: m["definition"] | {"netprobe_role": m.get("role")} for msm, (_, m) in known.items()}
+            targets = load_targets(options["targets_file"])
+            probes = {}
+            if lookup_probes:
+                client = make_client(options, key)
+                probes = _probe_metadata(client, sorted({r.get("prb_id") for r in raws if isinstance(r, dict)
+                                                         and isinstance(r.get("prb_id"), int)}), notes)
+            context = Context(targets, definitions, frozenset(), probes, store, ca_evidence)
+            sink.take(_convert(raws, context, notes), notes)
+        else:
+            client = make_client(options, key)
+            if msm_ids:
+                batches = [(None, list(dict.fromkeys(msm_ids)))]
+            else:
+                batches = [(sub, [m["id"] for m in sub.get("measurements", []) if isinstance(m.get("id"), int)])
+                           for sub in state["submissions"]]
+                if not any(ids for _, ids in batches):
+                    raise UserError(f"no measurements to fetch in {path}: run `netprobe atlas submit`, or name "
+                                    "measurement ids, or use --from-file")
+            for submission, ids in batches:
+                sink.take(_fetch_batch(client, submission, ids, known, options, store, ca_evidence, notes), notes)
+    except AtlasError as exc:
+        sink.close()
+        for note in notes:
+            click.echo(f"netprobe: {one_line(note)}", err=True)
+        return api_failure(exc)
+    sink.close()
+    sink.finish(notes)
+    for note in notes:
+        click.echo(f"netprobe: {one_line(note)}", err=True)
+    return 0
+
+
+def _trust_store(ca_bundle: str | None):
+    from netprobe.chaincheck import load_store
+    if ca_bundle and not os.path.isfile(ca_bundle):
+        raise UserError(f"--ca-bundle: no such file: {ca_bundle}")
+    try:
+        store = load_store(ca_bundle)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--ca-bundle: {ca_bundle or 'the system trust store'} is not a usable PEM trust store "
+                        f"({str(exc)[:80]})") from None
+    if not store:
+        raise UserError(f"--ca-bundle: no certificate in {ca_bundle or 'the system trust store'}")
+    if ca_bundle:
+        from netprobe.probes.https import file_digest
+        return store, {"file_sha256": file_digest(ca_bundle)}
+    return store, "system"
+
+
+def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, notes):
+    """One submission's (or the named) measurements: metadata, results, probes, conversion."""
+    from netprobe.atlas import Context
+    from netprobe.atlas_api import is_running, status_name
+
+    definitions: dict[int, dict] = {}
+    running: set[int] = set()
+    raws: list = []
+    targets_file = options["targets_file"] or (submission or {}).get("targets_file")
+    if targets_file is None and not submission and ids:
+        subs = {known[i][0].get("targets_file") for i in ids if i in known}
+        targets_file = next(iter(subs)) if len(subs) == 1 else None
+    targets = load_targets(targets_file)
+    from netprobe.atlas_api import AtlasError
+
+    known_ids = [i for i in ids if i in known]
+    metas: dict[int, dict] = {}
+    if known_ids:
+        try:
+            metas = client.statuses(known_ids)
+        except AtlasError as exc:
+            if not exc.fixable:
+                raise
+            # An API without the measurement list: ask one measurement at a time below.
+    ended_empty = 0
+    for msm_id in ids:
+        if msm_id in known:
+            _, entry = known[msm_id]
+            definitions[msm_id] = dict(entry["definition"]) | {"netprobe_role": entry.get("role")}
+        meta, meta_error = metas.get(msm_id), None
+        if meta is None:
+            try:
+                meta = client.measurement(msm_id)
+            except AtlasError as exc:
+                if not exc.fixable:
+                    raise
+                meta, meta_error = {}, exc
+        if msm_id not in known:
+            definitions[msm_id] = {k: meta[k] for k in ("type", "target", "query_argument", "query_type", "port",
+                                                         "af", "protocol", "hostname")
+                                   if k in meta and isinstance(meta[k], (str, int)) and not isinstance(meta[k], bool)}
+        if meta_error is not None:
+            try:
+                raws.extend(client.results(msm_id))
+            except AtlasError:
+                raise meta_error from None
+            notes.append(f"measurement {msm_id}: the API gave its results but not its description "
+                         f"({meta_error.message[:80]}); whether it is still running is unknown")
+            continue
+        status = status_name(meta)
+        if is_running(meta):
+            running.add(msm_id)
+        elif status.lower() in ("no suitable probes", "failed", "denied", "canceled", "cancelled"):
+            ended_empty += 1
+            notes.append(f"measurement {msm_id} ended without results: {status}"
+                         + (" (no probe matched the selection: check --country/--asn/--probe)"
+                            if "suitable" in status.lower() else ""))
+            continue
+        raws.extend(client.results(msm_id))
+        if len(raws) > MAX_RESULTS:
+            raise UserError(f"more than {MAX_RESULTS} results at once: fetch fewer measurements per command")
+    if ids and ended_empty == len(ids):
+        raise UserError(f"none of the {len(ids)} measurement(s) ran: {notes[-1].partition(': ')[2]}")
+    if running:
+        notes.append(f"{len(running)} measurement(s) still running ({', '.join(map(str, sorted(running)[:10]))}): "
+                     "fetched what is ready; fetch again when they end")
+    prb_ids = sorted({r.get("prb_id") for r in raws if isinstance(r, dict) and isinstance(r.get("prb_id"), int)
+                      and not isinstance(r.get("prb_id"), bool)})
+    probes = _probe_metadata(client, prb_ids, notes)
+    return _convert(raws, Context(targets, definitions, frozenset(running), probes, store, ca_evidence), notes)
+
+
+def _probe_metadata(client, prb_ids: list[int], notes: list[str]) -> dict[int, dict]:
+    """ASN and country of the probes, when the API gives them; otherwise left out, never guessed."""
+    from netprobe.atlas_api import AtlasError
+    if not prb_ids:
+        return {}
+    try:
+        return client.probes(prb_ids)
+    except AtlasError as exc:
+        notes.append(f"probe metadata (ASN, country) left out: {exc.message}")
+        return {}
+
+
+def _convert(raws, context, notes):
+    from netprobe.atlas import convert
+    result = convert(raws, context)
+    if result.unparseable:
+        notes.append(f"skipped {result.unparseable} result(s) that could not be parsed")
+    for why, n in sorted(result.skipped.items()):
+        notes.append(f"skipped {n} {why}")
+    if result.held:
+        notes.append(f"{len(result.held)} probe(s) held back until their running measurements end")
+    if result.without_controls:
+        notes.append(f"{len(result.without_controls)} probe(s) measured no control: their verdicts are as observed, "
+                     "not weighed against controls")
+    return result
+
+
+def _read_files(files) -> list:
+    """Results from JSON-array or JSON-lines files; a line that is no JSON is counted, not fatal."""
+    from netprobe.targets import read_regular_file
+    results: list = []
+    for name in files:
+        try:
+            raw = read_regular_file(Path(name), MAX_INPUT_BYTES)
+        except OSError as exc:
+            raise UserError(f"--from-file: cannot read {name}: {exc.strerror or exc}") from None
+        text = raw.lstrip()
+        if text.startswith(b"["):
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise UserError(f"--from-file: {name} is not a JSON array of results ({str(exc)[:60]})") from None
+            results.extend(data if isinstance(data, list) else [data])
+        else:
+            for line in raw.splitlines():
+                if not line.strip():
+                    continue
+                if len(line) > MAX_LINE_BYTES:
+                    results.append(None)
+                    continue
+                try:
+                    value = json.loads(line)
+                except ValueError:
+                    results.append(None)  # counted as a result that could not be parsed
+                    continue
+                results.extend(value if isinstance(value, list) else [value])
+        if len(results) > MAX_RESULTS:
+            raise UserError(f"--from-file: more than {MAX_RESULTS} results: split the files")
+    return results
+
+
+# --- output ---------------------------------------------------------------------------------
+
+def record_identity(record: dict[str, Any]) -> bytes:
+    """What makes two records the same observation: run (probe, measurements, times), kind, target, address."""
+    import hashlib
+    text = "|".join(str(record.get(k)) for k in ("run_id", "probe", "target", "address", "label"))
+    return hashlib.sha256(text.encode("utf-8", "replace")).digest()[:16]
+
+
+def already_written(path: str, wanted: set[bytes]) -> set[bytes]:
+    """Which of `wanted` are in the output file already; memory bounded by `wanted`, not by the file."""
+    found: set[bytes] = set()
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return found
+    with f:
+        while True:
+            line = f.readline(MAX_LINE_BYTES)
+            if not line:
+                break
+            if not line.endswith(b"\n") and len(line) >= MAX_LINE_BYTES:
+                while line and not line.endswith(b"\n"):  # skip the rest of an oversized line
+                    line = f.readline(MAX_LINE_BYTES)
+                continue
+            if b'"label":"atlas:' not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                identity = record_identity(record)
+                if identity in wanted:
+                    found.add(identity)
+    return found
+
+
+class _Sink:
+    """Records to --output (appended, skipping those already there) and to stdout, as `run` writes them."""
+
+    def __init__(self, fmt: str | None, output: str | None, quiet: bool):
+        from netprobe.output import AppendFile, OutputError, StdoutWriter
+        self.fmt = default_format(fmt)
+        self.output = output
+        self.archive = None
+        if output:
+            try:
+                self.archive = AppendFile(output)
+            except OutputError as exc:
+                raise UserError(str(exc)) from None
+        self.stdout = None if quiet else StdoutWriter(self.fmt)
+        self.written = 0
+        self.duplicates = 0
+        self.counts: dict[str, int] = {}
+
+    def take(self, conversion, notes: list[str]) -> None:
+        from netprobe.output import OutputError
+        from netprobe.records import RunInfo, encode, to_json_line
+
+        records = [encode(result, RunInfo(label=label, run_id=run_id))
+                   for result, run_id, label in conversion.records]
+        present: set[bytes] = set()
+        if self.output:
+            present = already_written(self.output, {record_identity(r) for r in records})
+        for record in records:
+            if self.archive is not None:
+                if record_identity(record) in present:
+                    self.duplicates += 1
+                    continue
+                try:
+                    self.archive.append(to_json_line(record))
+                except OutputError as exc:
+                    raise UserError(str(exc)) from None
+                self.written += 1
+            self.counts[record["verdict"]] = self.counts.get(record["verdict"], 0) + 1
+            if self.stdout is not None:
+                self.stdout.write(record)
+
+    def close(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
+            self.archive = None
+
+    def finish(self, notes: list[str]) -> None:
+        if self.output:
+            notes.insert(0, f"{self.written} new record(s) appended to {self.output}"
+                         + (f"; {self.duplicates} already there were not written again" if self.duplicates else ""))
+        if self.stdout is None:
+            return
+        if self.fmt == "json":
+            sys.stdout.write(self.stdout.json_text())
+        elif self.fmt == "table":
+            _print_table(self.stdout.kept)
+
+
+def _print_table(records: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from netprobe.text import printable
+    table = Table(title=Text("RIPE Atlas results"))
+    for column in ("label", "probe", "target", "address", "verdict", "reason"):
+        table.add_column(column)
+    for record in records:
+        if record["probe"] == "summary":
+            continue
+        table.add_row(*(Text(printable(record.get(c) or "")) for c in
+                        ("label", "probe", "target", "address", "verdict", "reason")))
+    Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False).print(table)
