@@ -112,7 +112,7 @@ def generate(path: str, records: int, seed: int = 1, sampled: int = 0) -> int:
     return os.path.getsize(path)
 
 
-REPORT = ("from netprobe.commands import cli, main; from netprobe.report_cli import report, cron; "
+REPORT = ("from netprobe.commands import cli, main; from netprobe.commands.report import report, cron; "
           "cli.add_command(report); cli.add_command(cron); import sys; main(sys.argv[1:])")
 
 

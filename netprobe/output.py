@@ -27,6 +27,12 @@ from typing import Any, TextIO
 from netprobe.records import RECORD_FIELDS, to_json_line
 
 
+def default_format(fmt: str | None, tty: str = "table", pipe: str = "jsonl") -> str:
+    """The format asked for, else a table for a person at a terminal and JSON for a program:
+    the one rule every command follows."""
+    return fmt or (tty if sys.stdout.isatty() else pipe)
+
+
 class OutputError(OSError):
     """The output file cannot be written; the message is one line for the user."""
 

@@ -85,7 +85,7 @@ def group_of(record: dict[str, Any]) -> str:
     if evidence.get("dc") is not None:
         return f"DC{evidence['dc']}"
     if record["probe"] == "control":
-        return str(evidence.get("stage", "tcp"))
+        return "controls"  # one row: what the verdicts were weighed against; -v shows each
     return str(record["target"])
 
 
@@ -124,10 +124,10 @@ def grouped_table(records: Iterable[dict[str, Any]]) -> Table:
     """One row per (probe kind, group): what each data center, range and family of names did.
     No vertical rules, so that at 80 columns the reasons keep room enough never to be cut
     inside a word: cells wrap between words only."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True, header_style="bold")
     table.add_column("probe", no_wrap=True)
-    table.add_column("group", no_wrap=True)
-    table.add_column("verdicts", min_width=11)
+    table.add_column("group", no_wrap=True, max_width=24)
+    table.add_column("verdicts", min_width=12, max_width=12)
     table.add_column("reasons; members that differ", ratio=1, min_width=24)
     for probe, group, verdicts, reasons, differing in grouped_rows(records):
         notes = [f"{printable(reason)}" + (f" ×{n}" if n > 1 else "") for reason, n in reasons.most_common(2)]

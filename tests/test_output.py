@@ -263,7 +263,7 @@ def test_the_grouped_table_has_one_row_per_kind_and_group_and_names_who_differs(
     output = SGR.sub("", render(records, counts=Counter(), vantage="online"))
     rows = [line for line in output.splitlines() if "tcp" in line]
     assert len(rows) == 2
-    assert "10.0.0.0/28" in rows[0] and "1 blocked 7 reachable" in rows[0] and "differ: 10.0.0.3:443 blocked" in rows[0]
+    assert "10.0.0.0/28" in rows[0] and "1 blocked 7" in rows[0] and "differ: 10.0.0.3:443 blocked" in rows[0]
     assert "DC2" in rows[1] and "3 reachable" in rows[1]
 
 
@@ -277,3 +277,25 @@ def test_the_grouped_table_fits_80_columns_without_breaking_a_word():
     lines = out.getvalue().splitlines()
     assert max(len(line) for line in lines) <= 80
     assert any("mtproto.bad_response" in line for line in lines)  # a reason is never cut inside
+
+
+def test_the_built_in_set_fits_one_80_column_screen_with_names_whole():
+    """One row per (kind, group) for the built-in Telegram set: about 40 rows, none wider than
+    80 columns, and a long host name in the differing members shown whole."""
+    import ipaddress
+
+    from netprobe.addresses import Endpoint
+    from netprobe.plan import PROBE_KINDS, Plan
+    from netprobe.targets import load_builtin
+    plan = Plan(load_builtin(), PROBE_KINDS, (Endpoint(ipaddress.ip_address("10.0.0.1"), 53),), 1)
+    records = [record(probe=t.kind, target=t.target, address=None, verdict="reachable", reason=None,
+                      evidence=dict(t.context)) for t in [*plan.controls(), *plan.tasks()]]
+    for r in records:
+        if r["target"] in ("kws3-1.web.telegram.org", "kws4-1.web.telegram.org") and r["probe"] == "https":
+            r.update(verdict="reset", reason="tls.reset")
+    out = io.StringIO()
+    print_report(Console(file=out, width=80, color_system=None), records, Counter(), "online")
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert len(lines) <= 50
+    assert sum("kws3-1.web.telegram.org reset" in line or "kws3-1.web.telegram.org" in line for line in lines) == 1

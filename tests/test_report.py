@@ -30,12 +30,12 @@ from netprobe.report import command, views
 from netprobe.report import fold as f
 from netprobe.report import timeutil as h
 from netprobe.report.html import VERDICT_COLOURS
-from netprobe.report_cli import cron, program, report
+from netprobe.commands.report import cron, program, report
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "[bold]x\x1b[31m<script>"
 # Runs the real entry point (netprobe.commands.main).
-ENTRY = ("import sys; from netprobe.commands import cli, main; from netprobe.report_cli import report, cron; "
+ENTRY = ("import sys; from netprobe.commands import cli, main; from netprobe.commands.report import report, cron; "
          "cli.add_command(report); cli.add_command(cron); main(sys.argv[1:])")
 
 
@@ -770,7 +770,7 @@ def test_program_resolves_the_script(monkeypatch, tmp_path):
 @pytest.mark.parametrize("minutes, schedule", [(1, "* * * * *"), (15, "*/15 * * * *"), (120, "0 */2 * * *"),
                                                 (1440, "0 0 * * *")])
 def test_cron_schedules(minutes, schedule):
-    from netprobe.report_cli import schedule_for
+    from netprobe.commands.report import schedule_for
     assert schedule_for(minutes) == schedule
 
 

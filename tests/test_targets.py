@@ -340,7 +340,7 @@ def test_builtin_groups_the_web_clients_websocket_hosts_and_the_cdn_hosts(builti
     assert {"pluto.web.telegram.org", "zws1-1.web.telegram.org", "kws5.web.telegram.org"} <= websocket
     assert groups["media CDN hosts"] == {"cdn1.cdn-telegram.org", "cdn4.cdn-telegram.org", "cdn5.cdn-telegram.org",
                                          "cdn4.telesco.pe"}
-    assert {"telegram.org", "web.telegram.org", "t.me"} <= groups[None]  # ungrouped: each its own row
+    assert {"telegram.org", "web.telegram.org", "t.me"} <= groups["web sites and links"]
 
 
 def test_domains_and_endpoints_take_an_optional_group():

@@ -23,7 +23,7 @@ from netprobe.commands.common import ExitCode
 from netprobe.commands.ooni import export_group, import_group
 from netprobe.commands.probe import dns, run, targets, tcp
 from netprobe.commands.reasons import reasons
-from netprobe.report_cli import cron, report
+from netprobe.commands.report import cron, report
 from netprobe.text import one_line
 
 

@@ -21,11 +21,9 @@ from typing import Any
 
 import click
 
-from netprobe.commands.common import ExitCode, UserError, default_format, load_targets, positive_seconds
+from netprobe.commands.common import RECORD_FORMATS, ExitCode, UserError, default_format, load_targets, positive_seconds
 from netprobe.text import one_line
 
-# Record formats of fetched results (one OONI measurement per run makes no sense here).
-FORMATS = ("table", "jsonl", "json", "csv")
 
 STATE_SCHEMA = "netprobe-atlas-state/1"
 MAX_STATE_BYTES = 16 * 1024 * 1024
@@ -285,7 +283,7 @@ def _print_cost(cost: dict[str, Any]) -> None:
               help="The arguments are files of results downloaded by other means (JSON array or JSON lines), "
                    "not measurement ids. Contacts no API unless --lookup-probes.")
 @click.option("--lookup-probes", is_flag=True, help="With --from-file: ask the API for the probes' ASN and country.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+@click.option("--format", "fmt", type=click.Choice(RECORD_FORMATS), default=None,
               help="Stdout format (default: table on a terminal, else jsonl).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Append every new record to FILE (records already there are not written again).")

@@ -12,7 +12,6 @@ import enum
 import math
 import os
 import re
-import sys
 
 import click
 
@@ -25,8 +24,10 @@ class ExitCode(enum.IntEnum):
     SIGTERM = 143        # 128 + SIGTERM
 
 
-# Formats of records on stdout; `ooni` is one OONI measurement per run (netprobe/ooni.py).
-FORMATS = ("table", "jsonl", "json", "csv", "ooni")
+# Formats of records on stdout: a table for people, one object per record for programs.
+RECORD_FORMATS = ("table", "jsonl", "json", "csv")
+# A run's stdout can also be one OONI measurement per run (netprobe/ooni.py).
+FORMATS = (*RECORD_FORMATS, "ooni")
 
 
 class UserError(click.ClickException):
@@ -34,8 +35,9 @@ class UserError(click.ClickException):
 
 
 def default_format(fmt: str | None, tty: str = "table", pipe: str = "jsonl") -> str:
-    """The format asked for, else a table for a person at a terminal and JSON for a program."""
-    return fmt or (tty if sys.stdout.isatty() else pipe)
+    """netprobe.output's rule (imported when a command runs, so that --help stays fast)."""
+    from netprobe.output import default_format as rule
+    return rule(fmt, tty, pipe)
 
 
 def positive_seconds(ctx, param, value):

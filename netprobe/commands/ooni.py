@@ -13,10 +13,8 @@ from collections import Counter
 
 import click
 
-from netprobe.commands.common import ooni_options
+from netprobe.commands.common import RECORD_FORMATS, default_format, ooni_options
 
-# Record formats for imported records (a table, or one object per record).
-FORMATS = ("table", "jsonl", "json", "csv")
 
 
 # --- netprobe import ooni ----------------------------------------------------------------
@@ -28,7 +26,7 @@ def import_group():
 
 @import_group.command(name="ooni")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+@click.option("--format", "fmt", type=click.Choice(RECORD_FORMATS), default=None,
               help="Stdout format (default: table on a terminal, else jsonl).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
               help="Append every record to FILE as JSON lines (a netprobe archive).")
@@ -48,7 +46,7 @@ def import_ooni(files, fmt, output, quiet):
     from netprobe.output import AppendFile, OutputError, StdoutWriter
     from netprobe.records import to_json_line
 
-    fmt = fmt or ("table" if sys.stdout.isatty() else "jsonl")
+    fmt = default_format(fmt)
     for path in files:
         if path != "-":
             _check_readable(path, json_values, InputError)  # before anything is written

@@ -7,5 +7,5 @@ views.py     rows from a fold: state, changes, techniques, timeline, shares, dia
 terminal.py  rich tables and the character timeline
 html.py      the self-contained page that leads with the answer
 machine.py   csv, json, jsonl
-command.py   what one request needs, and writing it (the click command is netprobe.report_cli)
+command.py   what one request needs, and writing it (the click command is netprobe.commands.report)
 """

@@ -43,7 +43,8 @@ class Request:
     grouping: str | None = None  # "group", "ungrouped", or None: by output
 
     def stdout_format(self) -> str:
-        return self.fmt or ("table" if sys.stdout.isatty() else "jsonl")
+        from netprobe.output import default_format
+        return default_format(self.fmt)
 
     def grouped_stdout(self) -> bool:
         if self.grouping is not None:

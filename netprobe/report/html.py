@@ -155,7 +155,7 @@ def timeline_svg(line: Timeline, rows: list, names: list[str]) -> str:
     cell = max(plot_width / max(line.cells, 1), 1.0)
     width = name_width + cell * line.cells + 10
     height = row_height * len(rows) + 30
-    parts = [f'<svg role="img" width="{width:.0f}" height="{height}" viewBox="0 0 {width:.0f} {height}">']
+    parts = [f'<svg role="img" width="{width:.0f}" height="{height}" viewBox="0 0 {width:.0f} {height}" style="max-width:100%;height:auto">']
     for i, (name, (_key, cells)) in enumerate(zip(names, rows)):
         y = i * row_height
         parts.append(f'<text x="0" y="{y + 13}">{esc(name)}</text>')

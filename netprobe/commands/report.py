@@ -13,7 +13,8 @@ import sys
 
 import click
 
-FORMATS = ("table", "jsonl", "json", "csv")
+from netprobe.commands.common import RECORD_FORMATS
+
 DEFAULT_OUTPUT = "~/netprobe/results.jsonl"
 
 
@@ -48,7 +49,7 @@ def _parsed(option: str, parse, *args, **kwargs):
 @click.option("--timeline", is_flag=True, help="Draw one row per target or group, one cell per time bucket.")
 @click.option("--bucket", metavar="DURATION",
               help="Time bucket of --timeline, --techniques and --html (default: auto; --techniques: 1d).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+@click.option("--format", "fmt", type=click.Choice(RECORD_FORMATS), default=None,
               help="Stdout format (default: table on a terminal, else jsonl).")
 @click.option("--group", "group", is_flag=True,
               help="One row per group (range, data center, the target file's group) in every output, "
