@@ -19,6 +19,7 @@ import errno
 import os
 import socket
 import time
+from _socket import socket as _raw_socket  # socket.socket's C base: no Python __init__ or close per probe
 from collections import OrderedDict
 from socket import inet_ntoa
 from typing import Callable
@@ -95,7 +96,11 @@ def tcp_result(target: str, kind: str, context, failure: ConnectFailed | None, r
                elapsed_ms: float, timeout: float) -> Result:
     """The record of one connect; `context` is a dict or a tuple of (key, value) pairs."""
     evidence = dict(context) if context else {}
-    evidence.update(connect_evidence(failure, elapsed_ms))
+    if failure is None:  # connect_evidence's, without its call: most records of a sweep
+        evidence["connect"] = "ok"
+        evidence["connect_ms"] = round(elapsed_ms, 3)
+    else:
+        evidence.update(connect_evidence(failure, elapsed_ms))
     evidence["timeout_s"] = timeout
     return Result(kind, target, target, reason, elapsed_ms, evidence)
 
@@ -171,7 +176,7 @@ class ConnectPool:
     def start(self, endpoint: Endpoint, target: str, kind: str, context, tag: object) -> None:
         started = time.monotonic()
         try:
-            sock = socket.socket(socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET, _NONBLOCKING_STREAM)
+            sock = _raw_socket(socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET, _NONBLOCKING_STREAM)
         except OSError as exc:
             self._failed(target, kind, context, started, tag, exc, immediate=True)
             return
