@@ -179,7 +179,7 @@ def test_through_the_real_entry_point(archive):
 
 def test_report_and_cron_are_registered_on_the_main_group():
     from netprobe.commands import cli
-    assert cli.commands.get("report") is report and cli.commands.get("cron") is cron, \
+    assert cli.get_command(None, "report") is report and cli.get_command(None, "cron") is cron, \
         "netprobe/commands must register report and cron"
 
 
