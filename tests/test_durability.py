@@ -221,6 +221,34 @@ def test_a_signal_keeps_finished_results_and_exits_with_its_code(tmp_path, slow_
     assert [json.loads(line) for line in stdout.splitlines()] == records
 
 
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_ends_a_tcp_only_run_the_same_way(tmp_path, servers, blackhole, sig, code):
+    """A plan of TCP connects only runs without asyncio (netprobe/sweep_loop.py): a signal ends
+    it as it ends any run, with every finished result written."""
+    quick = [servers.listen("silent", "127.0.0.1") for _ in range(5)]
+    targets = write_targets(tmp_path / "tcp.toml", networks=["127.0.0.1/32"],
+                            endpoints=[*(f"{h}:{p}" for h, p in quick), blackhole])
+    archive = tmp_path / "signalled.jsonl"
+    proc = start("run", "--targets", str(targets), "--probes", "tcp", "--timeout", "10",
+                 "--output", str(archive), "--format", "jsonl")
+    try:
+        wait_for_lines(archive, 5, proc)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=10)
+        stopped = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    assert stopped < 3
+    assert f"interrupted by {signal.Signals(sig).name}" in stderr and "Traceback" not in stderr
+    records = [json.loads(line) for line in archive.read_bytes().split(b"\n")[:-1]]
+    assert [r["verdict"] for r in records] == ["reachable"] * 5
+    assert [json.loads(line) for line in stdout.splitlines()] == records
+
+
 def test_sigterm_before_the_run_starts_is_a_clean_exit(monkeypatch, capsys):
     """SIGTERM while the plan is still being built ends with the same message and code."""
     from netprobe import commands as cli

@@ -1,6 +1,8 @@
 """The engine: concurrency and deadlines that hold, --rate pacing, controls that cost no
 time of their own, records identical to the coroutine probe's, and memory that does
-not grow with the plan.
+not grow with the plan.  A plan of TCP connects only runs on sweep_loop.SweepLoop
+(Runner.run_connects), every other under asyncio (Runner.run): tests marked with
+`how` run on both.
 
 Every connect goes to 127.0.0.0/8: listeners the tests open (the whole of
 127.0.0.0/8 is local, so one listener on 0.0.0.0 answers a range of addresses),
@@ -22,12 +24,25 @@ import tracemalloc
 import pytest
 
 from netprobe.addresses import parse_endpoint
-from netprobe.engine import Runner, Settings, default_deadline
+from netprobe.engine import Runner, Settings, connects_only, default_deadline
 from netprobe.plan import Plan
 from netprobe.probes.tcp import ConnectPool, probe_tcp
+from netprobe.sweep_loop import Interrupted, SweepLoop
 from netprobe.targets import parse_target_text
 
 needs_pool = pytest.mark.skipif(not ConnectPool.available, reason="ConnectPool needs epoll (Linux)")
+both_loops = pytest.mark.parametrize("how", ["asyncio", pytest.param("sweep_loop", marks=needs_pool)])
+
+
+def drive(runner: Runner, how: str = "asyncio"):
+    """Run the runner under asyncio (run) or on a SweepLoop (run_connects)."""
+    if how == "asyncio":
+        return asyncio.run(runner.run())
+    loop = SweepLoop()
+    try:
+        return runner.run_connects(loop)
+    finally:
+        loop.close()
 
 
 class Listener:
@@ -81,13 +96,13 @@ def make_plan(*, endpoints=(), controls=(), ranges=(), networks=("127.0.0.0/8",)
     return Plan(targets=parse_target_text(text.encode(), "t.toml"), kinds=("tcp",), resolvers=(), seed=1)
 
 
-def run_plan(plan: Plan, **settings) -> tuple[list, object, float, Runner]:
+def run_plan(plan: Plan, how: str = "asyncio", **settings) -> tuple[list, object, float, Runner]:
     settings.setdefault("timeout", 1.0)
     settings.setdefault("concurrency", 64)
     records = []
     runner = Runner(plan, Settings(**settings), records.append)
     started = time.monotonic()
-    outcome = asyncio.run(runner.run())
+    outcome = drive(runner, how)
     return records, outcome, time.monotonic() - started, runner
 
 
@@ -99,25 +114,27 @@ def loopback_range(prefix: int) -> str:
 
 # --- --rate --------------------------------------------------------------------------
 
-def test_rate_paces_probe_starts(listener):
+@both_loops
+def test_rate_paces_probe_starts(listener, how):
     """20 probes at --rate 40: starts 1/40 s apart, so the last starts 19/40 s after the first."""
     plan = make_plan(ranges=[(loopback_range(28), listener.port)],
                      endpoints=[f"127.0.0.1:{listener.port}", f"127.0.0.2:{listener.port}",
                                 f"127.0.0.4:{listener.port}", f"127.0.0.5:{listener.port}"])
     assert len(plan) == 20
-    records, _, paced, _ = run_plan(plan, rate=40.0)
+    records, _, paced, _ = run_plan(plan, how, rate=40.0)
     assert len(records) == 21 and {r.verdict for r in records[:-1]} == {"reachable"}
     assert paced >= 0.45
     assert paced < 0.45 + 1.0  # and not much more: pacing, not waiting for anything else
-    _, _, unpaced, _ = run_plan(plan)
+    _, _, unpaced, _ = run_plan(plan, how)
     assert unpaced < paced / 2
 
 
-def test_rate_does_not_hold_slots_idle(blackhole, listener):
+@both_loops
+def test_rate_does_not_hold_slots_idle(blackhole, listener, how):
     """With a slot free and a start due, a probe starts: a slow probe does not delay the others
     beyond their turn (concurrency 2, one probe hanging until its timeout)."""
     plan = make_plan(endpoints=[blackhole, *[f"127.0.0.{i}:{listener.port}" for i in (1, 2, 4, 5, 6)]])
-    records, _, elapsed, _ = run_plan(plan, rate=50.0, concurrency=2, timeout=1.0)
+    records, _, elapsed, _ = run_plan(plan, how, rate=50.0, concurrency=2, timeout=1.0)
     by_reason = sorted(r.reason or "ok" for r in records[:-1])
     assert by_reason == ["ok"] * 5 + ["tcp.timeout"]
     assert elapsed < 1.0 + 0.5  # the five quick ones went through the second slot meanwhile
@@ -174,11 +191,12 @@ def test_concurrency_bounds_probes_in_flight_and_each_times_out_on_time():
 
 
 @needs_pool
-def test_the_run_deadline_cuts_connects_and_counts_the_rest(blackhole):
+@both_loops
+def test_the_run_deadline_cuts_connects_and_counts_the_rest(blackhole, how):
     port = blackhole.rsplit(":", 1)[1]
     plan = make_plan(endpoints=[blackhole], ranges=[(loopback_range(28), int(port))])
     # A full backlog on 127.0.0.3 only: the range's addresses are refused (no listener there).
-    records, outcome, elapsed, runner = run_plan(plan, timeout=10.0, concurrency=4, deadline=0.5)
+    records, outcome, elapsed, runner = run_plan(plan, how, timeout=10.0, concurrency=4, deadline=0.5)
     assert elapsed < 0.5 + 0.3
     cut = [r for r in records[:-1] if r.reason == "run.deadline"]
     assert [(r.probe, r.target) for r in cut] == [("tcp", blackhole)]
@@ -190,13 +208,14 @@ def test_the_run_deadline_cuts_connects_and_counts_the_rest(blackhole):
 
 # --- controls ----------------------------------------------------------------------------
 
-def test_a_dropped_control_costs_no_time_of_its_own(blackhole, listener):
+@both_loops
+def test_a_dropped_control_costs_no_time_of_its_own(blackhole, listener, how):
     """Controls start with the other probes: a run whose only control is dropped takes one
     timeout, not two, and still reports the controls first, then the adjusted verdicts."""
     closed = f"127.0.0.1:{closed_port()}"
     plan = make_plan(controls=[blackhole], endpoints=[f"127.0.0.1:{listener.port}", closed],
                      networks=("127.0.0.1/32",))
-    records, outcome, elapsed, _ = run_plan(plan, timeout=0.5)
+    records, outcome, elapsed, _ = run_plan(plan, how, timeout=0.5)
     assert outcome.vantage == "offline"
     assert elapsed < 0.5 + 0.4
     assert [r.probe for r in records] == ["control", "tcp", "tcp", "summary"]
@@ -408,7 +427,8 @@ def test_pool_connects_over_ipv6():
 
 # --- a long run measures its controls again -------------------------------------------------
 
-def test_a_long_run_measures_its_controls_again_and_names_a_stage_that_changed():
+@both_loops
+def test_a_long_run_measures_its_controls_again_and_names_a_stage_that_changed(how):
     """Past `remeasure_after` the controls run once more; a control that got through at the
     start and is refused at the end shows the network changed under the run."""
     control = Listener("127.0.0.2")
@@ -422,7 +442,7 @@ def test_a_long_run_measures_its_controls_again_and_names_a_stage_that_changed()
             control.close()  # the network changes once the run's own probes are done
 
     try:
-        outcome = asyncio.run(Runner(plan, Settings(timeout=0.5, concurrency=8, remeasure_after=0.0), sink).run())
+        outcome = drive(Runner(plan, Settings(timeout=0.5, concurrency=8, remeasure_after=0.0), sink), how)
     finally:
         control.close()
     controls = [r for r in records if r.probe == "control"]
@@ -452,3 +472,40 @@ def test_a_domains_records_carry_its_group():
     groups = {(r.probe, r.target): r.evidence.get("group") for r in records if r.probe != "summary"}
     assert groups == {("https", "a.example"): "family", ("http", "a.example"): "family",
                       ("https", "b.example"): None, ("http", "b.example"): None}
+
+
+# --- the sweep loop ------------------------------------------------------------------------
+
+def test_only_a_plan_of_connects_runs_without_asyncio():
+    tcp = make_plan(endpoints=["127.0.0.1:1"], controls=["127.0.0.2:1"], networks=("127.0.0.1/32",))
+    assert connects_only(tcp) == ConnectPool.available
+    text = b'name = "t"\nnetworks = ["127.0.0.0/8"]\ndomains = ["example.test"]\ncontrol_domains = ["c.test"]\n'
+    targets = parse_target_text(text, "t.toml")
+    assert not connects_only(Plan(targets=targets, kinds=("dns",), resolvers=(), seed=1))
+    # --probes tcp with control names: their controls are DNS, TLS, HTTP only with those kinds
+    assert connects_only(Plan(targets=targets, kinds=("tcp",), resolvers=(), seed=1)) == ConnectPool.available
+
+
+@needs_pool
+def test_a_signal_ends_a_sweep_between_two_records(blackhole, listener):
+    """SweepLoop turns a signal into Interrupted at its next turn: the records so far are whole,
+    the dropped connect is not reported, the handler in place before is back afterwards."""
+    import os
+    import signal
+    plan = make_plan(endpoints=[f"127.0.0.1:{listener.port}", blackhole], networks=("127.0.0.1/32",))
+    records, received = [], []
+    runner = Runner(plan, Settings(timeout=5.0, concurrency=8), records.append)
+    loop = SweepLoop()
+    before = signal.getsignal(signal.SIGUSR1)
+    loop.catch_signals((signal.SIGUSR1,), lambda signum: (received.append(signum), loop.stop()))
+    loop.call_later(0.3, os.kill, os.getpid(), signal.SIGUSR1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Interrupted):
+            runner.run_connects(loop)
+    finally:
+        loop.close()
+    assert time.monotonic() - started < 2
+    assert received == [signal.SIGUSR1] and runner.outcome.interrupted
+    assert [(r.probe, r.verdict) for r in records] == [("tcp", "reachable")]  # no summary: interrupted
+    assert signal.getsignal(signal.SIGUSR1) == before
