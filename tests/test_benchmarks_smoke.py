@@ -1,8 +1,11 @@
 """The benchmark script still runs: `benchmarks/run.py --quick` (a /28, one repetition).
 
-Its figures are not judged here (they depend on the machine); what is checked is
-that every benchmark ran and that netprobe's verdicts agree with nmap's.  Needs
-root and `ip netns`, like the censorship lab; skipped with the reason otherwise.
+Its speed figures are not judged here (they depend on the machine); what is checked
+is that every benchmark ran, that netprobe's verdicts agree with nmap's for every
+address and port, and that the dropped sweeps end within a second of their floor
+ceil(N / concurrency) x timeout: a wave that waits longer than its own probes'
+timeouts is a scheduling regression on any machine.  Needs root and `ip netns`,
+like the censorship lab; skipped with the reason otherwise.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ def test_quick_benchmark_run(tmp_path):
     space = rows["telegram_space"]["data"]
     assert space["verdicts"] == {"reachable": space["planned"] - 10}  # all but the controls (4) and negative ones (6)
     assert set(rows["telegram_space_dropped"]["data"]["verdicts"]) == {"inconclusive"}  # the controls dropped too
+    for name in ("sweep_dropped", "telegram_space_dropped"):
+        row = rows[name]["data"]
+        assert max(row["netprobe_s"]) <= row["floor_s"] + 1.0, rows[name]["notes"]
     telegram = rows["telegram"]["data"]
     assert telegram["recorded"] == telegram["planned"] and telegram["vantage"] == "offline"
     assert rows["memory"]["data"]["rss_mb"] and rows["cold_start"]["data"]["netprobe_s"]
