@@ -386,6 +386,11 @@ def _judged_failure(record: Result, board: ControlBoard) -> Result:
             untrusted = record.reason == "tls.bad_certificate" and board.tls_bad_certificate == tally.failed
             reason = "tls.untrusted_for_all" if untrusted else "tls.path_failing"
             return _changed(record, reason, controls=tally.evidence("tls"))
+        if record.reason == "tls.bad_certificate" and board.tls_bad_certificate:
+            # Some control names' certificates did not verify either: a proxy that intercepts
+            # all but a few exempted hosts (update servers often are) is not a Telegram block.
+            return _changed(record, "tls.untrusted_for_all",
+                            controls=tally.evidence("tls", bad_certificates=board.tls_bad_certificate))
         return _with_controls(record, tally.evidence("tls"))
     if stage == "http":
         tally = board.web_tally(board.http, family)

@@ -146,6 +146,12 @@ def verdict_reason(record: Result, controls: ControlBoard, vantage: str = ONLINE
     (web("https", "web.telegram.org", "tls.bad_certificate"),
      (control_web("tls", "example.com", "tls.bad_certificate"), control_tcp("1.1.1.1:443")),
      ("inconclusive", "tls.untrusted_for_all")),
+    # ... and a proxy that intercepts every name but a few exempted hosts is no Telegram block either.
+    (web("https", "web.telegram.org", "tls.bad_certificate"),
+     (control_web("tls", "example.com", "tls.bad_certificate"), control_web("tls", "www.apple.com", None),
+      control_tcp("1.1.1.1:443")),
+     ("inconclusive", "tls.untrusted_for_all")),
+    (web("https", "web.telegram.org", "tls.bad_certificate"), OPEN, ("blocked", "tls.bad_certificate")),
     (web("https", "web.telegram.org", "tls.timeout"),
      (control_web("tls", "example.com", "tls.timeout"), control_tcp("1.1.1.1:443")),
      ("inconclusive", "tls.path_failing")),
