@@ -94,6 +94,11 @@ REASONS: dict[str, tuple[str, str]] = {
     "tcp.path_failing": (INCONCLUSIVE, "every TCP control of this address family and port failed too"),
     "tcp.intercepted": (INCONCLUSIVE, "a connection that must fail was accepted on this port: something on the "
                         "path accepts every connection, so a completed handshake proves nothing"),
+    "tcp.service_intercepted": (INCONCLUSIVE, "on this port something that is not the service answers for the "
+                                "service's addresses while controls get through (see the summary): a completed "
+                                "handshake proves nothing"),
+    "control.path_check": (INCONCLUSIVE, "a path check, not a pass or fail: who answers MTProto's first request "
+                           "on this port (evidence.observed_reason); the service's answers are weighed against it"),
     "tls.untrusted_for_all": (INCONCLUSIVE, "TLS fails verification for the control names too (a TLS-intercepting "
                               "proxy, a wrong clock or trust store)"),
     "tls.path_failing": (INCONCLUSIVE, "TLS handshakes with the control names failed too"),
@@ -119,6 +124,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "summary.undecided": (INCONCLUSIVE, "the run ended before any control answered: nothing can be concluded"),
     "summary.nothing_concluded": (INCONCLUSIVE, "no probe got a genuine answer, and none showed a block"),
     "summary.offline": (INCONCLUSIVE, "no control endpoint was reachable: nothing can be concluded"),
+    "summary.intercepted": (INCONCLUSIVE, "a stage is intercepted for every name or address and nothing else "
+                            "was backed by its controls: the vantage point says nothing about the service"),
     "summary.no_open_access": (INCONCLUSIVE, "no control got through at any stage while something on the path "
                                "answers: this network gives no open access to the Internet"),
     "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),

@@ -164,7 +164,10 @@ def test_no_open_access_is_said_plainly_and_is_no_blocking():
     summary = d.result()
     assert (summary.verdict, summary.reason) == ("inconclusive", "summary.no_open_access")
     findings = summary.evidence["findings"]
-    assert findings[0].startswith("No open access:")
+    # The interception is said first, with what the researcher can do; then that there is no way out.
+    assert findings[0].startswith("This vantage point is intercepted (TCP, TLS)")
+    assert "another network" in findings[0] and "atlas submit" in findings[0]
+    assert findings[1].startswith("No open access:")
     assert any(f.startswith("Interception: TLS fails verification for every name") for f in findings)
     assert not any(f.startswith(("No blocking observed", "SNI:", "IP:")) for f in findings)
 
