@@ -857,10 +857,10 @@ class AtlasDiagnosis(Diagnosis):
             for kinds in self.no_control.values():
                 counts.update(kinds)
             total = sum(counts.values())
-            whole = "no control was measured from this probe in this run" if self.board is None else \
-                "the stage's controls were not measured from this probe in this run"
-            lines.insert(0, f"Not judged: {total} failure{'s' if total != 1 else ''} ({', '.join(sorted(counts))}) with no control: {whole}, "
-                            f"so they are no evidence of blocking ({', '.join(sorted(self.no_control))}; "
+            whole = ("no control was measured from this probe in this run" if self.board is None
+                     else "no control of that stage was measured from this probe in this run")
+            lines.insert(0, f"Not judged: {total} failure{'s' if total != 1 else ''} ({', '.join(sorted(counts))}) "
+                            f"without a control: {whole} — no evidence of blocking ({', '.join(sorted(self.no_control))}; "
                             "the observed reasons are in each record's evidence).")
         return lines
 
