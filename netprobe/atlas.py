@@ -859,9 +859,10 @@ class AtlasDiagnosis(Diagnosis):
             total = sum(counts.values())
             whole = ("no control was measured from this probe in this run" if self.board is None
                      else "no control of that stage was measured from this probe in this run")
-            lines.insert(0, f"Not judged: {total} failure{'s' if total != 1 else ''} ({', '.join(sorted(counts))}) "
-                            f"without a control: {whole} — no evidence of blocking ({', '.join(sorted(self.no_control))}; "
-                            "the observed reasons are in each record's evidence).")
+            failures = f"{total} failure{'s' if total != 1 else ''} ({', '.join(sorted(counts))})"
+            lines.insert(0, f"Not judged: {failures} without a control: {whole} — no evidence of blocking "
+                            f"({', '.join(sorted(self.no_control))}; the observed reasons are in each record's "
+                            "evidence).")
         return lines
 
     def result(self) -> Result:

@@ -52,7 +52,8 @@ class ChainCheck:
     """The outcome; `error` is None when the chain is the name's."""
 
     verified: bool
-    error: str | None = None          # name_mismatch | expired | bad_signature | self_signed | unknown_issuer | unreadable
+    # name_mismatch | expired | bad_signature | self_signed | untrusted_root | unknown_issuer | unreadable
+    error: str | None = None
     detail: str = ""                  # one line for people
     method: str | None = None         # "verifier" | "chain walk" (how a verified chain was accepted)
     certificates: list[dict[str, Any]] = field(default_factory=list)

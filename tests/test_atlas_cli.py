@@ -331,7 +331,8 @@ def test_from_file_of_others_results_leads_the_report_with_a_diagnosis_and_claim
     assert not any(s["reason"] == "summary.blocking_observed" for s in summaries.values())
     refused = next(r for r in records if r["address"] == "147.231.12.1:53")
     assert (refused["reason"], refused["evidence"]["observed_reason"]) == ("dns.resolver_no_control", "dns.refused")
-    assert summaries["atlas:4062"]["evidence"]["findings"][0].startswith("Not judged: 1 failure (dns) without a control")
+    first = summaries["atlas:4062"]["evidence"]["findings"][0]
+    assert first.startswith("Not judged: 1 failure (dns) without a control")
     page = tmp_path / "report.html"
     code, _, err = run(capsys, "report", str(output), "--label", "atlas:4062", "--html", str(page))
     assert code == 0, err
