@@ -219,7 +219,6 @@ def check_chain(pems: Sequence[str], name: str, when: datetime, store: Sequence)
     """Was this chain (leaf first, as the server sent it) the name's certificate at `when`,
     by the store of `when` (today's, plus the roots dropped since that were in it then)?"""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
 
     chain = []
     with warnings.catch_warnings():
