@@ -242,7 +242,7 @@ class Diagnosis:
         elif stage == "tls":
             self.handshake_failed[result.target] = result.reason
         elif result.reason in ("http.blockpage", "http.known_blockpage"):
-            self.blockpages[key] = str((result.evidence.get("http") or {}).get("status", ""))
+            self.blockpages[key] = str((result.evidence.get("http") or {}).get("status") or result.reason)
         else:
             self.http_failed[key] = result.reason
 

@@ -601,7 +601,9 @@ def _dns_records(queries: list[Query], context: Context, networks: tuple, verifi
         if inconsistent and reason is None:
             reason = "dns.outside_networks"  # what OONI's flag says: its test helper resolved it elsewhere
             evidence["note"] = "OONI found the answers inconsistent with its test helper's"
-        records.append(_record(context, "dns", hostname, resolver, reason, evidence, decisive.t if decisive else None))
+        # A system lookup names no resolver: OONI's resolver_ip (what its whoami saw) stands in.
+        records.append(_record(context, "dns", hostname, resolver or context.base.get("resolver_ip"), reason, evidence,
+                               decisive.t if decisive else None))
     return records
 
 
@@ -877,7 +879,8 @@ def _web_connectivity(measurement: dict, tk: dict, context: Context, meta: Meta)
     dns_failure = _failure(tk.get("dns_experiment_failure"))
     if not classic and dns_failure:
         evidence = {"ooni_failures": [dns_failure]}
-        records.append(_record(context, "dns", host, None, ooni_reason(dns_failure, "dns"), evidence))
+        records.append(_record(context, "dns", host, context.base.get("resolver_ip"), ooni_reason(dns_failure, "dns"),
+                               evidence))
     for record in records:
         record["evidence"].update(said)
     confirmations: dict[int, dict | None] = {}
