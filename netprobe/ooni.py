@@ -970,9 +970,18 @@ def _import_findings(records: list[dict], context: Context) -> list[str]:
     if context.base.get("input"):
         what += f" of {context.base['input'][:120]}"
     lines = [f"{what}, {context.run.label}, {context.base.get('measurement_start_time')}."]
+    confirmed = [r for r in records if "confirmed_by" in r["evidence"]]
+    for record in confirmed[:MAX_SHOWN]:
+        by = record["evidence"]["confirmed_by"]
+        if "blockpage" in by:
+            how = f"a known blockpage ({by['blockpage']['name']}) at {by['blockpage'].get('url')}"
+        elif "dns_fingerprint" in by:
+            how = f"a known blockpage address ({by['dns_fingerprint']['name']}: {by['dns_fingerprint']['address']})"
+        else:
+            how = "OONI's pipeline (confirmed)"
+        lines.append(f"Confirmed: {record['probe']} {record['target']} {record['reason']}, by {how}.")
     uncontrolled = [r for r in records if (r["reason"] or "").endswith(".no_control")]
     unconfirmed = [r for r in records if (r["reason"] or "").endswith(".unconfirmed")]
-    confirmed = [r for r in records if "confirmed_by" in r["evidence"]]
     if test == "telegram":
         lines.append("No control: OONI's telegram test contacts only Telegram (its data centers and "
                      "web.telegram.org), so no failure in it can be told from the path's or Telegram's own"
@@ -996,15 +1005,6 @@ def _import_findings(records: list[dict], context: Context) -> list[str]:
             lines.append(f"Local portal: {record['probe']} {record['target']} was sent to {portal['served_from'][:120]}, "
                          f"a page of {portal['name']} on a private address: an appliance on the probe's own network, "
                          "which may stand between every user and every site; not a confirmed block.")
-    for record in confirmed[:MAX_SHOWN]:
-        by = record["evidence"]["confirmed_by"]
-        if "blockpage" in by:
-            how = f"a known blockpage ({by['blockpage']['name']}) at {by['blockpage'].get('url')}"
-        elif "dns_fingerprint" in by:
-            how = f"a known blockpage address ({by['dns_fingerprint']['name']}: {by['dns_fingerprint']['address']})"
-        else:
-            how = "OONI's pipeline (confirmed)"
-        lines.append(f"Confirmed: {record['probe']} {record['target']} {record['reason']}, by {how}.")
     return lines
 
 

@@ -433,7 +433,9 @@ def mutations(value, rng: random.Random, depth: int = 0):
 
 @pytest.mark.parametrize("name", ["telegram-RU-20221109.json", "telegram-DE-20170407.json",
                                   "web_connectivity-IR-20220815-facebook-nontelegram.json",
-                                  "probecli-web_connectivity-IT-20231130-nexa-ok.json"])
+                                  "probecli-web_connectivity-IT-20231130-nexa-ok.json",
+                                  "web_connectivity-ID-20250527-archive-302-blockpage.json",
+                                  "web_connectivity-AU-20170725-feminist-private-portal.json"])
 def test_hostile_values_anywhere_give_valid_records_or_a_skip(name):
     """A measurement is data from strangers: any node of it replaced by junk (wrong types,
     escapes, huge numbers, bad addresses) yields valid records or a counted skip, never
@@ -693,3 +695,90 @@ def test_the_same_answer_without_the_known_address_is_no_block():
         record = keyed[key]
         assert (record["reason"], record["verdict"], record["evidence"]["observed_reason"]) == (
             "dns.no_control", INCONCLUSIVE, "dns.bogon"), key
+
+
+# --- confirmations, and what stands in for a control ---------------------------------------------
+
+def test_oonis_pipeline_confirming_a_block_is_a_confirmation():
+    """The API answer of the rutor.org measurement says `confirmed: true` (OONI matched a
+    blockpage fingerprint); netprobe's own fingerprints find the same page.  Either alone
+    confirms: the edited copy of the parked-page answer below, flipped to `confirmed: true`
+    (not test data of its own), shows the pipeline's word counting by itself."""
+    measurement, meta = load("api-web_connectivity-RU-20200303-rutor-confirmed.json")
+    assert meta.confirmed is True
+    web = by_key(records_from_measurement(measurement, meta))[("http", "rutor.org")]
+    assert (web["reason"], web["verdict"]) == ("http.known_blockpage", BLOCKED)
+    assert web["evidence"]["ooni"]["confirmed"] is True
+
+    answer = json.loads((DATA / "api-web_connectivity-IE-20200303-efindlove-httpdiff.json").read_text())
+    [(measurement, meta, _)] = list(measurements_in(answer))
+    web = by_key(records_from_measurement(measurement, meta))[("http", "www.efindlove.com")]
+    assert (web["reason"], web["verdict"]) == ("http.unconfirmed", INCONCLUSIVE)  # confirmed: false
+    [(measurement, meta, _)] = list(measurements_in({**answer, "confirmed": True}))
+    web = by_key(records_from_measurement(measurement, meta))[("http", "www.efindlove.com")]
+    assert (web["reason"], web["verdict"], web["evidence"]["confirmed_by"]) == (
+        "http.blockpage", BLOCKED, {"ooni_confirmed": True})
+
+
+def test_a_blockpage_reached_through_a_302_is_named_with_the_hop():
+    web = by_key(imported("web_connectivity-ID-20250527-archive-302-blockpage.json"))[("http", "archive.org")]
+    found = web["evidence"]["confirmed_by"]["blockpage"]
+    assert (found["name"], found["location"], found["scope"]) == ("ooni.id_lamanlabuh_kominfo", "header.location",
+                                                                  "nat")
+    assert found["url"] == "http://lamanlabuh.aduankonten.id/"  # the hop the 302 led to
+    assert web["evidence"]["ooni_flags"]["blocking"] is False  # OONI's flags missed it
+
+
+def test_an_office_firewalls_portal_on_a_private_address_is_named_not_signed():
+    web = by_key(imported("web_connectivity-AU-20170725-feminist-private-portal.json"))[("http", "www.feminist.org")]
+    portal = web["evidence"]["local_portal"]
+    assert portal["name"] == "cl.prod_checkpoint_urlfilter_forward" and portal["scope"] == "prod"
+    assert portal["served_from"].startswith("http://192.168.22.1/UserCheck/PortalMain")
+    assert "confirmed_by" not in web["evidence"] and web["verdict"] == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("name, site_up", [
+    ("web_connectivity-IR-20220815-facebook-nontelegram.json", True),  # the helper fetched facebook
+    ("web_connectivity-SK-20210120-wikispaces-dead-nxdomain.json", False),  # nor could the helper
+    ("web_connectivity-CN-20170516-efindlove-search-rewrite.json", False),  # no such name, for the helper
+    ("api-web_connectivity-AE-20191118-thepiratebay-reset.json", None),  # the helper failed: no control at all
+])
+def test_oonis_test_helper_says_whether_the_site_is_up_and_no_more(name, site_up):
+    records = imported(name)
+    helper = records[0]["evidence"]["ooni_helper"]
+    assert (helper and helper["site_up"]) == site_up if site_up is not None else helper is None
+    why = ".no_control" if site_up is None else ".unconfirmed"
+    judged_here = [r for r in records[:-1] if r["evidence"].get("observed_verdict") in BAD]
+    assert judged_here and all(r["reason"].endswith(why) or "confirmed_by" in r["evidence"] for r in judged_here)
+
+
+# --- one summary per measurement -----------------------------------------------------------------
+
+# The summary's reason, and the first finding after the measurement's own line: the diagnosis a
+# careful reader signs.  "Blocking observed" only where a block is confirmed.
+SUMMARIES = {
+    "telegram-RU-20221109.json": (None, "No control: OONI's telegram test"),  # all answered, the web page too
+    "telegram-DE-20170407.json": (None, "No control: OONI's telegram test"),  # 4 failures, none signed
+    "ts020-spec-example.json": (None, "No control: OONI's telegram test"),
+    "web_connectivity-ID-20250527-archive-302-blockpage.json": ("summary.blocking_observed",
+                                                                 "Confirmed: http archive.org http.known_blockpage"),
+    "web_connectivity-IR-20220815-facebook-nontelegram.json": ("summary.blocking_observed",
+                                                                "Confirmed: dns www.facebook.com dns.bogon"),
+    "web_connectivity-SK-20210120-wikispaces-dead-nxdomain.json": ("summary.nothing_concluded", "Not confirmed:"),
+    "web_connectivity-CN-20170516-efindlove-search-rewrite.json": (None, "Not confirmed:"),
+    "web_connectivity-AU-20170725-feminist-private-portal.json": (None, "Local portal: http www.feminist.org"),
+    "api-web_connectivity-IE-20200303-efindlove-httpdiff.json": (None, "Not confirmed:"),
+    "netem-web_connectivity-websiteDownNXDOMAIN.json": ("summary.nothing_concluded", "Not confirmed:"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUMMARIES))
+def test_every_measurement_ends_with_the_diagnosis_a_careful_reader_signs(name):
+    measurement, _ = load(name)
+    summary = imported(name)[-1]
+    reason, finding = SUMMARIES[name]
+    assert summary["probe"] == "summary" and summary["reason"] == reason
+    findings = summary["evidence"]["findings"]
+    assert findings[0].startswith(f"OONI {measurement['test_name']} measurement {measurement['report_id']}")
+    assert findings[1].startswith(finding), findings
+    assert summary["evidence"]["ooni"]["report_id"] == measurement["report_id"]
