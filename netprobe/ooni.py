@@ -1,24 +1,25 @@
 """OONI measurements <-> netprobe records: pure conversions, no I/O.
 
 Import reads OONI's `telegram` (ts-020) and `web_connectivity` (ts-017)
-measurements as netprobe records, one per (probe, target) per measurement, so
-that `netprobe report` draws OONI's history on the same rows and in the same
-vocabulary as netprobe's own.  A record's reason is what OONI observed (its
-failure string, mapped by classify.ooni_reason at the stage OONI recorded it).
-Its verdict is netprobe's verdict for that reason, except where OONI's analysis
-of the whole measurement - which had the controls a single record lacks: the
-other data centers, OONI's test helper - concluded otherwise:
+measurements as netprobe records, one per (probe, target) per measurement and a
+summary last, so that `netprobe report` draws OONI's history on the same rows, in
+the same vocabulary and with the same diagnosis as netprobe's own runs.
 
-- OONI concluded "no blocking" at that stage (telegram_tcp_blocking false: some
-  data center answered; web_connectivity naming another cause, or none): a
-  failure is `inconclusive`, its reason kept, `verdict_if_alone` in evidence.
-  One data center timing out while the others connect is an outage or a lost
-  packet as often as a block, and OONI does not call it one either.
-- OONI concluded blocking there: the failure keeps its own verdict (a reset
-  stays `reset`); only a failure netprobe cannot read (`STAGE.unknown`) takes
-  OONI's word and becomes `blocked`.  Failures of this machine (no route,
-  local firewall) stay `inconclusive` even then.
-- OONI had no conclusion (its test helper failed): netprobe's own judgment.
+Each record first gets the reason of what the probe observed (its failure
+string, mapped by classify.ooni_reason at the stage OONI recorded it).  Then it
+is judged by netprobe's one rule, which has no exception for other people's
+data: `blocked` and `reset` need a control through the same path, or an answer
+that shows the block by itself.  OONI's flags are anomalies, not confirmations.
+
+- Confirmed (kept `blocked`, `evidence.confirmed_by`): a DNS answer OONI's DNS
+  fingerprints name, a known blockpage anywhere in the redirect chain, or OONI's
+  pipeline's own `confirmed: true` (API answers only).
+- telegram: the test has no control at all - everything it contacts is
+  Telegram's - so any other failure is `STAGE.no_control`.
+- web_connectivity: OONI's test helper measured from elsewhere; it says whether
+  the site is up, not what the probe's path does, so any other failure is
+  `STAGE.unconfirmed` (`no_control` where the helper failed).
+The observed reason and verdict stay in the evidence.
 
 Export writes one netprobe run as one measurement in OONI's base data format
 (df-000) with test_keys in the shape of OONI's telegram test, and netprobe's
