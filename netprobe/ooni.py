@@ -993,13 +993,21 @@ def _import_findings(records: list[dict], context: Context) -> list[str]:
         helper = next((r["evidence"].get("ooni_helper") for r in records if "ooni_helper" in r["evidence"]), None)
         said = ", ".join(f"{k}={json.dumps(flags.get(k))}" for k in ("blocking", "accessible", "dns_consistency")
                          if k in flags)
-        site = ("its test helper, measuring from elsewhere, reached the site" if helper and helper.get("site_up")
+        site = ("its test helper, measuring from elsewhere, reached the site (the site is up; that says nothing of "
+                "this path)" if helper and helper.get("site_up")
                 else "its test helper, measuring from elsewhere, did not reach the site either" if helper
                 else "its test helper measured nothing")
-        lines.append(f"Not confirmed: OONI's flags ({said}) are anomalies; {site}; neither OONI's pipeline "
-                     "nor a known blockpage confirms a block, so "
-                     f"{_failures(len(unconfirmed) + len(uncontrolled))} inconclusive "
-                     f"({_counted(unconfirmed + uncontrolled)}).")
+        failed = unconfirmed + uncontrolled
+        lines.append(f"Not confirmed: {_failures(len(failed))} inconclusive ({_counted(failed)}): OONI's flags "
+                     f"({said}) mark anomalies, not blocks; {site}; no known blockpage and no confirmation by "
+                     "OONI's pipeline backs them.")
+    unread = [r for r in records if r["verdict"] == INCONCLUSIVE and r["reason"]
+              and failure_of(r["reason"]) in ("unknown", "no_route") and r["evidence"].get("ooni_failures")
+              and "local_portal" not in r["evidence"]]
+    for record in unread[:MAX_SHOWN]:
+        lines.append(f"Not read: {record['probe']} {record['target']} failed with "
+                     f"{json.dumps(record['evidence']['ooni_failures'][0][:120])} ({record['reason']}: the probe's "
+                     "own failure or one netprobe cannot read, no evidence of blocking).")
     for record in records:
         portal = record["evidence"].get("local_portal")
         if portal:

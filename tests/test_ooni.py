@@ -767,6 +767,8 @@ SUMMARIES = {
     "web_connectivity-SK-20210120-wikispaces-dead-nxdomain.json": ("summary.nothing_concluded", "Not confirmed:"),
     "web_connectivity-CN-20170516-efindlove-search-rewrite.json": (None, "Not confirmed:"),
     "web_connectivity-AU-20170725-feminist-private-portal.json": (None, "Local portal: http www.feminist.org"),
+    "web_connectivity-NL-20200229-fawikipedia-decode-bug.json": (None, "Not read: https fa.wikipedia.org failed with "
+                                                                       "\"unknown_failure 'ascii' codec can't decode"),
     "api-web_connectivity-IE-20200303-efindlove-httpdiff.json": (None, "Not confirmed:"),
     "netem-web_connectivity-websiteDownNXDOMAIN.json": ("summary.nothing_concluded", "Not confirmed:"),
 }
