@@ -316,7 +316,7 @@ def _response_body(value: object) -> bytes:
     if isinstance(value, str):
         return value[:BODY_KEPT].encode("utf-8", errors="replace")
     if isinstance(value, dict) and value.get("format") == "base64" and isinstance(value.get("data"), str):
-        data = value["data"][:BODY_KEPT * 4 // 3 + 4]
+        data = value["data"][:(BODY_KEPT // 3 + 1) * 4]  # whole 4-character groups, so a cut one decodes
         try:
             return base64.b64decode(data + "=" * (-len(data) % 4))[:BODY_KEPT]
         except (binascii.Error, ValueError):
@@ -491,12 +491,19 @@ def judged(record: dict, confirmation: dict | None, why: str) -> dict:
 JUDGED_STAGES = ("dns", "tcp", "tls", "http")
 
 
+LOCAL_SCOPES = ("prod", "inst")  # a product's or an institution's page: an appliance, maybe the probe's own
+
+
 def _dns_confirmation(record: dict) -> dict | None:
-    """A DNS record whose answers hold an address OONI's DNS fingerprints name."""
+    """A DNS record whose answers hold an address OONI's DNS fingerprints name.  A product's
+    or an institution's address in a private range is an appliance on the probe's own network
+    (an office's DNS filter or portal), which may answer every name alike: named, unconfirmed."""
     for query in record["evidence"].get("queries", []):
         for address in query.get("addresses", []):
             found = match_dns_answer(address)
-            if found:
+            if found and found["scope"] in LOCAL_SCOPES and is_bogon(ipaddress.ip_address(address)):
+                record["evidence"]["local_portal"] = {**found, "served_from": address}
+            elif found:
                 return {"dns_fingerprint": {**found, "address": address}}
     return None
 
@@ -521,7 +528,7 @@ def _page_confirmation(chain: list[Request], redirects: bool = False) -> tuple[d
                 continue
             where = headers.get("location", url) if found["location"] == "header.location" else url
             evidence = {**found, "url": request.url, "status": request.code}
-            if found["scope"] in ("prod", "inst") and _private_host(where):
+            if found["scope"] in LOCAL_SCOPES and _private_host(where):
                 return None, {**evidence, "served_from": (where or "")[:MAX_TEXT]}
             return {"blockpage": evidence}, None
     return None, None
@@ -783,9 +790,10 @@ def _telegram_web(tk: dict, context: Context, requests: list[Request], connects:
 
 def _known_dns_answer(record: dict) -> dict | None:
     """What confirms a DNS record: an answer OONI's DNS fingerprints name.  Such an answer
-    is a block even where the name's answer looked genuine (a public blockpage address)."""
+    is a block even where it looked genuine (a public blockpage address), and it says more
+    than "outside the networks"; a private one keeps its own reason (dns.bogon)."""
     confirmation = _dns_confirmation(record)
-    if confirmation and record["verdict"] not in (BLOCKED, RESET):
+    if confirmation and (record["verdict"] not in (BLOCKED, RESET) or record["reason"] == "dns.outside_networks"):
         if record["reason"]:
             record["evidence"].update(observed_reason=record["reason"], observed_verdict=record["verdict"])
         record.update(reason="dns.known_blockpage", verdict=verdict_for("dns.known_blockpage"))
@@ -1011,8 +1019,8 @@ def _import_findings(records: list[dict], context: Context) -> list[str]:
     for record in records:
         portal = record["evidence"].get("local_portal")
         if portal:
-            lines.append(f"Local portal: {record['probe']} {record['target']} was sent to {portal['served_from'][:120]}, "
-                         f"a page of {portal['name']} on a private address: an appliance on the probe's own network, "
+            lines.append(f"Local portal: {record['probe']} {record['target']} led to {portal['served_from'][:120]}, "
+                         f"{portal['name']}'s on a private address: an appliance on the probe's own network, "
                          "which may stand between every user and every site; not a confirmed block.")
     return lines
 

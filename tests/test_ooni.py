@@ -737,6 +737,26 @@ def test_an_office_firewalls_portal_on_a_private_address_is_named_not_signed():
     assert "confirmed_by" not in web["evidence"] and web["verdict"] == INCONCLUSIVE
 
 
+@pytest.mark.parametrize("address, reason, verdict, portal", [
+    ("10.10.34.36", "dns.bogon", BLOCKED, None),  # Iran's national blockpage address (nat)
+    ("10.10.30.76", "dns.unconfirmed", INCONCLUSIVE, "ooni.id_dns_112"),  # a school's filter (inst), private
+    ("146.112.61.106", "dns.known_blockpage", BLOCKED, None),  # Cisco OpenDNS's block address (prod), public
+    ("10.77.0.1", "dns.unconfirmed", INCONCLUSIVE, None),  # a private address no fingerprint names
+])
+def test_a_known_blockpage_address_confirms_unless_it_is_the_probes_own_network(address, reason, verdict, portal):
+    """An edited copy of the real IR measurement (not test data of its own): its resolver's
+    answer replaced.  A product's or an institution's address in a private range is an
+    appliance on the probe's own network, which may answer every name alike."""
+    measurement = copy.deepcopy(load("web_connectivity-IR-20220815-facebook-nontelegram.json")[0])
+    for query in measurement["test_keys"]["queries"]:
+        for answer in query["answers"] or []:
+            if answer.get("answer_type") == "A":
+                answer["ipv4"] = address
+    dns = by_key(records_from_measurement(measurement))[("dns", "www.facebook.com")]
+    assert (dns["reason"], dns["verdict"]) == (reason, verdict)
+    assert dns["evidence"].get("local_portal", {}).get("name") == portal
+
+
 @pytest.mark.parametrize("name, site_up", [
     ("web_connectivity-IR-20220815-facebook-nontelegram.json", True),  # the helper fetched facebook
     ("web_connectivity-SK-20210120-wikispaces-dead-nxdomain.json", False),  # nor could the helper
