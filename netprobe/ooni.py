@@ -471,7 +471,10 @@ def _record(context: Context, probe: str, target: str, address: str | None, reas
     return encode(result, context.run)
 
 
-def judged(record: dict, confirmation: dict | None, why: str) -> dict:
+JUDGED_STAGES = ("dns", "tcp", "tls", "http")
+
+
+def _judged(record: dict, confirmation: dict | None, why: str) -> dict:
     """A failure stands only with a confirmation (OONI's pipeline confirmed it, or a known
     blockpage fingerprint matched); any other becomes `STAGE.<why>` (`no_control`,
     `unconfirmed`), inconclusive, with what was observed kept in the evidence."""
@@ -486,9 +489,6 @@ def judged(record: dict, confirmation: dict | None, why: str) -> dict:
     evidence.update(observed_reason=record["reason"], observed_verdict=record["verdict"])
     record.update(reason=reason, verdict=verdict_for(reason))
     return record
-
-
-JUDGED_STAGES = ("dns", "tcp", "tls", "http")
 
 
 LOCAL_SCOPES = ("prod", "inst")  # a product's or an institution's page: an appliance, maybe the probe's own
@@ -732,7 +732,7 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
         confirmations[id(record)] = confirmation
         records.append(record)
     for record in records:
-        judged(record, confirmations.get(id(record)), "no_control")
+        _judged(record, confirmations.get(id(record)), "no_control")
         if record["reason"] and record["reason"].endswith(".no_control"):
             record["evidence"]["why"] = TELEGRAM_NO_CONTROL
     return records
@@ -891,7 +891,7 @@ def _web_connectivity(measurement: dict, tk: dict, context: Context, meta: Meta)
         records.append(_record(context, "dns", host, context.base.get("resolver_ip"), ooni_reason(dns_failure, "dns"),
                                evidence))
     for record in records:
-        record["evidence"].update(said)
+        record["evidence"].update(said, dns_consistency=said["ooni_flags"].get("dns_consistency"))
     confirmations: dict[int, dict | None] = {}
     dns_confirmed = None
     for record in records:
@@ -921,7 +921,7 @@ def _web_connectivity(measurement: dict, tk: dict, context: Context, meta: Meta)
         confirmations[id(web)] = page or (dns_confirmed if (web["reason"] or "").startswith("dns.") else None) or (
             pipeline if blocking in BLOCKING else None)
     for record in records:
-        judged(record, confirmations.get(id(record)), why)
+        _judged(record, confirmations.get(id(record)), why)
     return records, host
 
 
