@@ -158,6 +158,9 @@ REASONS: dict[str, tuple[str, str]] = {
                                 "OONI's test helper measured from elsewhere, which says whether the site is up, not "
                                 "what this path does to it; the observed reason is in the evidence")
        for stage in ("dns", "tcp", "tls", "http")},
+    "summary.unjudged": (INCONCLUSIVE, "no blocking can be signed: failures were seen that nothing in the same "
+                         "measurement can judge (no control through the same path, nothing confirming a block), "
+                         "and the rest got through"),
     "dns.known_blockpage": (BLOCKED, "the resolver answered an address that OONI's public DNS fingerprints name as "
                             "a blockpage's (a censor's, an ISP's or a filter's)"),
 }

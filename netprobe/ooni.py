@@ -966,8 +966,15 @@ def _summary(records: list[dict], context: Context, service: str) -> dict:
                              record["duration_ms"], record["evidence"], verdict=record["verdict"],
                              measured_at=record["measured_at"]))
     summary = diagnosis.result()
-    evidence = {**summary.evidence, "findings": _import_findings(records, context) + summary.evidence["findings"],
-                "ooni": dict(context.base)}
+    findings = _import_findings(records, context) + summary.evidence["findings"]
+    unjudged = [r for r in records if r["verdict"] == INCONCLUSIVE]
+    if summary.reason is None and unjudged:
+        # "No blocking observed" would say the failures were looked at and cleared; they could not be.
+        summary = replace(summary, reason="summary.unjudged", verdict=verdict_for("summary.unjudged"))
+        findings = [f for f in findings if not f.startswith("No blocking observed")]
+        findings.append(f"No blocking signed: {_failures(len(unjudged))} inconclusive (above); every other probe "
+                        "got through.")
+    evidence = {**summary.evidence, "findings": findings, "ooni": dict(context.base)}
     at = max((r["measured_at"] for r in records), default=context.at(None))
     return encode(replace(summary, evidence=evidence, measured_at=at), context.run)
 

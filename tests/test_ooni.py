@@ -778,19 +778,21 @@ def test_oonis_test_helper_says_whether_the_site_is_up_and_no_more(name, site_up
 # careful reader signs.  "Blocking observed" only where a block is confirmed.
 SUMMARIES = {
     "telegram-RU-20221109.json": (None, "No control: OONI's telegram test"),  # all answered, the web page too
-    "telegram-DE-20170407.json": (None, "No control: OONI's telegram test"),  # 4 failures, none signed
+    "telegram-DE-20170407.json": ("summary.unjudged", "No control: OONI's telegram test"),  # 6 failures, none signed
     "ts020-spec-example.json": (None, "No control: OONI's telegram test"),
     "web_connectivity-ID-20250527-archive-302-blockpage.json": ("summary.blocking_observed",
                                                                  "Confirmed: http archive.org http.known_blockpage"),
     "web_connectivity-IR-20220815-facebook-nontelegram.json": ("summary.blocking_observed",
                                                                 "Confirmed: dns www.facebook.com dns.bogon"),
     "web_connectivity-SK-20210120-wikispaces-dead-nxdomain.json": ("summary.nothing_concluded", "Not confirmed:"),
-    "web_connectivity-CN-20170516-efindlove-search-rewrite.json": (None, "Not confirmed:"),
-    "web_connectivity-AU-20170725-feminist-private-portal.json": (None, "Local portal: http www.feminist.org"),
-    "web_connectivity-NL-20200229-fawikipedia-decode-bug.json": (None, "Not read: https fa.wikipedia.org failed with "
-                                                                       "\"unknown_failure 'ascii' codec can't decode"),
-    "api-web_connectivity-IE-20200303-efindlove-httpdiff.json": (None, "Not confirmed:"),
+    "web_connectivity-CN-20170516-efindlove-search-rewrite.json": ("summary.unjudged", "Not confirmed:"),
+    "web_connectivity-AU-20170725-feminist-private-portal.json": ("summary.unjudged",
+                                                                  "Local portal: http www.feminist.org"),
+    "web_connectivity-NL-20200229-fawikipedia-decode-bug.json": ("summary.unjudged", "Not read: https fa.wikipedia.org "
+                                                                 "failed with \"unknown_failure 'ascii' codec can't decode"),
+    "api-web_connectivity-IE-20200303-efindlove-httpdiff.json": ("summary.unjudged", "Not confirmed:"),
     "netem-web_connectivity-websiteDownNXDOMAIN.json": ("summary.nothing_concluded", "Not confirmed:"),
+    "probecli-web_connectivity-IT-20231130-nexa-ok.json": (None, "No blocking observed"),
 }
 
 
