@@ -484,8 +484,12 @@ def _judged(record: dict, confirmation: dict | None, why: str) -> dict:
     if confirmation:
         evidence["confirmed_by"] = confirmation
         return record
-    stage = record["reason"].partition(".")[0]
+    from netprobe.atlas import RESOLVER_FAILURES
+
+    stage, _, failure = record["reason"].partition(".")
     reason = f"{stage if stage in JUDGED_STAGES else 'http'}.{why}"
+    if reason == "dns.no_control" and failure in RESOLVER_FAILURES:
+        reason = "dns.resolver_no_control"  # the resolver's own failure until it answers a control name
     evidence.update(observed_reason=record["reason"], observed_verdict=record["verdict"])
     record.update(reason=reason, verdict=verdict_for(reason))
     return record
@@ -733,7 +737,7 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
         records.append(record)
     for record in records:
         _judged(record, confirmations.get(id(record)), "no_control")
-        if record["reason"] and record["reason"].endswith(".no_control"):
+        if record["reason"] and record["reason"].endswith("no_control"):
             record["evidence"]["why"] = TELEGRAM_NO_CONTROL
     return records
 
@@ -996,7 +1000,7 @@ def _import_findings(records: list[dict], context: Context) -> list[str]:
         else:
             how = "OONI's pipeline (confirmed)"
         lines.append(f"Confirmed: {record['probe']} {record['target']} {record['reason']}, by {how}.")
-    uncontrolled = [r for r in records if (r["reason"] or "").endswith(".no_control")]
+    uncontrolled = [r for r in records if (r["reason"] or "").endswith("no_control")]
     unconfirmed = [r for r in records if (r["reason"] or "").endswith(".unconfirmed")]
     if test == "telegram":
         lines.append("No control: OONI's telegram test contacts only Telegram (its data centers and "

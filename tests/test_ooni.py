@@ -185,7 +185,7 @@ def test_no_telegram_measurement_holds_a_block_without_a_known_blockpage(name):
     records = records_from_measurement(*load(name))
     for record in records[:-1]:
         assert record["verdict"] not in BAD or "confirmed_by" in record["evidence"], record
-        if record["verdict"] == INCONCLUSIVE and record["reason"].endswith(".no_control"):
+        if record["verdict"] == INCONCLUSIVE and record["reason"].endswith("no_control"):
             assert record["evidence"]["observed_verdict"] in BAD
             assert record["evidence"]["observed_reason"] in REASONS
             assert "no control" in record["evidence"]["why"]
@@ -203,7 +203,7 @@ def test_web_connectivity_blocks_only_what_is_confirmed(name):
         evidence = record["evidence"]
         if record["verdict"] in BAD:
             assert evidence["confirmed_by"], record
-        if record["reason"] and record["reason"].endswith((".unconfirmed", ".no_control")):
+        if record["reason"] and record["reason"].endswith((".unconfirmed", "no_control")):
             assert evidence["observed_verdict"] in BAD and evidence["observed_reason"] in REASONS
             assert evidence["ooni_flags"]["blocking"] == measurement["test_keys"].get("blocking")
     blocked = any(r["verdict"] in BAD for r in records[:-1])
@@ -806,3 +806,19 @@ def test_every_measurement_ends_with_the_diagnosis_a_careful_reader_signs(name):
     assert findings[0].startswith(f"OONI {measurement['test_name']} measurement {measurement['report_id']}")
     assert findings[1].startswith(finding), findings
     assert summary["evidence"]["ooni"]["report_id"] == measurement["report_id"]
+
+
+@pytest.mark.parametrize("failure, reason, observed", [
+    ("generic_timeout_error", "dns.resolver_no_control", "dns.timeout"),  # the resolver's, as Atlas reads it
+    ("dns_server_misbehaving", "dns.resolver_no_control", "dns.bad_rcode"),
+    ("dns_nxdomain_error", "dns.no_control", "dns.nxdomain"),  # an answer about the name, still uncontrolled
+])
+def test_a_telegram_lookup_that_failed_has_no_control_name_to_clear_the_resolver(failure, reason, observed):
+    """An edited copy of the real RU measurement (not test data of its own): every lookup of
+    web.telegram.org failed.  The test asks its resolver no other name, so the failure is the
+    resolver's as much as a block."""
+    measurement = copy.deepcopy(load("telegram-RU-20221109.json")[0])
+    for query in measurement["test_keys"]["queries"]:
+        query.update(answers=[], failure=failure)
+    dns = by_key(records_from_measurement(measurement))[("dns", "web.telegram.org")]
+    assert (dns["reason"], dns["verdict"], dns["evidence"]["observed_reason"]) == (reason, INCONCLUSIVE, observed)
