@@ -102,6 +102,17 @@ REASONS: dict[str, tuple[str, str]] = {
                          "service's"),
     "mtproto.intercepted": (INCONCLUSIVE, "this port is intercepted: the MTProto failure is the interceptor's "
                             "answer, not the service's"),
+    # --- controls of their stage missing or answered by someone else (targets control_domains.http)
+    "dns.no_control": (INCONCLUSIVE, "no control name was asked the same way (same resolver or canary): nothing "
+                       "shows the failure is the service's; the target file names no control_domains for it"),
+    "tcp.no_control": (INCONCLUSIVE, "no control connection of this address family was measured: nothing shows "
+                       "the failure is the service's; the target file names no controls for it"),
+    "tls.no_control": (INCONCLUSIVE, "no control name was fetched over HTTPS: nothing shows the failure is the "
+                       "service's; the target file names no control_domains for it"),
+    "http.no_control": (INCONCLUSIVE, "no control name was fetched over plain HTTP: nothing shows the failure is "
+                        "the service's; the target file names no control_domains for it"),
+    "http.not_genuine": (BLOCKED, "a control name's plain-HTTP answer is not the one its genuine server gives "
+                         "(the target file's http expectation): something else on the path answered"),
     "interception.accepted": (INCONCLUSIVE, "negative control: a connection that must fail was accepted, so "
                               "something on the path answers for every address on this port"),
     "vantage.offline": (INCONCLUSIVE, "no control got through at any stage and nothing answered: this vantage "
@@ -658,6 +669,40 @@ def http_answer_reason(status: int | None, location_on_service: bool | None,
         return "http.known_blockpage"
     if status is not None and 300 <= status < 400 and location_on_service is False:
         return "http.blockpage"
+    return None
+
+
+def http_answer_difference(http: dict, expected: dict) -> str | None:
+    """How an HTTP answer (a probe's evidence.http) differs from the one a control name's genuine
+    server gives (targets.HttpExpectation.evidence()); None when it is that answer.
+
+    Every stated part must hold: the status; the Location, exactly; each header, containing its
+    text in any case; the body prefix, containing its text byte for byte.  An interceptor's 404
+    or a portal's 302 fails the first part that it does not fake."""
+    status = http.get("status")
+    if status is None:
+        return "no HTTP answer"
+    wanted = expected.get("status")
+    if wanted is not None and status != wanted:
+        return f"status {status}, not {wanted}"
+    headers = http.get("headers") or {}
+    location = expected.get("location")
+    if location is not None and (headers.get("location") or "").strip() != location:
+        got = headers.get("location")
+        return f"Location {got[:120]!r}, not {location!r}" if got is not None else f"no Location, not {location!r}"
+    for name, text in (expected.get("headers") or {}).items():
+        got = headers.get(name)
+        if got is None or text.lower() not in got.lower():
+            return f"{name} {got[:120]!r} lacks {text!r}" if got is not None else f"no {name} header, wanted {text!r}"
+    marker = expected.get("body_contains")
+    if marker is not None:
+        prefix = http.get("body_prefix") or {}
+        try:
+            body = bytes.fromhex(prefix.get("hex", ""))
+        except (TypeError, ValueError):
+            body = b""
+        if marker.encode("utf-8") not in body:
+            return f"the body's first {len(body)} bytes lack {marker!r}"
     return None
 
 

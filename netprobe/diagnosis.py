@@ -39,6 +39,8 @@ NOT_JUDGED_REASONS = {
     "http.path_failing": "HTTP",
     "http.not_service": "HTTP",
 }
+# A `*.no_control` record's stage of controls, as the summary names it.
+STAGE_OF_CONTROLS = {"dns": "dns", "dns_injection": "dns_injection", "tcp": "tcp", "tls": "tls", "http": "http"}
 # The stage whose controls a probe kind is weighed against.
 STAGE_OF_KIND = {"dns": "dns", "dns_injection": "dns_injection", "tcp": "tcp", "https": "tls", "http": "http",
                  "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp"}
@@ -190,8 +192,8 @@ class Diagnosis:
         if result.verdict == REACHABLE:
             self.reachable_seen = True
             self.reached_stages.add(REACHED_STAGE.get(result.probe, result.probe))
-        if result.verdict in FAILED and self.board is not None and "controls" not in result.evidence:
-            self.uncontrolled[(result.reason or "?").partition(".")[0]] += 1
+        if (result.reason or "").endswith(".no_control"):
+            self.uncontrolled[STAGE_OF_CONTROLS.get(result.evidence.get("controls", {}).get("stage"), "?")] += 1
 
     def _add_control(self, result: Result) -> None:
         """Controls are folded by the ControlBoard; the summary reads it."""
@@ -355,12 +357,14 @@ class Diagnosis:
         missing = self.stages_without_control()
         if missing:
             lines.append(f"Controls: no control for {', '.join(STAGE_NAMES.get(s, s) for s in missing)} (the target "
-                         "file names no control_domains or controls for it): failures there are judged only by "
-                         "whether the vantage point is online.")
+                         "file names no control_domains or controls for it): failures there are inconclusive.")
         for stage, n in sorted(self.uncontrolled.items()):
-            lines.append(f"Controls: {n} {STAGE_NAMES.get(stage, stage)} failures were judged without a control of "
-                         "their own stage (the target file names none): they stand, but only as well as the vantage point's "
-                         "other controls show it online.")
+            lines.append(f"Not judged: {n} {STAGE_NAMES.get(stage, stage)} failures had no control of their own stage "
+                         "(the target file names none, or --no-default-controls): they are inconclusive, with what "
+                         "was observed kept in their evidence.")
+        if board is not None and board.http_weak_only():
+            lines.append("Controls: plain HTTP passed only on control names whose genuine answer the target file does "
+                         "not state (weak controls: any HTTP answer, an interceptor's included, passes them).")
         if board is not None and reason is None:
             failed = [describe_stage(key) for key, state in board.states().items()
                       if state == "failed" and key.split()[0] in self.reached_stages

@@ -22,7 +22,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from netprobe.classify import BLOCKED, REACHABLE, RESET, failure_of, negative_control_reason, verdict_for
+from netprobe.classify import (BLOCKED, REACHABLE, RESET, failure_of, http_answer_difference, negative_control_reason,
+                               verdict_for)
 from netprobe.records import Result
 
 PASSED, FAILED, NONE = "passed", "failed", "none"
@@ -39,6 +40,10 @@ NOT_ONLINE = (OFFLINE, NO_OPEN_ACCESS, UNDECIDED)
 # Probe kinds whose "reachable" rests on silence (nothing injected an answer):
 # where the path is not known to be open, silence proves nothing.
 REACHABLE_BY_SILENCE = frozenset({"dns_injection"})
+
+# An HTTP control's answer against the one its genuine server gives (evidence.answer_check).
+GENUINE, DIFFERS, NO_ANSWER, WEAK = "genuine", "differs", "no answer", "weak"
+CHECKED = (GENUINE, DIFFERS, NO_ANSWER)
 
 # Failures in which nothing answered: a network that gives only these is offline,
 # not intercepted.
@@ -121,7 +126,11 @@ class ControlBoard:
         self.tls: dict[int | None, Tally] = defaultdict(Tally)     # family; passed = verified
         self.tls_bad_certificate = 0
         self.tls_via: dict[str, Tally] = defaultdict(Tally)        # resolver that gave the address
-        self.http: dict[int | None, Tally] = defaultdict(Tally)    # family
+        # Plain HTTP, per family: controls whose genuine answer the target file states (passed = that
+        # answer), and the weak ones that pass on any answer; `http` reads the first where there are any.
+        self.http_checked: dict[int | None, Tally] = defaultdict(Tally)
+        self.http_weak: dict[int | None, Tally] = defaultdict(Tally)
+        self.http_other: dict[int | None, int] = defaultdict(int)  # checked controls answered by someone else
         self.answered = False  # something on the path answered a control (not only silence)
         self.accepting = False  # some negative control was accepted: a port is intercepted
         self.count = 0
@@ -189,9 +198,31 @@ class ControlBoard:
             if evidence.get("address_source") == "dns" and seen.get("resolver"):
                 self.tls_via[seen["resolver"]].add(verified)
         else:
-            self.http[family].add(not reason)
+            check = evidence.get("answer_check")
+            if check in CHECKED:
+                self.http_checked[family].add(check == GENUINE)
+                self.http_other[family] += check == DIFFERS
+            else:
+                self.http_weak[family].add(not reason)
 
     # --- reading ----------------------------------------------------------------------
+
+    @property
+    def http(self) -> dict[int | None, Tally]:
+        """Plain HTTP's controls per family: the checked ones where a family has any, else the weak."""
+        return {family: self.http_checked.get(family) or tally
+                for family, tally in {**self.http_weak, **self.http_checked}.items()}
+
+    def http_answered_by_other(self, family: int | None) -> bool:
+        """No checked HTTP control of this family (of any, without one of its own) got its genuine
+        server's answer, and some got another: something on the path answers plain HTTP."""
+        checked = self.http_checked.get(family) or _merged(self.http_checked.values())
+        others = self.http_other.get(family) if family in self.http_checked else sum(self.http_other.values())
+        return bool(others) and not checked.passed
+
+    def http_weak_only(self) -> bool:
+        """Plain HTTP passed, in some family, only on controls that accept any answer (no checked one)."""
+        return any(t.passed for family, t in self.http_weak.items() if family not in self.http_checked)
 
     def intercepted(self, family: int | None, port: int | None) -> bool:
         return self.negative.get((family, port), _NO_TALLY).passed > 0
@@ -268,6 +299,35 @@ def as_control(record: Result, stage: str) -> Result:
                   measured_at=record.measured_at)
 
 
+def checked_http_control(record: Result, expected: dict[str, Any] | None) -> Result:
+    """A plain-HTTP control's record weighed against its genuine server's answer (the target
+    file's `http`): an answer that differs fails the control (`http.not_genuine`, unless the probe
+    already named a blockpage); one that matches passes it whatever its status (a known redirect
+    off the name is the genuine answer).  Without an expectation the control is weak: any answer
+    passes, and the record says so."""
+    evidence = dict(record.evidence)
+    http = evidence.get("http") or {}
+    reason = record.reason
+    if expected is None:
+        evidence["answer_check"] = WEAK
+        return _copy(record, reason, evidence)
+    evidence["expected_answer"] = expected
+    if http.get("status") is None:
+        evidence["answer_check"] = NO_ANSWER
+        return _copy(record, reason, evidence)
+    difference = http_answer_difference(http, expected)
+    if difference is None:
+        evidence["answer_check"] = GENUINE
+        reason = None
+    else:
+        evidence.update(answer_check=DIFFERS, answer_difference=difference)
+        reason = reason or "http.not_genuine"
+    if reason != record.reason:
+        evidence.setdefault("observed_reason", record.reason)
+        evidence.setdefault("observed_verdict", record.verdict)
+    return _copy(record, reason, evidence)
+
+
 def genuine_success(record: Result, board: ControlBoard) -> bool:
     """A success that only the service gives: the vantage point is online even when
     every control failed (the control hosts may be the ones blocked)."""
@@ -310,11 +370,16 @@ def _changed(record: Result, reason: str | None, **evidence: Any) -> Result:
     return _copy(record, reason, {**record.evidence, **extra})
 
 
+# The reason for a failure whose stage had no control at all, by the stage of its controls.
+_NO_CONTROL = {"dns": "dns.no_control", "dns_injection": "dns.no_control", "tcp": "tcp.no_control",
+               "tls": "tls.no_control", "http": "http.no_control"}
+
+
 def _with_controls(record: Result, controls: dict[str, Any]) -> Result:
-    """The record with what its stage's controls showed; unchanged when there were none
-    (the summary counts such failures as judged without a control of their stage)."""
+    """The failure with what its stage's controls showed; inconclusive when there were none:
+    nothing that is not the service went the same way, so nothing shows the failure is its."""
     if controls.get("state") == NONE:
-        return record
+        return _changed(record, _NO_CONTROL[controls["stage"]], controls=controls)
     return _copy(record, record.reason, {**record.evidence, "controls": controls})
 
 
@@ -356,6 +421,10 @@ def _judged_success(record: Result, board: ControlBoard) -> Result:
     elif kind == "http" or stage == "http":
         if board.intercepted(family, port):
             return _changed(record, "http.intercepted")
+        if kind == "http" and board.http_answered_by_other(family):
+            # The control names got someone else's answer on this path: so may the service's.
+            return _changed(record, "http.intercepted", controls={"stage": "http", "state": FAILED,
+                                                                  "answered_by_other": True})
         if kind == "http" and record.evidence.get("address_in_networks") is False:
             return _changed(record, "http.not_service")
     elif kind == "control" and stage == "dns" and board.dns_state(record.address) == "untrusted":
