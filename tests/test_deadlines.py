@@ -21,11 +21,11 @@ import re
 import time
 
 import pytest
-from tests.support import observed_reason
 
 from netprobe.addresses import parse_endpoint
 from netprobe.engine import PROBE_MARGIN_S
 from netprobe.probes.dns import probe_dns
+from tests.support import observed_reason
 from tests.support.fake_dns import FakeDNS
 from tests.support.hostile import (
     HostileServers,

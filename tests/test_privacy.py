@@ -28,9 +28,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.support import observed_reason
 
-from tests.support import netns
+from tests.support import netns, observed_reason
 from tests.support.fake_dns import FakeDNS
 from tests.support.hostile import (
     REPO_ROOT,
