@@ -111,6 +111,9 @@ REASONS: dict[str, tuple[str, str]] = {
     "http.no_control": (INCONCLUSIVE, "no control name was fetched over plain HTTP in the same run: nothing shows "
                         "the path carries other names' HTTP, so the failure (observed reason in the evidence) is "
                         "no evidence of blocking; the target file names no control_domains for it"),
+    "mtproto.no_control": (INCONCLUSIVE, "no control connection of this address family and no path check on "
+                           "this port were measured in the same run: nothing shows the MTProto failure is the "
+                           "service's, not the path's (observed reason in the evidence)"),
     "http.not_genuine": (BLOCKED, "a control name's plain-HTTP answer is not the one its genuine server gives "
                          "(the target file's http expectation): something else on the path answered"),
     "interception.accepted": (INCONCLUSIVE, "negative control: a connection that must fail was accepted, so "

@@ -51,8 +51,6 @@ NOT_JUDGED_REASONS = {
     "http.path_failing": "HTTP",
     "http.not_service": "HTTP",
 }
-# A `*.no_control` record's stage of controls, as the summary names it.
-STAGE_OF_CONTROLS = {"dns": "dns", "dns_injection": "dns_injection", "tcp": "tcp", "tls": "tls", "http": "http"}
 # The stage whose controls a probe kind is weighed against.
 STAGE_OF_KIND = {"dns": "dns", "dns_injection": "dns_injection", "tcp": "tcp", "https": "tls", "http": "http",
                  "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp"}
@@ -205,7 +203,7 @@ class Diagnosis:
             self.reachable_seen = True
             self.reached_stages.add(REACHED_STAGE.get(result.probe, result.probe))
         if (result.reason or "").endswith(".no_control"):
-            self.uncontrolled[STAGE_OF_CONTROLS.get(result.evidence.get("controls", {}).get("stage"), "?")] += 1
+            self.uncontrolled[result.reason.partition(".")[0]] += 1  # dns, tcp, tls, http, mtproto
 
     def _add_control(self, result: Result) -> None:
         """Controls are folded by the ControlBoard; the summary reads it."""

@@ -646,6 +646,10 @@ def _judged_failure(record: Result, board: ControlBoard) -> Result:
                             interception={"answered_as_controls": True})
         if found == SERVICE:
             return _with_controls(record, {"stage": "interception", "state": "service only", **signals})
+        if board.tcp_tally(family, port)[0].state == NONE and not board.path_answers.get((family, port)):
+            # No control connection of this family, no path check on this port: nothing that is not
+            # the service went this way (a file without controls, --no-default-controls).
+            return _changed(record, "mtproto.no_control", controls={"stage": "tcp", "state": NONE})
         return _with_controls(record, {"stage": "tcp", "state": PASSED, "scope": "same endpoint"})
     if stage == "tls" or (stage == "http" and record.probe == "https"):
         tally = board.web_tally(board.tls, family)

@@ -202,13 +202,16 @@ def test_failures_with_no_control_of_their_stage_are_not_blocking():
     # A file with no controls (or --no-default-controls): every failure is judged against nothing.
     records = [judged(tcp("149.154.167.51:443", "tcp.timeout"), ControlBoard(), "unknown"),
                judged(tcp("149.154.167.52:443", "tcp.refused"), ControlBoard(), "unknown"),
-               judged(dns("t.me", "dns.nxdomain"), ControlBoard(), "unknown")]
+               judged(dns("t.me", "dns.nxdomain"), ControlBoard(), "unknown"),
+               judged(mtproto("mtproto", "intermediate", "149.154.167.51:443", "mtproto.reset"), ControlBoard(),
+                      "unknown")]
     summary = diagnose(*records, vantage="unknown").result()
     assert summary.reason != "summary.blocking_observed" and summary.verdict == "inconclusive"
     findings = summary.evidence["findings"]
     assert "Not judged: 1 DNS failures had no control of their own stage" in " ".join(findings)
     assert any(f.startswith("Not judged: 2 TCP failures had no control") for f in findings)
-    assert not any(f.startswith(("IP:", "DNS:")) for f in findings)
+    assert any(f.startswith("Not judged: 1 MTProto failures had no control") for f in findings)
+    assert not any(f.startswith(("IP:", "DNS:", "MTProto:")) for f in findings)
 
 
 def test_http_controls_that_accept_any_answer_are_called_weak():

@@ -196,6 +196,9 @@ def test_the_observed_reason_and_the_controls_stay_in_the_evidence():
     # No control at all (a file that names none, --no-default-controls): the run's vantage is unknown.
     (tcp("149.154.167.51:443", "tcp.refused"), (), UNKNOWN, "tcp.no_control"),
     (dns("web.telegram.org", "dns.nxdomain"), (), UNKNOWN, "dns.no_control"),
+    (mtproto("149.154.167.51:443", "mtproto.reset"), (), UNKNOWN, "mtproto.no_control"),
+    (mtproto("[2001:67c:4e8:f002::a]:443", "mtproto.timeout"), (control_tcp("1.1.1.1:443"),), ONLINE,
+     "mtproto.no_control"),
 ])
 def test_a_failure_with_no_control_of_its_stage_is_inconclusive(record, controls, vantage, reason):
     # The rule of issue 18: blocked and reset need a non-service control of the same stage and path.
@@ -283,7 +286,8 @@ def test_every_reason_the_judgment_gives_is_listed():
              "tcp.path_failing", "tcp.intercepted", "tls.untrusted_for_all", "tls.path_failing", "http.path_failing",
              "http.intercepted", "http.not_service", "mtproto.intercepted", "interception.accepted",
              "vantage.offline", "vantage.undecided", "vantage.ipv4_offline", "vantage.ipv6_offline",
-             "vantage.no_open_access", "dns.no_control", "tcp.no_control", "tls.no_control", "http.no_control"}
+             "vantage.no_open_access", "dns.no_control", "tcp.no_control", "tls.no_control", "http.no_control",
+             "mtproto.no_control"}
     assert given <= set(REASONS)
     assert all(REASONS[r][0] == "inconclusive" for r in given)
 
