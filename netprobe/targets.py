@@ -390,7 +390,8 @@ class _Parser:
             return None
         table = value["http"]
         if not isinstance(table, dict):
-            raise self.fail(f"{key}.http", f"expected a table {{ status = 200, body_contains = \"...\" }}, got {table!r}")
+            raise self.fail(f"{key}.http",
+                            f"expected a table {{ status = 200, body_contains = \"...\" }}, got {table!r}")
         self.check_keys(f"{key}.http", table, _HTTP_KEYS)
         source = value.get("source")
         if not isinstance(source, str) or not source.strip() or len(source) > MAX_SOURCE:

@@ -543,7 +543,8 @@ class CannedHttp:
 @pytest.mark.skipif(not can_bind_privileged(), reason="binds port 80 on loopback: needs root or CAP_NET_BIND_SERVICE")
 def test_an_http_control_answered_by_a_proxy_fails_and_the_service_answer_is_not_judged():
     proxy_404 = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"
-    genuine = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\nConnection: close\r\n\r\n<title>Example Domain</title> the page."
+    genuine = (b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\nConnection: close\r\n\r\n"
+               b"<title>Example Domain</title> the page.")
     control, service = "127.77.18.3", "127.77.18.4"
     text = (f'name = "t"\nnetworks = ["{service}/32"]\n'
             f'domains = [{{ name = "svc.test", addresses = ["{service}"] }}]\n'

@@ -360,7 +360,8 @@ PROXY_404 = (checked("example.com", EXAMPLE, 404), checked("one.one.one.one", No
 
 @pytest.mark.parametrize("record, controls, expected", [
     # example.com got its genuine page: the path is open, a blockpage for Telegram is Telegram's block.
-    (web("http", "t.me", "http.blockpage", "149.154.167.99:80"), (GENUINE_HTTP, *OPEN[:4]), ("blocked", "http.blockpage")),
+    (web("http", "t.me", "http.blockpage", "149.154.167.99:80"), (GENUINE_HTTP, *OPEN[:4]),
+     ("blocked", "http.blockpage")),
     (web("http", "t.me", None, "149.154.167.99:80"), (GENUINE_HTTP, *OPEN[:4]), ("reachable", None)),
     # Someone else answered the checked control: weak controls that took the same 404 do not outvote it.
     (web("http", "web.telegram.org", None, "149.154.167.99:80"), PROXY_404, ("inconclusive", "http.intercepted")),
