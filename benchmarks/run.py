@@ -295,7 +295,10 @@ def netprobe_verdicts(path: Path) -> dict[tuple[str, int], str]:
         record = json.loads(line)
         if record["probe"] == "tcp":
             address, _, port = record["target"].rpartition(":")
-            out[(address, int(port))] = record["verdict"]
+            # A sweep file names no controls: its failures are inconclusive (tcp.no_control), and
+            # what was seen, which is what nmap reports, is kept as the observed verdict.
+            observed = record["reason"] == "tcp.no_control"
+            out[(address, int(port))] = record["evidence"]["observed_verdict"] if observed else record["verdict"]
     return out
 
 

@@ -47,7 +47,7 @@ from netprobe.classify import (
 from netprobe.diagnosis import Diagnosis
 from netprobe.records import Result
 from netprobe.targets import Domain, TargetSet
-from netprobe.vantage import FAILED_VERDICTS, ONLINE, PASSED, UNKNOWN, ControlBoard, decide_vantage, judged
+from netprobe.vantage import FAILED_VERDICTS, NONE, ONLINE, PASSED, UNKNOWN, ControlBoard, decide_vantage, judged
 
 MEASURES = ("dns", "tls", "tcp")
 QTYPES = ("A", "AAAA")
@@ -822,6 +822,10 @@ def without_control(record: Result) -> Result:
     """A failure that no control of its stage from the same probe and run got past is no
     evidence of blocking: inconclusive, the observed reason in the evidence.  DNS failures that
     are the resolver's own (REFUSED, SERVFAIL, no address, silence) say so."""
+    if (record.evidence.get("controls") or {}).get("state") == NONE and "observed_reason" in record.evidence:
+        # `judged` already found no control of the stage (vantage._with_controls): named here from
+        # what was observed, with the probe-and-run scope and the resolver's own failures apart.
+        record = replace(record, reason=record.evidence["observed_reason"], verdict=record.evidence["observed_verdict"])
     if record.probe in ("control", "summary") or record.verdict not in FAILED_VERDICTS:
         return record
     if (record.evidence.get("controls") or {}).get("state") == PASSED:
@@ -849,6 +853,9 @@ class AtlasDiagnosis(Diagnosis):
 
     def stages_without_control(self) -> list[str]:
         return []  # a failure at such a stage is *.no_control here, and said so in the findings
+
+    def uncontrolled_lines(self) -> list[str]:
+        return []  # said once, with the probe-and-run scope, by _findings below
 
     def _findings(self, reason: str | None) -> list[str]:
         lines = super()._findings(reason)

@@ -107,6 +107,15 @@ REASONS: dict[str, tuple[str, str]] = {
                          "service's"),
     "mtproto.intercepted": (INCONCLUSIVE, "this port is intercepted: the MTProto failure is the interceptor's "
                             "answer, not the service's"),
+    # --- plain HTTP's controls missing or answered by someone else (targets control_domains.http)
+    "http.no_control": (INCONCLUSIVE, "no control name was fetched over plain HTTP in the same run (or "
+                        "measurement): nothing shows the path carries other names' HTTP, so the failure (observed "
+                        "reason in the evidence) is no evidence of blocking"),
+    "mtproto.no_control": (INCONCLUSIVE, "no control connection of this address family and no path check on "
+                           "this port were measured in the same run: nothing shows the MTProto failure is the "
+                           "service's, not the path's (observed reason in the evidence)"),
+    "http.not_genuine": (BLOCKED, "a control name's plain-HTTP answer is not the one its genuine server gives "
+                         "(the target file's http expectation): something else on the path answered"),
     "interception.accepted": (INCONCLUSIVE, "negative control: a connection that must fail was accepted, so "
                               "something on the path answers for every address on this port"),
     "vantage.offline": (INCONCLUSIVE, "no control got through at any stage and nothing answered: this vantage "
@@ -135,24 +144,24 @@ REASONS: dict[str, tuple[str, str]] = {
                            "or a root this store lacks): it cannot be checked, so it says nothing of blocking"),
     "tls.old_version": (INCONCLUSIVE, "the server refused the probe's TLS 1.2 ClientHello (alert "
                         "protocol_version): RIPE Atlas probes do not offer TLS 1.3, so this says nothing of blocking"),
-    # --- imported results (RIPE Atlas): a failure with no control from the same probe and run
-    "dns.no_control": (INCONCLUSIVE, "no control name was answered by the same resolver from the same probe in the "
-                       "same run: nothing shows this resolver answers other names, so the failure (observed reason "
-                       "in the evidence) is no evidence of blocking"),
+    # --- a failure with no control of its stage: in a local run (a target file that names none, or
+    # --no-default-controls; netprobe/vantage.py) or from the same probe and run (RIPE Atlas)
+    "dns.no_control": (INCONCLUSIVE, "no control name was answered by the same resolver (or asked at the same "
+                       "canary) in the same run, or from the same probe in the same run: nothing shows this "
+                       "resolver answers other names, so the failure (observed reason in the evidence) is no "
+                       "evidence of blocking"),
     "dns.resolver_no_control": (INCONCLUSIVE, "the resolver refused, failed, returned no address or did not answer, "
                                 "and it answered no control name from the same probe in the same run: the "
                                 "resolver's own failure, not evidence of blocking"),
-    "tcp.no_control": (INCONCLUSIVE, "no TCP control was measured from the same probe in the same run: nothing "
-                       "shows the path carries other connections, so the failure is no evidence of blocking"),
-    "tls.no_control": (INCONCLUSIVE, "no control name's certificate could be judged from the same probe in the "
-                       "same run: nothing shows the path carries genuine TLS, so the failure is no evidence of "
-                       "blocking"),
+    "tcp.no_control": (INCONCLUSIVE, "no TCP control of this address family was measured in the same run (or "
+                       "from the same probe in the same run): nothing shows the path carries other connections, "
+                       "so the failure is no evidence of blocking"),
+    "tls.no_control": (INCONCLUSIVE, "no control name's TLS was measured in the same run (or its certificate "
+                       "judged from the same probe in the same run): nothing shows the path carries genuine TLS, "
+                       "so the failure is no evidence of blocking"),
     # --- OONI measurements (netprobe/ooni.py): other people's data, judged by the same rule; a failure
     # with no control in the measurement is dns/tcp/tls.no_control above ("probe" and "run" being
     # OONI's probe and measurement: OONI's telegram test measures no control at all)
-    "http.no_control": (INCONCLUSIVE, "nothing in the same measurement went through plain HTTP on the same path "
-                        "to a name or an address that is not the service's: the failure (observed reason in the "
-                        "evidence) is no evidence of blocking"),
     **{f"{stage}.unconfirmed": (INCONCLUSIVE, "a failure or a different answer that OONI flagged as an anomaly, "
                                 "but neither OONI's pipeline confirmed it nor does the page match a known blockpage: "
                                 "OONI's test helper measured from elsewhere, which says whether the site is up, not "
@@ -693,6 +702,40 @@ def http_answer_reason(status: int | None, location_on_service: bool | None,
         return "http.known_blockpage"
     if status is not None and 300 <= status < 400 and location_on_service is False:
         return "http.blockpage"
+    return None
+
+
+def http_answer_difference(http: dict, expected: dict) -> str | None:
+    """How an HTTP answer (a probe's evidence.http) differs from the one a control name's genuine
+    server gives (targets.HttpExpectation.evidence()); None when it is that answer.
+
+    Every stated part must hold: the status; the Location, exactly; each header, containing its
+    text in any case; the body prefix, containing its text byte for byte.  An interceptor's 404
+    or a portal's 302 fails the first part that it does not fake."""
+    status = http.get("status")
+    if status is None:
+        return "no HTTP answer"
+    wanted = expected.get("status")
+    if wanted is not None and status != wanted:
+        return f"status {status}, not {wanted}"
+    headers = http.get("headers") or {}
+    location = expected.get("location")
+    if location is not None and (headers.get("location") or "").strip() != location:
+        got = headers.get("location")
+        return f"Location {got[:120]!r}, not {location!r}" if got is not None else f"no Location, not {location!r}"
+    for name, text in (expected.get("headers") or {}).items():
+        got = headers.get(name)
+        if got is None or text.lower() not in got.lower():
+            return f"{name} {got[:120]!r} lacks {text!r}" if got is not None else f"no {name} header, wanted {text!r}"
+    marker = expected.get("body_contains")
+    if marker is not None:
+        prefix = http.get("body_prefix") or {}
+        try:
+            body = bytes.fromhex(prefix.get("hex", ""))
+        except (TypeError, ValueError):
+            body = b""
+        if marker.encode("utf-8") not in body:
+            return f"the body's first {len(body)} bytes lack {marker!r}"
     return None
 
 

@@ -203,8 +203,8 @@ class Diagnosis:
         if result.verdict == REACHABLE:
             self.reachable_seen = True
             self.reached_stages.add(REACHED_STAGE.get(result.probe, result.probe))
-        if result.verdict in FAILED and self.board is not None and "controls" not in result.evidence:
-            self.uncontrolled[(result.reason or "?").partition(".")[0]] += 1
+        if (result.reason or "").endswith(".no_control"):
+            self.uncontrolled[result.reason.partition(".")[0]] += 1  # dns, tcp, tls, http, mtproto
 
     def _add_control(self, result: Result) -> None:
         """Controls are folded by the ControlBoard; the summary reads it."""
@@ -376,12 +376,11 @@ class Diagnosis:
         missing = self.stages_without_control()
         if missing:
             lines.append(f"Controls: no control for {', '.join(STAGE_NAMES.get(s, s) for s in missing)} (the target "
-                         "file names no control_domains or controls for it): failures there are judged only by "
-                         "whether the vantage point is online.")
-        for stage, n in sorted(self.uncontrolled.items()):
-            lines.append(f"Controls: {n} {STAGE_NAMES.get(stage, stage)} failures were judged without a control of "
-                         "their own stage (the target file names none): they stand, but only as well as the vantage point's "
-                         "other controls show it online.")
+                         "file names no control_domains or controls for it): failures there are inconclusive.")
+        lines.extend(self.uncontrolled_lines())
+        if board is not None and board.http_weak_only():
+            lines.append("Controls: plain HTTP passed only on control names whose genuine answer the target file does "
+                         "not state (weak controls: any HTTP answer, an interceptor's included, passes them).")
         if board is not None and reason is None:
             failed = [describe_stage(key) for key, state in board.states().items()
                       if state == "failed" and key.split()[0] in self.reached_stages
@@ -419,6 +418,12 @@ class Diagnosis:
                 "nothing about whether the service itself is blocked, and those results are marked "
                 "inconclusive. To measure the service, run from another network (another ISP, mobile data, a "
                 "VPS) or from RIPE Atlas probes (`netprobe atlas submit`).")
+
+    def uncontrolled_lines(self) -> list[str]:
+        """Failures judged `*.no_control`: a stage with no control at all in this run."""
+        return [f"Not judged: {n} {STAGE_NAMES.get(stage, stage)} failures had no control of their own stage "
+                "(the target file names none, or --no-default-controls): they are inconclusive, with what was "
+                "observed kept in their evidence." for stage, n in sorted(self.uncontrolled.items())]
 
     def changed_stages(self) -> set[str]:
         """Stages whose controls, measured again at the end of a long run, changed state."""

@@ -37,6 +37,7 @@ from netprobe.vantage import (
     UNDECIDED,
     ControlBoard,
     as_control,
+    checked_http_control,
     decide_offline_families,
     decide_vantage,
     judged,
@@ -166,7 +167,9 @@ async def execute_control(task: Task, plan: Plan, settings: Settings, prepared: 
         return await probe_https(name, networks=(), timeout=settings.timeout, ca_bundle=settings.ca_bundle,
                                  service_domains=(name,), **prepared)
     if stage == "http":
-        return await probe_http(name, networks=(), timeout=settings.timeout, service_domains=(name,), **prepared)
+        result = await probe_http(name, networks=(), timeout=settings.timeout, service_domains=(name,), **prepared)
+        expected = task.domain.http
+        return checked_http_control(result, None if expected is None else expected.evidence())
     raise ValueError(f"no control for stage {stage!r}")
 
 
@@ -532,8 +535,9 @@ class Runner:
     # --- records -----------------------------------------------------------------
 
     def emit(self, result: Result) -> None:
-        if self.board.count:
-            result = judged(result, self.board, self.outcome.vantage, self.offline_families)
+        # Judged even with no control at all: a failure nothing else went through the same way
+        # for is inconclusive (vantage._with_controls), not blocked.
+        result = judged(result, self.board, self.outcome.vantage, self.offline_families)
         self.outcome.counts[(result.probe, result.verdict)] += 1
         self.diagnosis.add(result)
         self.emit_to_sink(result)

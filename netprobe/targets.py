@@ -12,7 +12,7 @@ import os
 import re
 import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,18 @@ BUILTIN = "telegram"
 _TOP_KEYS = {"name", "description", "networks", "controls", "control_domains", "negative_controls", "domains",
              "endpoints", "ranges", "dns_canary", "datacenters"}
 _DOMAIN_KEYS = {"name", "addresses", "note", "group"}
+# A control name may also state what its genuine server answers over plain HTTP, and where that was seen.
+_CONTROL_DOMAIN_KEYS = _DOMAIN_KEYS | {"http", "source"}
+_HTTP_KEYS = {"status", "location", "headers", "body_contains"}
+# Headers an HTTP probe records (netprobe/probes/https.py RECORDED_HEADERS, location aside: `location`);
+# the body marker must lie within the body prefix it keeps (BODY_PREFIX bytes).
+HTTP_EXPECTED_HEADERS = ("server", "content-type", "content-length")
+MAX_BODY_MARKER = 256
+MAX_SOURCE = 500
+# The keys whose absence the built-in set fills (with_default_controls), and names that never
+# resolve on the public Internet (RFC 6761 section 6, RFC 6762, RFC 8375, ICANN's .internal).
+CONTROL_KEYS = ("controls", "control_domains")
+LOCAL_NAME_SUFFIXES = ("test", "localhost", "invalid", "example", "local", "home.arpa", "internal")
 _ENDPOINT_KEYS = {"address", "dc", "note", "group"}
 # A group names a family of targets in reports (netprobe report folds its members into one row).
 MAX_GROUP = 64
@@ -51,10 +63,36 @@ class TargetFileError(ValueError):
 
 
 @dataclass(frozen=True)
+class HttpExpectation:
+    """What a control name's genuine server answers to netprobe's plain-HTTP `GET /`, and where
+    that answer was recorded: a control passes on that answer only (netprobe/vantage.py)."""
+
+    source: str
+    status: int | None = None
+    location: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # (recorded header, text its value contains)
+    body_contains: str | None = None
+
+    def evidence(self) -> dict[str, Any]:
+        """The expectation as records carry it (classify.http_answer_difference reads it)."""
+        out: dict[str, Any] = {"source": self.source}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.location is not None:
+            out["location"] = self.location
+        if self.headers:
+            out["headers"] = dict(self.headers)
+        if self.body_contains is not None:
+            out["body_contains"] = self.body_contains
+        return out
+
+
+@dataclass(frozen=True)
 class Domain:
     name: str
     addresses: tuple[IPAddress, ...] = ()
     group: str | None = None  # a family of names shown as one row (records: evidence.group)
+    http: HttpExpectation | None = None  # control names only: the genuine plain-HTTP answer
 
 
 @dataclass(frozen=True)
@@ -102,6 +140,10 @@ class TargetSet:
     negative_controls: tuple[IPAddress, ...] | None = None
     # Published locations of the endpoints' data centers (optional).
     datacenters: tuple[Datacenter, ...] = ()
+    # The top-level keys the file wrote (an empty array is a choice; an absent key is not).
+    declared: frozenset[str] = frozenset()
+    # CONTROL_KEYS filled from the built-in set because the file had none (with_default_controls).
+    default_controls: tuple[str, ...] = ()
 
 
 def normalize_domain(text: object) -> str:
@@ -120,6 +162,59 @@ def normalize_domain(text: object) -> str:
     if labels[-1].isdigit():
         raise ValueError(f"{text!r} is an IP address, not a domain name")
     return name
+
+
+def is_local_name(name: str) -> bool:
+    """A name under a suffix that never resolves on the public Internet (LOCAL_NAME_SUFFIXES)."""
+    return any(name == suffix or name.endswith("." + suffix) for suffix in LOCAL_NAME_SUFFIXES)
+
+
+def reaches_internet(targets: TargetSet) -> bool:
+    """Whether probing the set's service goes beyond this machine and its private networks: one
+    of its networks, ranges, endpoints or pinned addresses is a global address, or, with no
+    networks to say where its names live, it has a domain that is neither pinned nor local.
+    Loopback and private lab files do not, so they never get the Internet's controls."""
+    def public_network(network: IPNetwork) -> bool:
+        return network.network_address.is_global or network.broadcast_address.is_global
+
+    if any(public_network(n) for n in (*targets.networks, *(r.cidr for r in targets.ranges))):
+        return True
+    if any(t.endpoint.ip.is_global for t in targets.endpoints):
+        return True
+    if any(a.is_global for d in targets.domains for a in d.addresses):
+        return True
+    return not targets.networks and any(not d.addresses and not is_local_name(d.name) for d in targets.domains)
+
+
+def missing_controls(targets: TargetSet, keys: tuple[str, ...] = CONTROL_KEYS,
+                     reaches: bool | None = None) -> tuple[str, ...]:
+    """The control keys the file did not write, when its probes go to the Internet (else none)."""
+    missing = tuple(key for key in keys if key not in targets.declared)
+    if missing and (reaches_internet(targets) if reaches is None else reaches):
+        return missing
+    return ()
+
+
+def with_default_controls(targets: TargetSet, builtin: TargetSet, keys: tuple[str, ...] = CONTROL_KEYS,
+                          reaches: bool | None = None) -> TargetSet:
+    """The set with the built-in set's controls for each of `keys` the file did not write
+    (an empty array is the file's choice), when its service is on the Internet.  Built-in
+    controls inside the file's networks, or named like one of its domains, are left out:
+    a control must not be the service.  `default_controls` says which keys were filled.
+    `reaches`: whether the probes go to the Internet, when the caller knows better (ad-hoc
+    arguments); else reaches_internet(targets)."""
+    missing = missing_controls(targets, keys, reaches)
+    if not missing:
+        return targets
+    changes: dict[str, Any] = {}
+    if "controls" in missing:
+        changes["controls"] = tuple(c for c in builtin.controls if not in_networks(c.ip, targets.networks))
+    if "control_domains" in missing:
+        names = {d.name for d in targets.domains}
+        changes["control_domains"] = tuple(
+            d for d in builtin.control_domains
+            if d.name not in names and not any(in_networks(a, targets.networks) for a in d.addresses))
+    return replace(targets, **changes, declared=targets.declared | set(missing), default_controls=missing)
 
 
 def load_target_file(path: str | Path) -> TargetSet:
@@ -229,7 +324,7 @@ class _Parser:
                          domains=tuple(domains), endpoints=tuple(endpoints), ranges=tuple(ranges),
                          dns_canary=tuple(canary), control_domains=tuple(control_domains),
                          negative_controls=None if negative is None else tuple(negative),
-                         datacenters=tuple(datacenters))
+                         datacenters=tuple(datacenters), declared=frozenset(data))
 
     def check_keys(self, where: str, table: dict[str, Any], allowed: set[str]) -> None:
         unknown = sorted(set(table) - allowed)
@@ -262,7 +357,11 @@ class _Parser:
             return Domain(self.convert(key, normalize_domain, value))
         if not isinstance(value, dict):
             raise self.fail(key, f"expected a domain name or a table, got {value!r}")
-        self.check_keys(key, value, _DOMAIN_KEYS)
+        if not control and ("http" in value or "source" in value):
+            which = "http" if "http" in value else "source"
+            raise self.fail(f"{key}.{which}", "an expected answer is for control names (control_domains): the "
+                            "service's own answers are judged against the controls, never pinned")
+        self.check_keys(key, value, _CONTROL_DOMAIN_KEYS if control else _DOMAIN_KEYS)
         if "name" not in value:
             raise self.fail(key, "missing 'name'")
         name = self.convert(f"{key}.name", normalize_domain, value["name"])
@@ -279,7 +378,51 @@ class _Parser:
         if control and "group" in value:
             raise self.fail(f"{key}.group", "control names are grouped by their stage; a group applies to "
                             "the service's domains and endpoints")
-        return Domain(name, tuple(addresses), self.group(key, value))
+        http = self.http_expectation(key, value) if control else None
+        return Domain(name, tuple(addresses), self.group(key, value), http)
+
+    def http_expectation(self, key: str, value: dict[str, Any]) -> HttpExpectation | None:
+        """`http = { status, location, headers, body_contains }` with its `source`: the answer only
+        the genuine server gives.  A status alone is not one: any interceptor answers some status."""
+        if "http" not in value:
+            if "source" in value:
+                raise self.fail(f"{key}.source", "names where an http answer was recorded, but there is no 'http'")
+            return None
+        table = value["http"]
+        if not isinstance(table, dict):
+            raise self.fail(f"{key}.http",
+                            f"expected a table {{ status = 200, body_contains = \"...\" }}, got {table!r}")
+        self.check_keys(f"{key}.http", table, _HTTP_KEYS)
+        source = value.get("source")
+        if not isinstance(source, str) or not source.strip() or len(source) > MAX_SOURCE:
+            raise self.fail(f"{key}.source", "an http expectation needs its source: where that answer was "
+                            f"recorded (1 to {MAX_SOURCE} characters)")
+        status = table.get("status")
+        if status is not None and (isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599):
+            raise self.fail(f"{key}.http.status", f"expected an HTTP status from 100 to 599, got {status!r}")
+        location = table.get("location")
+        if location is not None and (not isinstance(location, str) or not location.strip()
+                                     or not location.isprintable() or len(location) > MAX_SOURCE):
+            raise self.fail(f"{key}.http.location", f"expected the exact Location URL, got {location!r}")
+        headers = table.get("headers", {})
+        if not isinstance(headers, dict):
+            raise self.fail(f"{key}.http.headers", f"expected a table {{ server = \"...\" }}, got {headers!r}")
+        for name, text in headers.items():
+            if name not in HTTP_EXPECTED_HEADERS:
+                raise self.fail(f"{key}.http.headers", f"{name!r} is not a header netprobe records (allowed: "
+                                f"{', '.join(HTTP_EXPECTED_HEADERS)}; a redirect's target is 'location')")
+            if not isinstance(text, str) or not text.strip() or not text.isprintable() or len(text) > MAX_BODY_MARKER:
+                raise self.fail(f"{key}.http.headers.{name}", f"expected the text the header contains, got {text!r}")
+        marker = table.get("body_contains")
+        if marker is not None and (not isinstance(marker, str) or not marker.strip()
+                                   or len(marker.encode("utf-8")) > MAX_BODY_MARKER):
+            raise self.fail(f"{key}.http.body_contains", f"expected 1 to {MAX_BODY_MARKER} bytes of text from the "
+                            f"first 2048 bytes of the body, got {marker!r}")
+        if location is None and not headers and marker is None:
+            raise self.fail(f"{key}.http", "a status alone is not the genuine server's answer (any interceptor "
+                            "answers some status): add location, headers or body_contains")
+        return HttpExpectation(source.strip(), status, None if location is None else location.strip(),
+                               tuple(sorted(headers.items())), marker)
 
     def endpoint(self, key: str, value: Any) -> EndpointTarget:
         if isinstance(value, str):

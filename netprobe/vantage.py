@@ -23,7 +23,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from netprobe.classify import BLOCKED, REACHABLE, RESET, failure_of, negative_control_reason, verdict_for
+from netprobe.classify import (BLOCKED, REACHABLE, RESET, failure_of, http_answer_difference, negative_control_reason,
+                               verdict_for)
 from netprobe.records import Result
 
 PASSED, FAILED, NONE = "passed", "failed", "none"
@@ -41,6 +42,9 @@ NOT_ONLINE = (OFFLINE, NO_OPEN_ACCESS, UNDECIDED)
 # where the path is not known to be open, silence proves nothing.
 REACHABLE_BY_SILENCE = frozenset({"dns_injection"})
 
+# An HTTP control's answer against the one its genuine server gives (evidence.answer_check).
+GENUINE, DIFFERS, NO_ANSWER, WEAK = "genuine", "differs", "no answer", "weak"
+CHECKED = (GENUINE, DIFFERS, NO_ANSWER)
 # Control stages that check who answers (Plan.path_checks), not whether the way out is open.
 _PATH_CHECKS = frozenset({"mtproto", "identity"})
 # A data center's answers to our MTProto request that no MTProto server gives.
@@ -198,7 +202,11 @@ class ControlBoard:
         self.tls: dict[int | None, Tally] = defaultdict(Tally)     # family; passed = verified
         self.tls_bad_certificate = 0
         self.tls_via: dict[str, Tally] = defaultdict(Tally)        # resolver that gave the address
-        self.http: dict[int | None, Tally] = defaultdict(Tally)    # family
+        # Plain HTTP, per family: controls whose genuine answer the target file states (passed = that
+        # answer), and the weak ones that pass on any answer; `http` reads the first where there are any.
+        self.http_checked: dict[int | None, Tally] = defaultdict(Tally)
+        self.http_weak: dict[int | None, Tally] = defaultdict(Tally)
+        self.http_other: dict[int | None, int] = defaultdict(int)  # checked controls answered by someone else
         self.http_answers: dict[int | None, set[tuple]] = defaultdict(set)  # family -> the controls' answers
         # Path checks (Plan.path_checks), per (family, port): what non-MTProto control hosts
         # answered our MTProto request, and how each data center answered it.
@@ -283,12 +291,34 @@ class ControlBoard:
             if evidence.get("address_source") == "dns" and seen.get("resolver"):
                 self.tls_via[seen["resolver"]].add(verified)
         else:
-            self.http[family].add(not reason)
+            check = evidence.get("answer_check")
+            if check in CHECKED:
+                self.http_checked[family].add(check == GENUINE)
+                self.http_other[family] += check == DIFFERS
+            else:
+                self.http_weak[family].add(not reason)
             signature = _http_signature(evidence)
             if signature is not None:
                 self.http_answers[family].add(signature)
 
     # --- reading ----------------------------------------------------------------------
+
+    @property
+    def http(self) -> dict[int | None, Tally]:
+        """Plain HTTP's controls per family: the checked ones where a family has any, else the weak."""
+        return {family: self.http_checked.get(family) or tally
+                for family, tally in {**self.http_weak, **self.http_checked}.items()}
+
+    def http_answered_by_other(self, family: int | None) -> bool:
+        """No checked HTTP control of this family (of any, without one of its own) got its genuine
+        server's answer, and some got another: something on the path answers plain HTTP."""
+        checked = self.http_checked.get(family) or _merged(self.http_checked.values())
+        others = self.http_other.get(family) if family in self.http_checked else sum(self.http_other.values())
+        return bool(others) and not checked.passed
+
+    def http_weak_only(self) -> bool:
+        """Plain HTTP passed, in some family, only on controls that accept any answer (no checked one)."""
+        return any(t.passed for family, t in self.http_weak.items() if family not in self.http_checked)
 
     def intercepted(self, family: int | None, port: int | None) -> bool:
         """Whether the path answers for every address on this port."""
@@ -374,8 +404,8 @@ class ControlBoard:
         """Which control got through this port in a way no interceptor fakes, if any."""
         if port == 443 and self.tls.get(family, _NO_TALLY).passed and not self.tls_bad_certificate:
             return "tls verified"
-        if port == 80 and self.http.get(family, _NO_TALLY).passed:
-            return "http genuine"
+        if port == 80 and self.http_checked.get(family, _NO_TALLY).passed:
+            return "http genuine"  # a control name's stated genuine answer: weak ones take any answer
         return None
 
     def tcp_tally(self, family: int | None, port: int | None) -> tuple[Tally, str]:
@@ -451,6 +481,35 @@ def as_control(record: Result, stage: str) -> Result:
                   measured_at=record.measured_at)
 
 
+def checked_http_control(record: Result, expected: dict[str, Any] | None) -> Result:
+    """A plain-HTTP control's record weighed against its genuine server's answer (the target
+    file's `http`): an answer that differs fails the control (`http.not_genuine`, unless the probe
+    already named a blockpage); one that matches passes it whatever its status (a known redirect
+    off the name is the genuine answer).  Without an expectation the control is weak: any answer
+    passes, and the record says so."""
+    evidence = dict(record.evidence)
+    http = evidence.get("http") or {}
+    reason = record.reason
+    if expected is None:
+        evidence["answer_check"] = WEAK
+        return _copy(record, reason, evidence)
+    evidence["expected_answer"] = expected
+    if http.get("status") is None:
+        evidence["answer_check"] = NO_ANSWER
+        return _copy(record, reason, evidence)
+    difference = http_answer_difference(http, expected)
+    if difference is None:
+        evidence["answer_check"] = GENUINE
+        reason = None
+    else:
+        evidence.update(answer_check=DIFFERS, answer_difference=difference)
+        reason = reason or "http.not_genuine"
+    if reason != record.reason:
+        evidence.setdefault("observed_reason", record.reason)
+        evidence.setdefault("observed_verdict", record.verdict)
+    return _copy(record, reason, evidence)
+
+
 def genuine_success(record: Result, board: ControlBoard) -> bool:
     """A success that only the service gives: the vantage point is online even when
     every control failed (the control hosts may be the ones blocked)."""
@@ -493,11 +552,16 @@ def _changed(record: Result, reason: str | None, **evidence: Any) -> Result:
     return _copy(record, reason, {**record.evidence, **extra})
 
 
+# The reason for a failure whose stage had no control at all, by the stage of its controls.
+_NO_CONTROL = {"dns": "dns.no_control", "dns_injection": "dns.no_control", "tcp": "tcp.no_control",
+               "tls": "tls.no_control", "http": "http.no_control"}
+
+
 def _with_controls(record: Result, controls: dict[str, Any]) -> Result:
-    """The record with what its stage's controls showed; unchanged when there were none
-    (the summary counts such failures as judged without a control of their stage)."""
+    """The failure with what its stage's controls showed; inconclusive when there were none:
+    nothing that is not the service went the same way, so nothing shows the failure is its."""
     if controls.get("state") == NONE:
-        return record
+        return _changed(record, _NO_CONTROL[controls["stage"]], controls=controls)
     return _copy(record, record.reason, {**record.evidence, "controls": controls})
 
 
@@ -547,6 +611,10 @@ def _judged_success(record: Result, board: ControlBoard) -> Result:
             alike = board.http_alike(record)
             if alike:
                 return _changed(record, "http.intercepted", interception={"answered_as_controls": alike})
+            if board.http_answered_by_other(family):
+                # The control names got someone else's answer on this path: so may the service's.
+                return _changed(record, "http.intercepted", controls={"stage": "http", "state": FAILED,
+                                                                      "answered_by_other": True})
         if kind == "http" and record.evidence.get("address_in_networks") is False:
             return _changed(record, "http.not_service")
     elif kind == "control" and stage == "dns" and board.dns_state(record.address) == "untrusted":
@@ -578,6 +646,10 @@ def _judged_failure(record: Result, board: ControlBoard) -> Result:
                             interception={"answered_as_controls": True})
         if found == SERVICE:
             return _with_controls(record, {"stage": "interception", "state": "service only", **signals})
+        if board.tcp_tally(family, port)[0].state == NONE and not board.path_answers.get((family, port)):
+            # No control connection of this family, no path check on this port: nothing that is not
+            # the service went this way (a file without controls, --no-default-controls).
+            return _changed(record, "mtproto.no_control", controls={"stage": "tcp", "state": NONE})
         return _with_controls(record, {"stage": "tcp", "state": PASSED, "scope": "same endpoint"})
     if stage == "tls" or (stage == "http" and record.probe == "https"):
         tally = board.web_tally(board.tls, family)

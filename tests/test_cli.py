@@ -356,8 +356,13 @@ def test_run_dns_against_a_closed_loopback_resolver(local_dns):
     dns_record = records[1]
     assert dns_record["target"] == "example.test"
     assert dns_record["address"] == local_dns["resolver"]
-    assert dns_record["reason"] in ("dns.port_unreachable", "dns.timeout")
-    assert dns_record["verdict"] == "blocked"
+    # The loopback file names no control_domains (and gets none: it is not on the Internet), so
+    # nothing else was asked at that resolver: the failure is not shown to be the name's.
+    assert dns_record["reason"] == "dns.no_control"
+    assert dns_record["verdict"] == "inconclusive"
+    assert dns_record["evidence"]["observed_reason"] in ("dns.port_unreachable", "dns.timeout")
+    assert dns_record["evidence"]["observed_verdict"] == "blocked"
+    assert "built-in" not in proc.stderr  # no Internet controls for a loopback file
 
 
 def test_tcp_command_against_loopback(local):
@@ -399,3 +404,74 @@ def test_reasons_lists_every_reason_with_its_verdict_and_meaning():
                                                  "meaning": REASONS["http.known_blockpage"][1]}
     table = CliRunner().invoke(cli, ["reasons", "--format", "table"])
     assert table.exit_code == 0 and "dns.resolver_failing" in table.output
+
+
+# --- default controls: the plan shows them; nothing here probes beyond loopback -----------------
+
+def plan_rows(*args: str) -> tuple[list[dict], str]:
+    proc = netprobe("targets", "--format", "jsonl", *args)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
+
+
+def test_a_file_on_the_internet_without_controls_gets_the_builtin_ones_and_says_so(tmp_path):
+    from netprobe.targets import load_builtin
+    path = tmp_path / "signal.toml"
+    path.write_text('networks = ["203.0.113.0/24", "76.223.0.0/16"]\nendpoints = ["76.223.92.165:443"]\n'
+                    'domains = ["signal.org"]\n')
+    rows, err = plan_rows("--targets", str(path), "--probes", "tcp,http", "--resolver", "127.0.0.1:53")
+    builtin = load_builtin()
+    tcp_controls = [r["target"] for r in rows if r.get("stage") == "tcp"]
+    http_controls = [r["target"] for r in rows if r.get("stage") == "http"]
+    assert tcp_controls == [str(c) for c in builtin.controls]
+    assert http_controls == [d.name for d in builtin.control_domains]
+    (line,) = err.splitlines()
+    assert line.startswith(f"netprobe: {path} names no controls or control_domains: using the built-in set's")
+    assert "1.1.1.1:443" in line and "example.com" in line and line.endswith("--no-default-controls to use none")
+    # Opting out: no control of the TCP or HTTP stage, and nothing said.
+    rows, err = plan_rows("--targets", str(path), "--probes", "tcp,http", "--resolver", "127.0.0.1:53",
+                          "--no-default-controls")
+    assert not [r for r in rows if r.get("stage") in ("tcp", "http")] and err == ""
+
+
+def test_a_file_that_writes_its_controls_keeps_them(tmp_path):
+    path = tmp_path / "t.toml"
+    path.write_text('endpoints = ["76.223.92.165:443"]\ncontrols = ["9.9.9.9:443"]\ncontrol_domains = []\n')
+    rows, err = plan_rows("--targets", str(path), "--probes", "tcp")
+    assert [r["target"] for r in rows if r.get("stage") == "tcp"] == ["9.9.9.9:443"] and err == ""
+
+
+def test_a_loopback_file_gets_no_internet_controls(local):
+    rows, err = plan_rows("--targets", local["path"], "--probes", "tcp")
+    assert [r["target"] for r in rows if r["probe"] == "control"] == [local["control"]] and err == ""
+
+
+def test_tcp_on_loopback_without_targets_probes_no_control_and_judges_nothing(local):
+    proc = netprobe("tcp", local["closed"], "--timeout", "0.5", "--format", "jsonl")
+    assert proc.returncode == 0, proc.stderr
+    records = records_of(proc.stdout)
+    assert [r["probe"] for r in records] == ["tcp", "summary"] and "built-in" not in proc.stderr
+    # A refused loopback port with nothing to weigh it against: not a block anyone could sign.
+    assert (records[0]["verdict"], records[0]["reason"]) == ("inconclusive", "tcp.no_control")
+    assert records[0]["evidence"]["observed_reason"] == "tcp.refused"
+
+
+def test_dns_without_targets_asks_the_builtin_control_names_at_the_same_resolver(capsys):
+    from netprobe.commands import main
+    from netprobe.targets import load_builtin
+    from tests.test_bad_input import loopback_only
+    resolver = f"127.0.0.1:{closed_port(socket.SOCK_DGRAM)}"
+    violations: list = []
+    with loopback_only(violations), pytest.raises(SystemExit) as info:
+        main(["dns", "signal.org", "--resolver", resolver, "--timeout", "0.3", "--format", "jsonl"])
+    assert info.value.code == 0 and violations == []  # only the loopback resolver was asked
+    out, err = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines()]
+    controls = [(r["target"], r["evidence"]["stage"]) for r in records if r["probe"] == "control"]
+    assert controls == [(d.name, "dns") for d in load_builtin().control_domains]
+    assert all(r["address"] == resolver for r in records if r["probe"] in ("control", "dns"))
+    assert "the command line names no control_domains: using the built-in set's" in err
+    (record,) = [r for r in records if r["probe"] == "dns"]
+    # The resolver failed the control names too and nothing else answered: this vantage point
+    # looks offline, which says nothing about signal.org.
+    assert (record["verdict"], record["reason"]) == ("inconclusive", "vantage.offline")

@@ -197,6 +197,38 @@ def test_blocking_seen_only_where_the_controls_changed_is_not_backed():
     assert d.result().reason == "summary.blocking_observed"
 
 
+def test_failures_with_no_control_of_their_stage_are_not_blocking():
+    from netprobe.vantage import ControlBoard, judged
+    # A file with no controls (or --no-default-controls): every failure is judged against nothing.
+    records = [judged(tcp("149.154.167.51:443", "tcp.timeout"), ControlBoard(), "unknown"),
+               judged(tcp("149.154.167.52:443", "tcp.refused"), ControlBoard(), "unknown"),
+               judged(dns("t.me", "dns.nxdomain"), ControlBoard(), "unknown"),
+               judged(mtproto("mtproto", "intermediate", "149.154.167.51:443", "mtproto.reset"), ControlBoard(),
+                      "unknown")]
+    summary = diagnose(*records, vantage="unknown").result()
+    assert summary.reason != "summary.blocking_observed" and summary.verdict == "inconclusive"
+    findings = summary.evidence["findings"]
+    assert "Not judged: 1 DNS failures had no control of their own stage" in " ".join(findings)
+    assert any(f.startswith("Not judged: 2 TCP failures had no control") for f in findings)
+    assert any(f.startswith("Not judged: 1 MTProto failures had no control") for f in findings)
+    assert not any(f.startswith(("IP:", "DNS:", "MTProto:")) for f in findings)
+
+
+def test_http_controls_that_accept_any_answer_are_called_weak():
+    from netprobe.vantage import ControlBoard, as_control, checked_http_control
+    raw = Result("http", "www.apple.com", "17.253.144.10:80", None, 1.0,
+                 {"address_source": "dns", "stage": "http", "http": {"status": 404, "headers": {}}})
+    weak = as_control(checked_http_control(raw, None), "http")
+    d = diagnose(https("t.me", None, kind="http"))
+    d.board = ControlBoard([weak])
+    assert any(f.startswith("Controls: plain HTTP passed only on control names whose genuine answer")
+               for f in d.result().evidence["findings"])
+    checked = as_control(checked_http_control(raw, {"status": 301, "location": "https://www.apple.com/",
+                                                    "source": "s"}), "http")
+    d.board = ControlBoard([weak, checked])
+    assert not any("weak controls" in f for f in d.result().evidence["findings"])
+
+
 def _judged_run(controls, *records, vantage="online"):
     """A run as the engine makes it: the controls on a board, every record judged against it."""
     from netprobe.vantage import ControlBoard, judged

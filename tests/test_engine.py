@@ -29,6 +29,8 @@ from netprobe.plan import Plan
 from netprobe.probes.tcp import ConnectPool, probe_tcp
 from netprobe.sweep_loop import Interrupted, SweepLoop
 from netprobe.targets import parse_target_text
+from tests.support import observed_reason
+from tests.support.hostile import can_bind_privileged
 
 needs_pool = pytest.mark.skipif(not ConnectPool.available, reason="ConnectPool needs epoll (Linux)")
 both_loops = pytest.mark.parametrize("how", ["asyncio", pytest.param("sweep_loop", marks=needs_pool)])
@@ -135,7 +137,7 @@ def test_rate_does_not_hold_slots_idle(blackhole, listener, how):
     beyond their turn (concurrency 2, one probe hanging until its timeout)."""
     plan = make_plan(endpoints=[blackhole, *[f"127.0.0.{i}:{listener.port}" for i in (1, 2, 4, 5, 6)]])
     records, _, elapsed, _ = run_plan(plan, how, rate=50.0, concurrency=2, timeout=1.0)
-    by_reason = sorted(r.reason or "ok" for r in records[:-1])
+    by_reason = sorted(observed_reason(r) or "ok" for r in records[:-1])
     assert by_reason == ["ok"] * 5 + ["tcp.timeout"]
     assert elapsed < 1.0 + 0.5  # the five quick ones went through the second slot meanwhile
 
@@ -185,7 +187,7 @@ def test_concurrency_bounds_probes_in_flight_and_each_times_out_on_time():
         drop.close()
     assert max(peak) == 5
     probes = records[:-1]
-    assert len(probes) == 12 and {r.reason for r in probes} == {"tcp.timeout"}
+    assert len(probes) == 12 and {observed_reason(r) for r in probes} == {"tcp.timeout"}
     assert all(0.3 * 1000 <= r.duration_ms < (0.3 + 0.2) * 1000 for r in probes)
     assert 3 * 0.3 <= elapsed < 3 * 0.3 + 0.5
 
@@ -509,3 +511,59 @@ def test_a_signal_ends_a_sweep_between_two_records(blackhole, listener):
     assert received == [signal.SIGUSR1] and runner.outcome.interrupted
     assert [(r.probe, r.verdict) for r in records] == [("tcp", "reachable")]  # no summary: interrupted
     assert signal.getsignal(signal.SIGUSR1) == before
+
+
+# --- plain-HTTP controls checked against their genuine answer ------------------------------------
+
+class CannedHttp:
+    """A loopback box on port 80 that answers every GET with the same bytes (the issue-18 proxy's 404)."""
+
+    def __init__(self, address: str, answer: bytes):
+        self.sock = socket.create_server((address, 80))
+        self.answer = answer
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(self.answer)
+
+    def close(self):
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(), which then ends the thread
+        self.sock.close()
+        self.thread.join(2)
+
+
+@pytest.mark.skipif(not can_bind_privileged(), reason="binds port 80 on loopback: needs root or CAP_NET_BIND_SERVICE")
+def test_an_http_control_answered_by_a_proxy_fails_and_the_service_answer_is_not_judged():
+    proxy_404 = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"
+    genuine = (b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\nConnection: close\r\n\r\n"
+               b"<title>Example Domain</title> the page.")
+    control, service = "127.77.18.3", "127.77.18.4"
+    text = (f'name = "t"\nnetworks = ["{service}/32"]\n'
+            f'domains = [{{ name = "svc.test", addresses = ["{service}"] }}]\n'
+            f'control_domains = [{{ name = "c.test", addresses = ["{control}"], '
+            'http = { status = 200, body_contains = "Example Domain" }, source = "this test" }]\n')
+    plan = Plan(targets=parse_target_text(text.encode(), "t.toml"), kinds=("http",), resolvers=(), seed=1)
+    for answer, expected_control, expected_service in (
+            # The proxy answers both: the control fails, and the service's 404 is no answer of its own.
+            (proxy_404, ("blocked", "http.not_genuine", "differs"), ("inconclusive", "http.intercepted")),
+            # The control's genuine page: the path is open, the service's answer stands.
+            (genuine, ("reachable", None, "genuine"), ("reachable", None))):
+        servers = [CannedHttp(control, answer), CannedHttp(service, proxy_404)]
+        try:
+            records, _, _, _ = run_plan(plan, timeout=2.0)
+        finally:
+            for server in servers:
+                server.close()
+        by = {r.probe: r for r in records}
+        got = by["control"]
+        assert (got.verdict, got.reason, got.evidence["answer_check"]) == expected_control
+        assert got.evidence["expected_answer"]["source"] == "this test"
+        assert (by["http"].verdict, by["http"].reason) == expected_service

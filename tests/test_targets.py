@@ -410,3 +410,131 @@ def test_the_default_negative_controls_follow_the_families_and_ports_used():
                       for p in (443, 5222)]
     loopback = Plan(parse('endpoints = ["127.0.0.1:443", "[::1]:443"]'), ("tcp",), (), 1)
     assert loopback.controls() == []  # nothing on a path to intercept, and nothing leaves this machine
+
+
+# --- a control name's genuine HTTP answer ------------------------------------------------------
+
+def control(entry: str):
+    return parse(f'networks = ["149.154.160.0/20"]\ndomains = ["t.me"]\ncontrol_domains = [{entry}]').control_domains[0]
+
+
+@pytest.mark.parametrize("entry, evidence", [
+    ('{ name = "example.com", http = { status = 200, body_contains = "Example Domain" }, source = "curl, 2024" }',
+     {"source": "curl, 2024", "status": 200, "body_contains": "Example Domain"}),
+    ('{ name = "www.apple.com", http = { status = 301, location = " https://www.apple.com/ " }, source = "s" }',
+     {"source": "s", "status": 301, "location": "https://www.apple.com/"}),
+    ('{ name = "one.one.one.one", http = { headers = { server = "cloudflare" } }, source = "s" }',
+     {"source": "s", "headers": {"server": "cloudflare"}}),
+])
+def test_a_control_name_may_state_its_genuine_http_answer_and_its_source(entry, evidence):
+    assert control(entry).http.evidence() == evidence
+
+
+def test_a_control_name_without_http_is_a_weak_control():
+    assert control('"example.com"').http is None and control('{ name = "example.com" }').http is None
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    ('{ name = "x.org", http = { status = 200, body_contains = "x" } }', "control_domains[0].source: an http "
+     "expectation needs its source"),
+    ('{ name = "x.org", source = "s" }', "control_domains[0].source: names where an http answer was recorded"),
+    ('{ name = "x.org", http = { status = 200 }, source = "s" }', "control_domains[0].http: a status alone"),
+    ('{ name = "x.org", http = "200", source = "s" }', "control_domains[0].http: expected a table"),
+    ('{ name = "x.org", http = { status = 200, body = "x" }, source = "s" }', "unknown key 'body'"),
+    ('{ name = "x.org", http = { status = 700, body_contains = "x" }, source = "s" }',
+     "control_domains[0].http.status: expected an HTTP status from 100 to 599, got 700"),
+    ('{ name = "x.org", http = { status = true, body_contains = "x" }, source = "s" }', "http.status"),
+    ('{ name = "x.org", http = { location = "" }, source = "s" }', "control_domains[0].http.location"),
+    ('{ name = "x.org", http = { headers = { etag = "x" } }, source = "s" }',
+     "'etag' is not a header netprobe records"),
+    ('{ name = "x.org", http = { headers = { server = "" } }, source = "s" }', "http.headers.server"),
+    ('{ name = "x.org", http = { headers = "server" }, source = "s" }', "control_domains[0].http.headers"),
+    ('{ name = "x.org", http = { body_contains = "%s" }, source = "s" }' % ("x" * 257), "1 to 256 bytes"),
+    ('{ name = "x.org", http = { body_contains = "x" }, source = 5 }', "control_domains[0].source"),
+])
+def test_a_bad_http_expectation_is_named(entry, fragment):
+    with pytest.raises(TargetFileError) as info:
+        control(entry)
+    assert fragment in str(info.value)
+
+
+def test_a_service_domain_states_no_expected_answer():
+    with pytest.raises(TargetFileError) as info:
+        parse('domains = [{ name = "t.me", http = { status = 200, body_contains = "x" }, source = "s" }]')
+    assert "domains[0].http: an expected answer is for control names" in str(info.value)
+
+
+def test_the_expectation_fits_what_the_http_probe_records():
+    from netprobe.probes.https import BODY_PREFIX, RECORDED_HEADERS
+    from netprobe.targets import HTTP_EXPECTED_HEADERS, MAX_BODY_MARKER
+    assert set(HTTP_EXPECTED_HEADERS) <= set(RECORDED_HEADERS) and MAX_BODY_MARKER <= BODY_PREFIX
+
+
+def test_builtin_control_names_state_their_sources(builtin):
+    checked = {d.name: d.http for d in builtin.control_domains if d.http is not None}
+    assert set(checked) == {"example.com", "one.one.one.one"}
+    assert checked["example.com"].body_contains == "Example Domain" and checked["example.com"].status == 200
+    assert all(len(http.source) > 20 for http in checked.values())
+
+
+# --- default controls: the built-in set's, for files on the Internet that name none --------------
+
+@pytest.mark.parametrize("text, reaches", [
+    ('endpoints = ["149.154.167.51:443"]', True),
+    ('networks = ["149.154.160.0/20"]\ndomains = ["t.me"]', True),
+    ('domains = ["signal.org"]', True),  # no networks: a public name leads wherever DNS says
+    ('domains = [{ name = "x.org", addresses = ["203.0.113.5", "2606:4700::1"] }]', True),
+    ('ranges = [{ cidr = "91.108.4.0/22", ports = [443], sample = 4 }]', True),
+    # Loopback, private labs, documentation ranges, local names: nothing leaves for the Internet.
+    ('networks = ["127.0.0.0/8"]\nendpoints = ["127.0.0.1:9"]\ndomains = ["x.test"]', False),
+    ('networks = ["10.77.0.0/16", "fd77::/16"]\ndomains = ["telegram.lab"]\nendpoints = ["10.77.2.1:443"]', False),
+    ('endpoints = ["192.0.2.7:443", "[::1]:80"]', False),
+    ('domains = ["a.test", "b.localhost", "printer.local", "nas.home.arpa", "x.internal", "y.example"]', False),
+    ('ranges = [{ cidr = "10.99.0.0/28", ports = [443], sample = 0 }]', False),
+])
+def test_whether_a_file_reaches_the_internet(text, reaches):
+    from netprobe.targets import reaches_internet
+    assert reaches_internet(parse(text)) is reaches
+
+
+@pytest.mark.parametrize("text, keys, added", [
+    ('endpoints = ["149.154.167.51:443"]', ("controls", "control_domains"), ("controls", "control_domains")),
+    ('endpoints = ["149.154.167.51:443"]\ncontrols = ["9.9.9.9:443"]', ("controls", "control_domains"),
+     ("control_domains",)),
+    # An empty array is the file's choice.
+    ('endpoints = ["149.154.167.51:443"]\ncontrols = []\ncontrol_domains = []', ("controls", "control_domains"), ()),
+    ('endpoints = ["149.154.167.51:443"]', ("controls",), ("controls",)),
+    ('endpoints = ["127.0.0.1:443"]', ("controls", "control_domains"), ()),
+])
+def test_default_controls_fill_only_what_the_file_left_out(builtin, text, keys, added):
+    from netprobe.targets import with_default_controls
+    before = parse(text)
+    after = with_default_controls(before, builtin, keys)
+    assert after.default_controls == added
+    assert (after.controls == builtin.controls) is ("controls" in added)
+    assert (after.control_domains == builtin.control_domains) is ("control_domains" in added)
+    if not added:
+        assert after is before
+
+
+def test_default_controls_leave_out_the_service_itself(builtin):
+    from netprobe.targets import with_default_controls
+    # A file about Cloudflare's resolver: the built-in controls on 1.1.1.0/24 and the name it measures
+    # would be the service, not controls.
+    t = with_default_controls(parse('networks = ["1.1.1.0/24", "1.0.0.0/24", "2606:4700:4700::/48"]\n'
+                                    'domains = ["example.com"]'), builtin)
+    assert "1.1.1.1:443" not in {str(c) for c in t.controls} and "8.8.8.8:443" in {str(c) for c in t.controls}
+    assert {d.name for d in t.control_domains} == {"www.microsoft.com", "www.apple.com"}
+
+
+def test_the_lab_target_files_get_no_internet_controls_and_check_their_control_page(builtin):
+    import sys
+    from pathlib import Path
+
+    from netprobe.targets import reaches_internet, with_default_controls
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.lab.topology import CONTROL_HTTP_MARKER, TARGET_SETS, targets_toml
+    for target_set in TARGET_SETS.values():
+        t = parse_target_text(targets_toml(target_set).encode(), target_set.filename)
+        assert not reaches_internet(t) and with_default_controls(t, builtin) is t
+        assert [d.http.body_contains for d in t.control_domains] == [CONTROL_HTTP_MARKER]

@@ -19,6 +19,7 @@ from netprobe.vantage import (
     UNKNOWN,
     ControlBoard,
     as_control,
+    checked_http_control,
     decide_vantage,
     judged,
 )
@@ -181,9 +182,30 @@ def test_the_observed_reason_and_the_controls_stay_in_the_evidence():
     assert backed.evidence["controls"]["state"] == "passed" and "observed_reason" not in backed.evidence
 
 
-def test_a_failure_with_no_control_of_its_stage_stands_unmarked():
-    record = web("https", "web.telegram.org", "tls.reset")
-    assert judged(record, board(control_tcp("1.1.1.1:443"))) is record
+@pytest.mark.parametrize("record, controls, vantage, reason", [
+    # Only a TCP control was measured: nothing else went through TLS, plain HTTP or that resolver.
+    (web("https", "web.telegram.org", "tls.reset"), (control_tcp("1.1.1.1:443"),), ONLINE, "tls.no_control"),
+    (web("http", "t.me", "http.blockpage", "149.154.167.99:80"), (control_tcp("1.1.1.1:443"),), ONLINE,
+     "http.no_control"),
+    (dns("web.telegram.org", "dns.nxdomain"), (control_tcp("1.1.1.1:443"),), ONLINE, "dns.no_control"),
+    (canary("t.me", "dns.injected", "NOERROR", ["10.10.34.34"]), (control_tcp("1.1.1.1:443"),), ONLINE,
+     "dns.no_control"),
+    # Only control names: no connection of that family was a control's.
+    (tcp("[2001:67c:4e8:f004::a]:443", "tcp.timeout"), (control_dns("example.com"), control_tcp("1.1.1.1:443")),
+     ONLINE, "tcp.no_control"),
+    # No control at all (a file that names none, --no-default-controls): the run's vantage is unknown.
+    (tcp("149.154.167.51:443", "tcp.refused"), (), UNKNOWN, "tcp.no_control"),
+    (dns("web.telegram.org", "dns.nxdomain"), (), UNKNOWN, "dns.no_control"),
+    (mtproto("149.154.167.51:443", "mtproto.reset"), (), UNKNOWN, "mtproto.no_control"),
+    (mtproto("[2001:67c:4e8:f002::a]:443", "mtproto.timeout"), (control_tcp("1.1.1.1:443"),), ONLINE,
+     "mtproto.no_control"),
+])
+def test_a_failure_with_no_control_of_its_stage_is_inconclusive(record, controls, vantage, reason):
+    # The rule of issue 18: blocked and reset need a non-service control of the same stage and path.
+    out = judged(record, board(*controls), vantage)
+    assert (out.verdict, out.reason) == ("inconclusive", reason)
+    assert (out.evidence["observed_reason"], out.evidence["observed_verdict"]) == (record.reason, record.verdict)
+    assert out.evidence["controls"]["state"] == "none"
 
 
 # --- successes: counted only when they are the service's ------------------------------------
@@ -264,9 +286,101 @@ def test_every_reason_the_judgment_gives_is_listed():
              "tcp.path_failing", "tcp.intercepted", "tls.untrusted_for_all", "tls.path_failing", "http.path_failing",
              "http.intercepted", "http.not_service", "mtproto.intercepted", "interception.accepted",
              "vantage.offline", "vantage.undecided", "vantage.ipv4_offline", "vantage.ipv6_offline",
-             "vantage.no_open_access"}
+             "vantage.no_open_access", "dns.no_control", "tcp.no_control", "tls.no_control", "http.no_control",
+             "mtproto.no_control"}
     assert given <= set(REASONS)
     assert all(REASONS[r][0] == "inconclusive" for r in given)
+
+
+# --- plain HTTP controls: passed only on the answer their genuine server gives -------------------
+
+EXAMPLE = {"status": 200, "body_contains": "Example Domain", "source": "a recorded fetch"}
+APPLE = {"status": 301, "location": "https://www.apple.com/", "source": "a recorded fetch"}
+CLOUDFLARE = {"headers": {"server": "cloudflare"}, "source": "a recorded fetch"}
+
+
+def http_probe(name: str, status: int | None, location: str | None = None, body: bytes = b"",
+               server: str | None = None, reason: str | None = None, address: str = "93.184.216.34:80") -> Result:
+    """A plain-HTTP probe's record as probes/https.py writes it (reason as http_reason names it)."""
+    headers = {k: v for k, v in (("location", location), ("server", server)) if v is not None}
+    http = {"status": status, "headers": headers, "headers_complete": status is not None,
+            "body_prefix": {"hex": body.hex(), "length": len(body), "truncated": False}}
+    if status is None:
+        http = {"error": "TimeoutError"}
+    evidence = {"address_source": "dns", "stage": "http", "dns": {"resolver": RESOLVER, "reason": None}, "http": http}
+    return Result("http", name, address, reason, 1.0, evidence)
+
+
+EXAMPLE_PAGE = b"<!doctype html>\n<html>\n<head>\n    <title>Example Domain</title>"
+
+
+@pytest.mark.parametrize("record, expected, outcome", [
+    # The genuine answers: example.com's page, Apple's redirect to https (a known redirect is an answer).
+    (http_probe("example.com", 200, body=EXAMPLE_PAGE), EXAMPLE, ("genuine", None)),
+    (http_probe("www.apple.com", 301, "https://www.apple.com/"), APPLE, ("genuine", None)),
+    (http_probe("one.one.one.one", 301, "https://one.one.one.one/", server="cloudflare"), CLOUDFLARE,
+     ("genuine", None)),
+    # A genuine redirect to another host is still the genuine answer, not a blockpage.
+    (http_probe("www.apple.com", 301, "https://apple.com/", reason="http.blockpage"),
+     {**APPLE, "location": "https://apple.com/"}, ("genuine", None)),
+    # An interceptor's 404, a portal's 302, a parked 200 without the page's marker: someone else answered.
+    (http_probe("example.com", 404, body=b"<html>Not Found</html>"), EXAMPLE, ("differs", "http.not_genuine")),
+    (http_probe("www.apple.com", 302, "http://portal.example.net/login", reason="http.blockpage"), APPLE,
+     ("differs", "http.blockpage")),
+    (http_probe("example.com", 200, body=b"<html><title>Parked</title>"), EXAMPLE, ("differs", "http.not_genuine")),
+    (http_probe("www.apple.com", 301, "https://www.apple.com.evil/"), APPLE, ("differs", "http.not_genuine")),
+    (http_probe("one.one.one.one", 301, "https://one.one.one.one/", server="nginx"), CLOUDFLARE,
+     ("differs", "http.not_genuine")),
+    # No HTTP answer at all: the failure speaks for itself.
+    (http_probe("example.com", None, reason="http.timeout"), EXAMPLE, ("no answer", "http.timeout")),
+    # No expectation in the target file: a weak control, any answer passes it (the rule before).
+    (http_probe("www.microsoft.com", 404), None, ("weak", None)),
+])
+def test_an_http_control_passes_only_on_its_genuine_answer(record, expected, outcome):
+    out = as_control(checked_http_control(record, expected), "http")
+    assert (out.evidence["answer_check"], out.reason) == outcome
+    if expected is not None:
+        assert out.evidence["expected_answer"] == expected  # the target file's fact and its source, in the record
+    if outcome[0] == "differs":
+        assert out.evidence["answer_difference"] and out.verdict == "blocked"
+    if out.reason != record.reason:
+        assert out.evidence["observed_reason"] == record.reason
+
+
+def checked(name, expected, *args, **kwargs) -> Result:
+    return as_control(checked_http_control(http_probe(name, *args, **kwargs), expected), "http")
+
+
+GENUINE_HTTP = checked("example.com", EXAMPLE, 200, body=EXAMPLE_PAGE)
+# The issue-18 network: a proxy answers every plain-HTTP GET with its own 404.
+PROXY_404 = (checked("example.com", EXAMPLE, 404), checked("one.one.one.one", None, 404),
+             checked("www.microsoft.com", None, 404), control_tcp("1.1.1.1:443"), control_dns("example.com"),
+             negative("192.0.2.1:80", False))
+
+
+@pytest.mark.parametrize("record, controls, expected", [
+    # example.com got its genuine page: the path is open, a blockpage for Telegram is Telegram's block.
+    (web("http", "t.me", "http.blockpage", "149.154.167.99:80"), (GENUINE_HTTP, *OPEN[:4]),
+     ("blocked", "http.blockpage")),
+    (web("http", "t.me", None, "149.154.167.99:80"), (GENUINE_HTTP, *OPEN[:4]), ("reachable", None)),
+    # Someone else answered the checked control: weak controls that took the same 404 do not outvote it.
+    (web("http", "web.telegram.org", None, "149.154.167.99:80"), PROXY_404, ("inconclusive", "http.intercepted")),
+    (web("http", "t.me", "http.blockpage", "149.154.167.99:80"), PROXY_404, ("inconclusive", "http.path_failing")),
+])
+def test_an_http_path_answered_by_someone_else_judges_nothing(record, controls, expected):
+    assert verdict_reason(record, board(*controls)) == expected
+
+
+def test_http_controls_on_the_board():
+    proxy = board(*PROXY_404)
+    assert proxy.http_answered_by_other(4) and proxy.http[4].state == "failed"
+    assert proxy.states()["http 4"] == "failed"
+    assert not proxy.http_weak_only()
+    weak = board(checked("www.microsoft.com", None, 404), control_tcp("1.1.1.1:443"))
+    assert weak.http_weak_only() and weak.http[4].state == "passed" and not weak.http_answered_by_other(4)
+    honest = board(GENUINE_HTTP, checked("www.microsoft.com", None, 200))
+    assert not honest.http_answered_by_other(4) and not honest.http_weak_only()
+    assert honest.http[4].passed == 1  # the checked control decides; the weak one is not counted beside it
 
 
 # --- who answers on a port: interception that does not rest on one guess ----------------------

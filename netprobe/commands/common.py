@@ -72,6 +72,9 @@ def common_options(func):
         click.option("--seed", envvar="NETPROBE_SEED", type=int, default=None, help="Seed for range sampling (reproducible plans)."),
         click.option("--ca-bundle", envvar="NETPROBE_CA_BUNDLE", type=click.Path(dir_okay=False), default=None,
                      help="PEM trust store for TLS probes (default: the system's)."),
+        click.option("--no-default-controls", "no_default_controls", is_flag=True, envvar="NETPROBE_NO_DEFAULT_CONTROLS",
+                     help="Do not add the built-in set's controls to a target file that names none: failures at "
+                          "a stage with no control of its own are then inconclusive."),
         click.option("-q", "--quiet", is_flag=True, help="Print nothing on stdout; errors still go to stderr."),
         click.option("-v", "--details", is_flag=True, envvar="NETPROBE_DETAILS",
                      help="Table: every record, not one row per probe kind and group."),
@@ -133,6 +136,30 @@ def load_targets(targets_file):
         return load_target_file(targets_file) if targets_file else load_builtin()
     except TargetFileError as exc:
         raise UserError(str(exc)) from None
+
+
+def default_controls(targets, options, keys=None, where=None, reaches=None):
+    """The set with the built-in controls for the control keys its file did not write (when its
+    service is on the Internet), said on stderr; unchanged under --no-default-controls."""
+    from netprobe.text import printable
+    from netprobe.targets import CONTROL_KEYS, TargetFileError, load_builtin, missing_controls, with_default_controls
+    if options.get("no_default_controls") or not missing_controls(targets, keys or CONTROL_KEYS, reaches):
+        return targets  # the built-in set (and dnspython with it) is loaded only when it is needed
+    try:
+        builtin = load_builtin()
+    except TargetFileError as exc:
+        raise UserError(str(exc)) from None
+    filled = with_default_controls(targets, builtin, keys or CONTROL_KEYS, reaches)
+    if filled.default_controls:
+        added = []
+        if "controls" in filled.default_controls:
+            added.append(f"controls {', '.join(str(c) for c in filled.controls) or '(none usable)'}")
+        if "control_domains" in filled.default_controls:
+            added.append(f"control_domains {', '.join(d.name for d in filled.control_domains) or '(none usable)'}")
+        where = where or printable(targets.source)
+        click.echo(f"netprobe: {where} names no {' or '.join(filled.default_controls)}: using the built-in "
+                   f"set's ({'; '.join(added)}); --no-default-controls to use none", err=True)
+    return filled
 
 
 def make_plan(targets, options, kinds=None, probe_controls=True):

@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from netprobe.commands.common import UserError, common_options, default_format, load_targets, make_plan, ooni_options
+from netprobe.commands.common import (UserError, common_options, default_controls, default_format, load_targets,
+                                      make_plan, ooni_options)
 
 
 @click.command()
@@ -16,8 +17,41 @@ from netprobe.commands.common import UserError, common_options, default_format, 
 def run(**options):
     """Run every probe over a target set (default: the built-in Telegram set)."""
     targets = load_targets(options["targets_file"])
+    if options["targets_file"]:
+        targets = default_controls(targets, options)
     from netprobe.session import execute_plan
     return execute_plan(make_plan(targets, options), options)
+
+
+def adhoc_base(options):
+    """What `dns` and `tcp` weigh their arguments against: --targets as written, or the built-in
+    set's networks with no controls of its own, so that its controls come in as defaults (said
+    on stderr) and only for arguments on the Internet (a loopback check sends nothing out)."""
+    from dataclasses import replace
+
+    from netprobe.targets import CONTROL_KEYS
+    targets = load_targets(options["targets_file"])
+    if options["targets_file"]:
+        return targets
+    return replace(targets, controls=(), control_domains=(), declared=targets.declared - set(CONTROL_KEYS))
+
+
+def adhoc_source(options):
+    return None if options["targets_file"] else "the command line"
+
+
+def arguments_reach_internet(adhoc):
+    """Whether the command's own names or endpoints are on the Internet (the file's networks
+    describe the service, not where these arguments lead): `tcp 127.0.0.1:9` adds nothing."""
+    from dataclasses import replace
+
+    from netprobe.targets import reaches_internet
+    return reaches_internet(replace(adhoc, networks=()))
+
+
+def probes_controls(adhoc, options):
+    """A file's controls are probed as written; without one, only the built-in defaults are."""
+    return bool(options["targets_file"]) or bool(adhoc.default_controls)
 
 
 @click.command()
@@ -32,13 +66,15 @@ def dns(names, **options):
     from dataclasses import replace
 
     from netprobe.targets import Domain, normalize_domain
-    targets = load_targets(options["targets_file"])
     try:
         domains = tuple(dict.fromkeys(Domain(normalize_domain(n)) for n in names))
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    adhoc = replace(targets, domains=domains, endpoints=(), ranges=())
-    plan = make_plan(adhoc, options, kinds=("dns",), probe_controls=bool(options["targets_file"]))
+    adhoc = replace(adhoc_base(options), domains=domains, endpoints=(), ranges=())
+    # DNS is judged by the control names asked at the same resolvers: only those are added.
+    adhoc = default_controls(adhoc, options, ("control_domains",), where=adhoc_source(options),
+                             reaches=arguments_reach_internet(adhoc))
+    plan = make_plan(adhoc, options, kinds=("dns",), probe_controls=probes_controls(adhoc, options))
     from netprobe.session import execute_plan
     return execute_plan(plan, options)
 
@@ -56,13 +92,15 @@ def tcp(endpoints, **options):
 
     from netprobe.addresses import AddressError, parse_endpoint
     from netprobe.targets import EndpointTarget
-    targets = load_targets(options["targets_file"])
     try:
         parsed = tuple(dict.fromkeys(EndpointTarget(parse_endpoint(e)) for e in endpoints))
     except AddressError as exc:
         raise UserError(f"{exc}") from None
-    adhoc = replace(targets, domains=(), endpoints=parsed, ranges=())
-    plan = make_plan(adhoc, options, kinds=("tcp",), probe_controls=bool(options["targets_file"]))
+    adhoc = replace(adhoc_base(options), domains=(), endpoints=parsed, ranges=())
+    # TCP is judged by the control connections: only those are added.
+    adhoc = default_controls(adhoc, options, ("controls",), where=adhoc_source(options),
+                             reaches=arguments_reach_internet(adhoc))
+    plan = make_plan(adhoc, options, kinds=("tcp",), probe_controls=probes_controls(adhoc, options))
     from netprobe.session import execute_plan
     return execute_plan(plan, options)
 
@@ -72,6 +110,8 @@ def tcp(endpoints, **options):
 def targets(**options):
     """Show the expanded plan: every probe a run would perform, without probing."""
     target_set = load_targets(options["targets_file"])
+    if options["targets_file"]:
+        target_set = default_controls(target_set, options)
     plan = make_plan(target_set, options)
     fmt = default_format(options["fmt"])
     if fmt == "ooni":
