@@ -448,10 +448,12 @@ PORT_CASES = [
     ("Miami and Singapore both answer in 3 ms, no control genuine", (
         negative("192.0.2.1:443", False), identity("149.154.175.50:443", 1, MIAMI, None, RES_PQ, 3.0),
         identity("91.108.56.130:443", 5, SINGAPORE, None, RES_PQ, 3.0)), "all", "faster_than_light"),
-    ("Miami and Singapore in 3 ms while a control name's TLS verifies: the box answers for Telegram alone", (
+    # Impossible connect times alone never make blocking, even with genuine controls: a published
+    # location can be wrong (or a SYN proxy answers handshakes): the handshakes prove nothing, that is all.
+    ("Miami and Singapore in 3 ms, then silence, while a control name's TLS verifies", (
         negative("192.0.2.1:443", False), control_web("tls", "example.com", None),
         identity("149.154.175.50:443", 1, MIAMI, "mtproto.timeout", None, 3.0),
-        identity("91.108.56.130:443", 5, SINGAPORE, "mtproto.timeout", None, 3.0)), "service", "faster_than_light"),
+        identity("91.108.56.130:443", 5, SINGAPORE, "mtproto.timeout", None, 3.0)), "all", "faster_than_light"),
     ("a DC answers with bytes no MTProto server sends, controls genuine, negatives refused", (
         negative("192.0.2.1:443", False), control_web("tls", "example.com", None),
         path_check("1.1.1.1:443", "mtproto.timeout"),
