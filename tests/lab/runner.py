@@ -5,6 +5,7 @@ Shared by tests/lab/test_lab.py and tests/lab/report.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field
 
@@ -205,6 +206,7 @@ FINDING_PREFIXES = tuple(sorted((
     "Not judged:",       # a stage whose Telegram failures could not be judged: its controls failed
     "Interception:",     # network-wide: a port accepting everything, TLS or DNS intercepted for every name
     "Controls:",         # control states worth reporting (all failed while Telegram got through, ...)
+    "IPv4 looks offline", "IPv6 looks offline",   # no control of that family got through
 ), key=len, reverse=True))
 
 # The summary's reason goes with one of these findings; any other summary (techniques named) has a reason
@@ -272,3 +274,58 @@ def duration_problems(result: ScenarioResult, slack: float = 0.5) -> list[str]:
     return [f"{r.get('probe')} {r.get('target')} took {r.get('duration_ms'):.0f} ms "
             f"(> --timeout {result.scenario.timeout:g} s + {slack:g} s); {describe(r)}"
             for r in result.records if float(r.get("duration_ms") or 0) > limit_ms]
+
+
+# --- interceptors: nothing they answer is Telegram's, nothing they do is a block --------------------
+
+INTERCEPTABLE_PROBES = ("tcp", "https", "http", "mtproto", "mtproto_abridged", "mtproto_obfuscated2")
+INTERCEPTION_WORDS = ("Interception", "intercepted")
+
+
+def record_endpoint(record: dict) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int] | None:
+    """(ip, port) of the address a record was measured at, or None (no address was contacted)."""
+    address = record.get("address")
+    if not address:
+        return None
+    if address.startswith("["):
+        host, _, port = address[1:].partition("]:")
+    else:
+        host, _, port = address.rpartition(":")
+    try:
+        return ipaddress.ip_address(host), int(port)
+    except ValueError:
+        return None
+
+
+def interception_problems(result: ScenarioResult) -> list[str]:
+    """Scenario.intercepted: no tcp / https / http / mtproto* record measured where the path answers
+    is reachable.  Scenario.interception_only: moreover no service record is blocked or reset, the
+    summary's reason is not summary.blocking_observed and its first finding names the interception."""
+    scenario = result.scenario
+    spots = [(ipaddress.ip_network(cidr), port) for cidr, port in scenario.intercepted]
+    problems = []
+    for rec in result.records:
+        where = record_endpoint(rec)
+        if rec.get("probe") in INTERCEPTABLE_PROBES and rec.get("verdict") == "reachable" and where is not None \
+                and any(where[0].version == net.version and where[0] in net and where[1] == port
+                        for net, port in spots):
+            problems.append(f"{rec['probe']} {rec.get('target')} at {rec.get('address')}: reachable, but the path "
+                            f"answers there; evidence {rec.get('evidence')}")
+    if not scenario.interception_only:
+        return problems
+    for rec in result.records:
+        if rec.get("probe") != "control" and rec.get("verdict") in ("blocked", "reset"):
+            problems.append(f"{rec['probe']} {rec.get('target')} at {rec.get('address')}: {describe(rec)} on an "
+                            "intercepted path (no control went through it and differed)")
+    record = summary_record(result)
+    if record is None:
+        problems.append("no summary record")
+        return problems
+    if record.get("reason") == "summary.blocking_observed":
+        problems.append("summary reason is summary.blocking_observed on a path that is only intercepted")
+    sentences = findings(result)
+    if not sentences or not any(w in sentences[0] for w in INTERCEPTION_WORDS):
+        problems.append(f"the summary's first finding does not name the interception: {sentences[:1]}")
+    if problems:
+        problems.append(f"findings were: {sentences}")
+    return problems
