@@ -9,9 +9,11 @@ files and the terminal):
   tells SYN-ACK, RST or silence);  `estimate_credits` prices them.
 - `convert` turns Atlas results (parsed by ripe.atlas.sagan) into the same
   records local probes write, with the same reasons (netprobe/classify.py), and
-  judges each probe's records against the controls measured FROM THAT PROBE
-  (netprobe/vantage.py), so a probe whose controls failed says "inconclusive",
-  never "blocked".
+  judges each probe's records against the controls measured FROM THAT PROBE IN THE
+  SAME RUN (netprobe/vantage.py): a failure counts only when a control of its
+  stage got through there; with the controls failing too, or with no control at
+  all, it is "inconclusive" (`*.no_control`), never "blocked".  Each run of each
+  probe ends with its summary record, as a local run does.
 
 Everything in a result came from the network and a volunteer's probe: it is
 read through sagan, checked (ids, addresses, times), capped, and stored as
@@ -30,6 +32,7 @@ from typing import Any, Iterable, Sequence
 from netprobe.addresses import format_endpoint, in_networks, parse_ip
 from netprobe.classify import (
     ATLAS_ICMP_ERRORS,
+    INCONCLUSIVE,
     DnsQueryOutcome,
     a_genuine,
     aaaa_timed_out_alone,
@@ -41,9 +44,10 @@ from netprobe.classify import (
     classify_dns,
     verdict_for,
 )
+from netprobe.diagnosis import Diagnosis
 from netprobe.records import Result
 from netprobe.targets import Domain, TargetSet
-from netprobe.vantage import ONLINE, UNDECIDED, UNKNOWN, ControlBoard, decide_vantage, judged
+from netprobe.vantage import FAILED_VERDICTS, ONLINE, PASSED, UNKNOWN, ControlBoard, decide_vantage, judged
 
 MEASURES = ("dns", "tls", "tcp")
 QTYPES = ("A", "AAAA")
@@ -70,6 +74,21 @@ MAX_ANSWERS = 32        # answer records kept per query
 MAX_HOP_REPLIES = 4     # replies of the deciding hop kept as evidence
 MAX_HOPS = 256
 TIME_RANGE = (1262304000, 4102444800)  # 2010-01-01 .. 2100-01-01: Atlas timestamps outside are malformed
+
+# --- runs -------------------------------------------------------------------------------------
+# One probe's results are judged run by run: a run is what the probe measured within RUN_WINDOW
+# of its first result, each measurement at most once (a measurement's next result, as periodic
+# ones give, starts the next run).  `atlas submit` schedules everything in one request, which a
+# probe runs within minutes; half an hour keeps one submission together while results of other
+# hours or days, which may come from another network state, are never each other's controls.
+RUN_WINDOW = 30 * 60
+
+# A failure with no control from the same probe and run (netprobe/classify.py): the stage's
+# reason, and for DNS the resolver's own failures apart from answers that point elsewhere.
+NO_CONTROL = {"dns": "dns.no_control", "tcp": "tcp.no_control", "tls": "tls.no_control"}
+RESOLVER_FAILURES = frozenset({"refused", "servfail", "no_answer", "timeout", "bad_rcode", "eof", "reset",
+                               "port_unreachable", "unreachable"})
+NO_CONTROL_REASONS = frozenset({*NO_CONTROL.values(), "dns.resolver_no_control"})
 
 
 def printable(value: object, limit: int = MAX_TEXT) -> str:
@@ -445,7 +464,7 @@ class Conversion:
     skipped: Counter = field(default_factory=Counter)                    # why -> results
     unparseable: int = 0
     held: set[int] = field(default_factory=set)          # probes waiting for running measurements
-    without_controls: set[int] = field(default_factory=set)
+    without_controls: set[int] = field(default_factory=set)  # probes with a run that had no control
     probes: set[int] = field(default_factory=set)
 
 
@@ -456,6 +475,7 @@ def convert(raw_results: Iterable[object], context: Context) -> Conversion:
     by_probe: dict[int, list[Piece]] = defaultdict(list)
     questions: dict[int, tuple[str, str]] = {}
     unnamed: list[Piece] = []
+    seen: set[tuple[int, int, int]] = set()
     for raw in raw_results:
         try:
             piece = parse_result(raw, context.definitions)
@@ -465,6 +485,10 @@ def convert(raw_results: Iterable[object], context: Context) -> Conversion:
             else:
                 out.skipped[skip.why] += 1
             continue
+        if (piece.prb, piece.msm, piece.ts) in seen:
+            out.skipped["results given twice (same probe, measurement and time)"] += 1
+            continue
+        seen.add((piece.prb, piece.msm, piece.ts))
         if piece.kind == "dns":
             if piece.target and piece.qtype:
                 questions.setdefault(piece.msm, (piece.target, piece.qtype))
@@ -474,19 +498,31 @@ def convert(raw_results: Iterable[object], context: Context) -> Conversion:
     for piece in unnamed:  # a timeout has no answer buffer: its question is its measurement's
         if piece.msm in questions:
             piece.target, piece.qtype = questions[piece.msm]
-    planned_controls = any(_role(p, index, context) == "control" for pieces in by_probe.values() for p in pieces)
-    planned_controls = planned_controls or any(d.get("netprobe_role") == "control" for d in context.definitions.values())
     for prb in sorted(by_probe):
         pieces = by_probe[prb]
         pending = context.running - {p.msm for p in pieces}
         if pending:
             out.held.add(prb)
             continue
-        records = _probe_records(prb, pieces, index, context, out)
-        if records:
-            out.probes.add(prb)
-            out.records.extend(_judge(prb, records, context, planned_controls, out))
+        for run in runs_of(pieces):
+            records = _probe_records(prb, run, index, context, out)
+            if records:
+                out.probes.add(prb)
+                out.records.extend(_judge(prb, run, records, context, out))
     return out
+
+
+def runs_of(pieces: Iterable[Piece]) -> list[list[Piece]]:
+    """One probe's results split into runs (see RUN_WINDOW), in time order."""
+    runs: list[list[Piece]] = []
+    start, measured = 0, set()
+    for piece in sorted(pieces, key=lambda p: (p.ts, p.msm)):
+        if not runs or piece.ts - start > RUN_WINDOW or piece.msm in measured:
+            runs.append([])
+            start, measured = piece.ts, set()
+        runs[-1].append(piece)
+        measured.add(piece.msm)
+    return runs
 
 
 def _role(piece: Piece, index: TargetIndex, context: Context) -> str | None:
@@ -641,8 +677,12 @@ def _sslcert_records(prb: int, piece: Piece, role: str, index: TargetIndex,
             if check.verified:
                 observed = None
                 tls["verified_by"] = check.method
+                if check.root_removed:
+                    tls["root_removed"] = check.root_removed  # a root of the store then, dropped since
             else:
-                observed = "tls.bad_certificate"
+                # A chain that cannot be checked says nothing; one that demonstrably fails (another
+                # name, expired then, a private CA) is a failure, to be weighed against the controls.
+                observed = "tls.unknown_issuer" if check.error == "unknown_issuer" else "tls.bad_certificate"
                 tls["verify_error"] = check.error
             if check.detail:
                 tls["verify_message"] = check.detail
@@ -725,45 +765,112 @@ def traceroute_reason(destination: str, data: dict[str, Any]) -> tuple[str | Non
 
 # --- judging ----------------------------------------------------------------------------------
 
-def _judge(prb: int, records: list[tuple[Result, str, bool]], context: Context, planned_controls: bool,
+def _judge(prb: int, run: list[Piece], records: list[tuple[Result, str, bool]], context: Context,
            out: Conversion) -> list[tuple[Result, str, str]]:
-    """The probe's records weighed against the controls measured from the same probe, as a local
-    run weighs its records against its own controls; then the probe's summary."""
-    from netprobe.diagnosis import Diagnosis
-
+    """One run of a probe weighed against the controls measured from that probe in that run, as
+    a local run weighs its records against its own controls; then the run's summary."""
     label = f"atlas:{prb}"
     controls = [r for r, _, _ in records if r.probe == "control"]
-    emitted = [(r, run) for r, run, fold_only in records if not fold_only]
+    emitted = [(r, run_id) for r, run_id, fold_only in records if not fold_only]
     emitted.sort(key=lambda item: (item[0].probe != "control", item[0].measured_at, item[0].probe, item[0].target))
-    board = ControlBoard(controls)
-    if controls:
+    board = ControlBoard(c for c in map(_board_control, controls) if c is not None)
+    if board.count:
         vantage = decide_vantage(board, [r for r, _ in emitted if r.probe != "control"])
-    elif planned_controls:
-        vantage = UNDECIDED  # controls were measured, but none from this probe: nothing can be judged
     else:
         vantage = UNKNOWN
         out.without_controls.add(prb)
     offline = board.offline_families() if vantage == ONLINE else set()
-    diagnosis = Diagnosis(context.targets.name)
-    diagnosis.board = board if (controls or planned_controls) else None
+    diagnosis = AtlasDiagnosis(context.targets.name)
+    diagnosis.board = board if board.count else None
     diagnosis.vantage = vantage
     diagnosis.offline_families = set(offline)
     result: list[tuple[Result, str, str]] = []
     for record, run_id in emitted:
-        if controls or planned_controls:
-            record = judged(record, board, vantage, offline)
-        record = _unknown_issuer(record, board)
+        record = without_control(judged(record, board, vantage, offline))
         diagnosis.add(record)
         result.append((record, run_id, label))
     if emitted:
         summary = diagnosis.result()
-        pieces_run = run_id_of(prb, [(int(m), 0) for m in _msm_ids(r for r, _ in emitted)])
+        window = {"from": rfc3339(min(p.ts for p in run)), "to": rfc3339(max(p.ts for p in run))}
         summary = replace(summary, measured_at=max(r.measured_at for r, _ in emitted),
                           evidence={**summary.evidence, "atlas": {
                               "probe_id": prb, "msm_ids": sorted(_msm_ids(r for r, _ in emitted)),
-                              **_probe_meta(prb, context)}})
-        result.append((summary, pieces_run, label))
+                              "run": window, **_probe_meta(prb, context)}})
+        result.append((summary, summary_run_id(prb, run), label))
     return result
+
+
+def summary_run_id(prb: int, run: Sequence[Piece]) -> str:
+    """The run_id of a run's summary: from every result of the run, apart from any record's."""
+    return run_id_of(prb, [(0, 0), *((p.msm, p.ts) for p in run)])
+
+
+def _board_control(record: Result) -> Result | None:
+    """What a control record tells the board.  A TLS control whose certificate could not be
+    judged (a chain that cannot be checked, an alert for the probe's old TLS) neither passed
+    nor failed TLS: it shows only that TCP to its address connected."""
+    evidence = record.evidence
+    if evidence.get("stage") != "tls" or record.verdict != INCONCLUSIVE or not (record.reason or "").startswith("tls."):
+        return record
+    if (evidence.get("dns") or {}).get("reason") or not record.address:
+        return None  # the address was not the name's: its connect says nothing of the path
+    return Result("control", record.target, record.address, None, record.duration_ms,
+                  {"stage": "tcp", "from_tls_control": record.reason}, measured_at=record.measured_at)
+
+
+def without_control(record: Result) -> Result:
+    """A failure that no control of its stage from the same probe and run got past is no
+    evidence of blocking: inconclusive, the observed reason in the evidence.  DNS failures that
+    are the resolver's own (REFUSED, SERVFAIL, no address, silence) say so."""
+    if record.probe in ("control", "summary") or record.verdict not in FAILED_VERDICTS:
+        return record
+    if (record.evidence.get("controls") or {}).get("state") == PASSED:
+        return record
+    stage, _, failure = (record.reason or "").partition(".")
+    reason = "dns.resolver_no_control" if stage == "dns" and failure in RESOLVER_FAILURES else NO_CONTROL.get(stage)
+    if reason is None:
+        raise ValueError(f"no reason for a {stage!r} failure without a control")
+    evidence = {**record.evidence, "observed_reason": record.reason, "observed_verdict": record.verdict,
+                "controls": {"stage": stage, "state": "none", "scope": "same probe, same run"}}
+    return replace(record, reason=reason, verdict=verdict_for(reason), evidence=evidence)
+
+
+class AtlasDiagnosis(Diagnosis):
+    """A run's diagnosis, as for a local run, and what had no control from the probe."""
+
+    def __init__(self, service: str):
+        super().__init__(service)
+        self.no_control: dict[str, Counter] = defaultdict(Counter)  # reason -> probe kind -> n
+
+    def add(self, result: Result) -> None:
+        if result.reason in NO_CONTROL_REASONS:
+            self.no_control[result.reason][result.probe] += 1
+        super().add(result)
+
+    def stages_without_control(self) -> list[str]:
+        return []  # a failure at such a stage is *.no_control here, and said so in the findings
+
+    def _findings(self, reason: str | None) -> list[str]:
+        lines = super()._findings(reason)
+        if self.no_control:
+            counts = Counter()
+            for kinds in self.no_control.values():
+                counts.update(kinds)
+            total = sum(counts.values())
+            whole = ("no control was measured from this probe in this run" if self.board is None
+                     else "no control of that stage was measured from this probe in this run")
+            failures = f"{total} failure{'s' if total != 1 else ''} ({', '.join(sorted(counts))})"
+            lines.insert(0, f"Not judged: {failures} without a control: {whole} — no evidence of blocking "
+                            f"({', '.join(sorted(self.no_control))}; the observed reasons are in each record's "
+                            "evidence).")
+        return lines
+
+    def result(self) -> Result:
+        summary = super().result()
+        if self.no_control:
+            summary = replace(summary, evidence={**summary.evidence,
+                                                 "no_control": {r: dict(k) for r, k in self.no_control.items()}})
+        return summary
 
 
 def _msm_ids(records: Iterable[Result]) -> set[int]:
@@ -779,14 +886,3 @@ def _msm_ids(records: Iterable[Result]) -> set[int]:
 def _probe_meta(prb: int, context: Context) -> dict[str, Any]:
     evidence = _atlas_evidence(prb, [Piece("dns", prb, 0, 0, None)], context)
     return {k: v for k, v in evidence.items() if k in ("asn_v4", "asn_v6", "country")}
-
-
-def _unknown_issuer(record: Result, board: ControlBoard) -> Result:
-    """A chain that leads to no CA in the store, with no control name's TLS from this probe to
-    show that the store fits its time and path, cannot be told from a CA removed since."""
-    if record.reason != "tls.bad_certificate" or (record.evidence.get("tls") or {}).get("verify_error") != "unknown_issuer":
-        return record
-    if any(t.passed or t.failed for t in board.tls.values()):
-        return record
-    evidence = {**record.evidence, "observed_reason": record.reason, "observed_verdict": record.verdict}
-    return replace(record, reason="tls.unknown_issuer", verdict=verdict_for("tls.unknown_issuer"), evidence=evidence)

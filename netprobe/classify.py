@@ -94,6 +94,11 @@ REASONS: dict[str, tuple[str, str]] = {
     "tcp.path_failing": (INCONCLUSIVE, "every TCP control of this address family and port failed too"),
     "tcp.intercepted": (INCONCLUSIVE, "a connection that must fail was accepted on this port: something on the "
                         "path accepts every connection, so a completed handshake proves nothing"),
+    "tcp.service_intercepted": (INCONCLUSIVE, "on this port something that is not the service answers for the "
+                                "service's addresses while controls get through (see the summary): a completed "
+                                "handshake proves nothing"),
+    "control.path_check": (INCONCLUSIVE, "a path check, not a pass or fail: who answers MTProto's first request "
+                           "on this port (evidence.observed_reason); the service's answers are weighed against it"),
     "tls.untrusted_for_all": (INCONCLUSIVE, "TLS fails verification for the control names too (a TLS-intercepting "
                               "proxy, a wrong clock or trust store)"),
     "tls.path_failing": (INCONCLUSIVE, "TLS handshakes with the control names failed too"),
@@ -119,15 +124,29 @@ REASONS: dict[str, tuple[str, str]] = {
     "summary.undecided": (INCONCLUSIVE, "the run ended before any control answered: nothing can be concluded"),
     "summary.nothing_concluded": (INCONCLUSIVE, "no probe got a genuine answer, and none showed a block"),
     "summary.offline": (INCONCLUSIVE, "no control endpoint was reachable: nothing can be concluded"),
+    "summary.intercepted": (INCONCLUSIVE, "a stage is intercepted for every name or address and nothing else "
+                            "was backed by its controls: the vantage point says nothing about the service"),
     "summary.no_open_access": (INCONCLUSIVE, "no control got through at any stage while something on the path "
                                "answers: this network gives no open access to the Internet"),
     "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),
     # --- RIPE Atlas only (netprobe/atlas.py): Atlas reports a certificate chain, not a verified handshake
-    "tls.unknown_issuer": (INCONCLUSIVE, "the certificate is for the name, but its chain leads to no CA in "
-                           "netprobe's trust store and no control name's TLS from the same probe shows whether "
-                           "the store fits: a private CA (TLS interception) or a CA removed since"),
+    "tls.unknown_issuer": (INCONCLUSIVE, "the certificate is for the name, but its chain stops at an issuer the "
+                           "server did not send and no trust store netprobe knows holds (an intermediate left out, "
+                           "or a root this store lacks): it cannot be checked, so it says nothing of blocking"),
     "tls.old_version": (INCONCLUSIVE, "the server refused the probe's TLS 1.2 ClientHello (alert "
                         "protocol_version): RIPE Atlas probes do not offer TLS 1.3, so this says nothing of blocking"),
+    # --- imported results (RIPE Atlas): a failure with no control from the same probe and run
+    "dns.no_control": (INCONCLUSIVE, "no control name was answered by the same resolver from the same probe in the "
+                       "same run: nothing shows this resolver answers other names, so the failure (observed reason "
+                       "in the evidence) is no evidence of blocking"),
+    "dns.resolver_no_control": (INCONCLUSIVE, "the resolver refused, failed, returned no address or did not answer, "
+                                "and it answered no control name from the same probe in the same run: the "
+                                "resolver's own failure, not evidence of blocking"),
+    "tcp.no_control": (INCONCLUSIVE, "no TCP control was measured from the same probe in the same run: nothing "
+                       "shows the path carries other connections, so the failure is no evidence of blocking"),
+    "tls.no_control": (INCONCLUSIVE, "no control name's certificate could be judged from the same probe in the "
+                       "same run: nothing shows the path carries genuine TLS, so the failure is no evidence of "
+                       "blocking"),
 }
 
 

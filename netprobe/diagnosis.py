@@ -30,6 +30,18 @@ INTERCEPTION_REASONS = {
                            "intercepted)",
     "dns.same_for_all": "the resolver answers every name alike (captive portal, walled garden)",
     "dns.resolver_untrusted": "the resolver's answers lead to servers whose TLS does not verify (captive portal)",
+    "tcp.service_intercepted": "connections to the service's addresses were answered by something that is "
+                               "not the service",
+}
+# Inconclusive reasons that say a whole stage or port is answered by the path for every name or address.
+INTERCEPTED_FOR_ALL = ("tcp.intercepted", "mtproto.intercepted", "http.intercepted", "tls.untrusted_for_all",
+                       "dns.intercepted_all", "dns.same_for_all")
+# What each signal of a port's interception (ControlBoard.port_state) shows, in words.
+_SIGNALS = {
+    "negative_controls_accepted": "connections that must fail were accepted",
+    "answered_as_controls": "the data centers answered MTProto byte for byte as hosts that do not speak it",
+    "faster_than_light": "connect times faster than light allows to the data centers' published locations",
+    "answered_as_not_the_service": "the data centers answered MTProto with bytes no MTProto server sends",
 }
 # Inconclusive reasons that say a stage's controls failed too: those failures are not judged.
 NOT_JUDGED_REASONS = {
@@ -48,7 +60,7 @@ BOARD_STAGE = {"mtproto": "tcp"}
 REACHED_STAGE = {"https": "tls", "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp",
                  "dns_injection": "dns_injection"}
 STAGE_NAMES = {"tcp": "TCP", "dns": "DNS", "dns_injection": "DNS at the canary", "tls": "TLS", "http": "HTTP",
-               "interception": "interception"}
+               "interception": "interception", "mtproto": "MTProto"}
 
 _PHRASES = {
     "dns.nxdomain": "answered NXDOMAIN",
@@ -316,6 +328,14 @@ class Diagnosis:
                 f"({counted(Counter(self.http_failed.values()))}): "
                 f"{', '.join(sorted(self.http_failed)[:MAX_EXAMPLES])}", len(self.http_failed), None,
                 Counter(self.http_failed.values()), self.http_failed)
+        if self.board is not None and self.board.service_intercepted_ports():
+            ports = self.board.service_intercepted_ports()
+            targets = self.interception.get("tcp.service_intercepted", set())
+            add("service_interception", "tcp",
+                f"Interception of the service: on port {self._ports_with_signals(ports)}, while control names got "
+                "through that port genuinely and connections that must fail were refused: the path answers for "
+                f"the service's addresses alone ({len(targets)} completed connections not taken as reachable)",
+                len(ports), None, {"tcp.service_intercepted": len(targets)}, [f"{p} (IPv{f})" for f, p in ports])
         mtproto_line = self._mtproto_line()
         if mtproto_line:
             failed = {t for tally in self.mtproto.values() for t in tally.failed}
@@ -339,9 +359,9 @@ class Diagnosis:
                          "answers: this network gives no open access to the Internet (log in to a captive portal "
                          "first, or there is no way out); no verdict here is evidence of blocking.")
         if board is not None and board.intercepted_ports():
-            ports = ", ".join(f"{port} (IPv{family})" for family, port in board.intercepted_ports())
-            lines.append(f"Interception: connections that must fail were accepted on port {ports}: something on "
-                         "the path answers for every address there, so completed connections prove nothing.")
+            lines.append(f"Interception: on port {self._ports_with_signals(board.intercepted_ports())}: something "
+                         "on the path answers for every address there, so completed connections and the answers "
+                         "on them prove nothing.")
         for why in ("tls.untrusted_for_all", "dns.intercepted_all", "dns.same_for_all", "dns.resolver_untrusted"):
             if self.interception.get(why):
                 lines.append(f"Interception: {INTERCEPTION_REASONS[why]}; {len(self.interception[why])} targets "
@@ -377,6 +397,28 @@ class Diagnosis:
                              " — verdicts of those stages may mix two networks.")
         return lines
 
+    def _ports_with_signals(self, ports: list[tuple]) -> str:
+        """'443 (IPv4: why), 80 (IPv4: why)' for ports the board found intercepted."""
+        by_why: dict[str, list[str]] = defaultdict(list)
+        for family, port in ports:
+            _, signals = self.board.port_state(family, port)
+            by_why["; ".join(_SIGNALS[key] for key in _SIGNALS if key in signals)].append(f"{port} (IPv{family})")
+        return "; and on port ".join(f"{', '.join(where)}: {why}" for why, where in by_why.items())
+
+    def intercepted_line(self) -> str | None:
+        """The verdict block's first line when a stage is intercepted for every name or address."""
+        stages = sorted({STAGE_NAMES.get(why.partition(".")[0], why) for why in INTERCEPTED_FOR_ALL
+                         if self.interception.get(why)})
+        if self.board is not None and self.board.intercepted_ports():
+            stages = sorted({*stages, "TCP"})
+        if not stages:
+            return None
+        return (f"This vantage point is intercepted ({', '.join(stages)}): something on this network answers in "
+                "the service's place for every name or address, the controls' included, so what it answers says "
+                "nothing about whether the service itself is blocked, and those results are marked "
+                "inconclusive. To measure the service, run from another network (another ISP, mobile data, a "
+                "VPS) or from RIPE Atlas probes (`netprobe atlas submit`).")
+
     def changed_stages(self) -> set[str]:
         """Stages whose controls, measured again at the end of a long run, changed state."""
         if self.board is None or self.second_board is None:
@@ -398,6 +440,9 @@ class Diagnosis:
 
     def _findings(self, reason: str | None) -> list[str]:
         lines = []
+        intercepted = self.intercepted_line()
+        if intercepted:
+            lines.append(intercepted)
         if self.vantage == "offline":
             lines.append("This vantage point looks offline: no control endpoint was reachable, so no "
                          "failure is evidence of blocking (verdicts marked inconclusive).")
@@ -429,6 +474,8 @@ class Diagnosis:
             return "summary.network_changed"
         if self.vantage in ("offline", "undecided", NO_OPEN_ACCESS):
             return f"summary.{self.vantage}"
+        if self.intercepted_line():
+            return "summary.intercepted"
         if not self.reachable_seen:
             return "summary.nothing_concluded"
         return None

@@ -62,6 +62,8 @@ WEB_KINDS = ("https", "http")
 # Probe kinds that are one TCP connect, driven by the ConnectPool (controls: stages tcp, interception).
 CONNECT_KINDS = frozenset({"tcp", "control"})
 CONNECT_STAGES = frozenset({"tcp", "interception"})
+# Controls that send MTProto's first request (Plan.path_checks).
+PATH_CHECK_STAGES = frozenset({"identity", "mtproto"})
 # A run longer than this measures its controls again at the end (the network may change under it).
 REMEASURE_AFTER_S = 60.0
 # The stage a probe kind's overrun is charged to (its reasons' prefix).
@@ -147,6 +149,9 @@ async def execute_control(task: Task, plan: Plan, settings: Settings, prepared: 
     if stage in CONNECT_STAGES:
         from netprobe.probes.tcp import probe_tcp
         return await probe_tcp(task.endpoint, settings.timeout, kind="control", context=dict(task.context))
+    if stage in PATH_CHECK_STAGES:
+        from netprobe.probes.mtproto import probe_mtproto
+        return await probe_mtproto(task.endpoint, "intermediate", settings.timeout, context=dict(task.context))
     name, pinned = task.domain.name, task.domain.addresses
     if stage == "dns":
         from netprobe.probes.dns import probe_dns
@@ -385,7 +390,8 @@ class Runner:
     def start(self, task: Task) -> None:
         token = self.tokens = self.tokens + 1
         self.in_flight[token] = (task, time.monotonic())
-        if self.pool is not None and task.kind in CONNECT_KINDS and task.endpoint is not None:
+        if (self.pool is not None and task.kind in CONNECT_KINDS and task.endpoint is not None
+                and (task.kind == "tcp" or stage_of(task) in CONNECT_STAGES)):
             self.pool.start(task.endpoint, task.target, task.kind, task.context, token)
             return
         coroutine = self.loop.create_task(self.run_task(task))

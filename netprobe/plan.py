@@ -21,9 +21,16 @@ PROBE_KINDS = ("dns", "dns_injection", "tcp", "https", "http", "mtproto", "mtpro
 MTPROTO_KINDS = ("mtproto", "mtproto_abridged", "mtproto_obfuscated2")
 
 
-# Addresses reserved for documentation (RFC 5737 TEST-NET-1, RFC 3849): no host answers
-# there, so a connection to them that succeeds was accepted by something on the path.
-DEFAULT_NEGATIVE_CONTROLS = (ip_address("192.0.2.1"), ip_address("2001:db8::1"))
+# Addresses that accept no connection on any port a plan uses, so that one that connects
+# was accepted by something on the path.  Several kinds of place, not one: a real
+# interceptor exempts some special-purpose ranges (one seen here refused 192.0.2.0/24 and
+# accepted everything else), so one address is one guess about its configuration.
+#   - the three IPv4 documentation ranges (RFC 5737 TEST-NET-1/2/3) and IPv6's (RFC 3849);
+#   - a host that answers elsewhere but not here: a.root-servers.net (198.41.0.4 and
+#     2001:503:ba3e::2:30, IANA's root hints file named.root) serves DNS on port 53 only.
+DEFAULT_NEGATIVE_CONTROLS = tuple(ip_address(a) for a in (
+    "192.0.2.1", "198.51.100.1", "203.0.113.1", "198.41.0.4",
+    "2001:db8::1", "2001:503:ba3e::2:30"))
 
 
 class PlanError(ValueError):
@@ -83,6 +90,41 @@ class Plan:
         for kind, stage in (("https", "tls"), ("http", "http")):
             if kind in self.kinds:
                 tasks += [Task("control", d.name, domain=d, context=(("stage", stage),)) for d in names]
+        tasks += self.path_checks()
+        return tasks
+
+    def path_checks(self) -> list[Task]:
+        """Who answers on the ports MTProto uses, before any verdict is given.
+
+        `mtproto`: our MTProto request to each control endpoint's address on each such
+        port: none of them speaks MTProto, so bytes they all answer alike, and that a
+        data center answers too, are the path's own.  `identity`: the same request to
+        one endpoint per data center, family and port; its connect time is weighed
+        against the data centers' published locations, and an answer that is not a
+        resPQ where the controls' answers differ shows something answering for the
+        service alone (netprobe/vantage.py)."""
+        if not set(MTPROTO_KINDS) & set(self.kinds):
+            return []
+        endpoints = [t for t in self.targets.endpoints if not t.endpoint.ip.is_loopback]
+        ports = sorted({(t.endpoint.family, t.endpoint.port) for t in endpoints})
+        if not ports:
+            return []
+        tasks: list[Task] = []
+        hosts = list(dict.fromkeys(ep.ip for ep in self.targets.controls))
+        for family, port in ports:
+            for ip in hosts:
+                if ip.version == family and not ip.is_loopback:
+                    endpoint = Endpoint(ip, port)
+                    tasks.append(Task("control", str(endpoint), endpoint=endpoint, context=(("stage", "mtproto"),)))
+        places = {d.dc: (("city", d.city), ("lat", d.lat), ("lon", d.lon)) for d in self.targets.datacenters}
+        seen: set[tuple] = set()
+        for target in endpoints:
+            key = (target.dc, target.endpoint.family, target.endpoint.port)
+            if target.dc is None or key in seen:
+                continue
+            seen.add(key)
+            tasks.append(Task("control", str(target.endpoint), endpoint=target.endpoint,
+                              context=(("stage", "identity"), ("dc", target.dc), *places.get(target.dc, ()))))
         return tasks
 
     def ports(self) -> list[int]:
@@ -102,12 +144,15 @@ class Plan:
         touches loopback gets none (and sends nothing off this machine)."""
         if self.targets.negative_controls is not None:
             return self.targets.negative_controls
+        return tuple(ip for ip in DEFAULT_NEGATIVE_CONTROLS if ip.version in self.path_families())
+
+    def path_families(self) -> set[int]:
+        """The address families the plan reaches beyond loopback (which has no path to intercept)."""
         destinations = [ep.ip for ep in self.targets.controls]
         destinations += [t.endpoint.ip for t in self.targets.endpoints]
         destinations += [r.cidr.network_address for r in self.targets.ranges]
         destinations += [a for d in (*self.targets.domains, *self.targets.control_domains) for a in d.addresses]
-        families = {ip.version for ip in destinations if not ip.is_loopback}
-        return tuple(ip for ip in DEFAULT_NEGATIVE_CONTROLS if ip.version in families)
+        return {ip.version for ip in destinations if not ip.is_loopback}
 
     def tasks(self) -> Iterator[Task]:
         if "dns" in self.kinds:

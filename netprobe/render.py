@@ -78,14 +78,14 @@ def group_of(record: dict[str, Any]) -> str:
     """The group a record is counted in: the file's `group`, a range, a data center, the
     stage of a control, else the target itself."""
     evidence = record.get("evidence") or {}
+    if record["probe"] == "control":
+        return "controls"  # one row: what the verdicts were weighed against; -v shows each
     if evidence.get("group"):
         return str(evidence["group"])
     if evidence.get("range"):
         return str(evidence["range"])
     if evidence.get("dc") is not None:
         return f"DC{evidence['dc']}"
-    if record["probe"] == "control":
-        return "controls"  # one row: what the verdicts were weighed against; -v shows each
     return str(record["target"])
 
 

@@ -21,6 +21,7 @@ HEADLINES = {
     "summary.blocking_observed": ("Blocking observed", "bold red"),
     "summary.offline": ("This vantage point looks offline: nothing can be concluded", "bold yellow"),
     "summary.no_open_access": ("No open access to the Internet here: nothing can be concluded", "bold yellow"),
+    "summary.intercepted": ("This network is intercepted: nothing about Telegram can be concluded", "bold yellow"),
     "summary.undecided": ("The run ended before the controls decided: nothing can be concluded", "bold yellow"),
     "summary.nothing_concluded": ("Nothing concluded: no probe got a genuine answer", "bold yellow"),
 }

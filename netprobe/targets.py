@@ -36,12 +36,13 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 BUILTIN = "telegram"
 
 _TOP_KEYS = {"name", "description", "networks", "controls", "control_domains", "negative_controls", "domains",
-             "endpoints", "ranges", "dns_canary"}
+             "endpoints", "ranges", "dns_canary", "datacenters"}
 _DOMAIN_KEYS = {"name", "addresses", "note", "group"}
 _ENDPOINT_KEYS = {"address", "dc", "note", "group"}
 # A group names a family of targets in reports (netprobe report folds its members into one row).
 MAX_GROUP = 64
 _RANGE_KEYS = {"cidr", "ports", "sample", "note"}
+_DATACENTER_KEYS = {"dc", "city", "lat", "lon", "source", "note"}
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
@@ -61,6 +62,17 @@ class EndpointTarget:
     endpoint: Endpoint
     dc: int | None = None
     group: str | None = None  # a family of endpoints shown as one row (records: evidence.group)
+
+
+@dataclass(frozen=True)
+class Datacenter:
+    """Where a data center (the endpoints' `dc`) stands: connect times that no path to
+    it could give mean that something nearer answered (netprobe/vantage.py)."""
+
+    dc: int
+    city: str
+    lat: float
+    lon: float
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class TargetSet:
     control_domains: tuple[Domain, ...] = ()
     # Addresses that must not accept a connection; None: the built-in default (netprobe/plan.py).
     negative_controls: tuple[IPAddress, ...] | None = None
+    # Published locations of the endpoints' data centers (optional).
+    datacenters: tuple[Datacenter, ...] = ()
 
 
 def normalize_domain(text: object) -> str:
@@ -207,12 +221,15 @@ class _Parser:
                                     "a negative control must be an address that accepts no connection")
         canary = self.unique("dns_canary", [self.convert(f"dns_canary[{i}]", parse_ip, v)
                                             for i, v in enumerate(self.array("dns_canary", data))])
+        datacenters = [self.datacenter(f"datacenters[{i}]", v) for i, v in enumerate(self.array("datacenters", data))]
+        self.unique("datacenters", [d.dc for d in datacenters])
         if not (domains or endpoints or ranges):
             raise TargetFileError(f"{self.source}: nothing to probe: no domains, endpoints or ranges")
         return TargetSet(name=name, source=self.source, networks=tuple(networks), controls=tuple(controls),
                          domains=tuple(domains), endpoints=tuple(endpoints), ranges=tuple(ranges),
                          dns_canary=tuple(canary), control_domains=tuple(control_domains),
-                         negative_controls=None if negative is None else tuple(negative))
+                         negative_controls=None if negative is None else tuple(negative),
+                         datacenters=tuple(datacenters))
 
     def check_keys(self, where: str, table: dict[str, Any], allowed: set[str]) -> None:
         unknown = sorted(set(table) - allowed)
@@ -288,6 +305,26 @@ class _Parser:
         if not group.isprintable():
             raise self.fail(f"{key}.group", f"control characters are not allowed in a group name: {group!r}")
         return group.strip()
+
+    def datacenter(self, key: str, value: Any) -> Datacenter:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a table {{ dc = N, city = ..., lat = ..., lon = ... }}, got {value!r}")
+        self.check_keys(key, value, _DATACENTER_KEYS)
+        for field_name in ("dc", "city", "lat", "lon"):
+            if field_name not in value:
+                raise self.fail(key, f"missing {field_name!r}")
+        dc, city = value["dc"], value["city"]
+        if isinstance(dc, bool) or not isinstance(dc, int):
+            raise self.fail(f"{key}.dc", f"expected an integer, got {dc!r}")
+        if not isinstance(city, str) or not city.strip() or not city.isprintable() or len(city) > MAX_GROUP:
+            raise self.fail(f"{key}.city", f"expected a name of 1 to {MAX_GROUP} printable characters, got {city!r}")
+        degrees = {}
+        for field_name, bound in (("lat", 90), ("lon", 180)):
+            number = value[field_name]
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not -bound <= number <= bound:
+                raise self.fail(f"{key}.{field_name}", f"expected degrees between -{bound} and {bound}, got {number!r}")
+            degrees[field_name] = float(number)
+        return Datacenter(dc, city.strip(), degrees["lat"], degrees["lon"])
 
     def range(self, key: str, value: Any) -> Range:
         if not isinstance(value, dict):

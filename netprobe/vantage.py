@@ -18,6 +18,7 @@ it feeds control records in and hands every other record to `judged`.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -40,10 +41,86 @@ NOT_ONLINE = (OFFLINE, NO_OPEN_ACCESS, UNDECIDED)
 # where the path is not known to be open, silence proves nothing.
 REACHABLE_BY_SILENCE = frozenset({"dns_injection"})
 
+# Control stages that check who answers (Plan.path_checks), not whether the way out is open.
+_PATH_CHECKS = frozenset({"mtproto", "identity"})
+# A data center's answers to our MTProto request that no MTProto server gives.
+_NOT_THE_SERVICE = frozenset({"mtproto.bad_response", "mtproto.nonce_mismatch"})
+
 # Failures in which nothing answered: a network that gives only these is offline,
 # not intercepted.
 _SILENT = frozenset({"timeout", "unreachable", "no_route", "local_firewall", "local_resources", "unknown",
                      "port_unreachable", "overrun", "deadline"})
+
+
+# --- physical plausibility -------------------------------------------------------------
+# A TCP handshake takes at least one round trip, and no signal travels faster than light
+# in vacuum (299,792.458 km/s, exact by the SI definition of the metre): a connect to a
+# place d km away takes at least 2·d / c.  By the triangle inequality, the connect times
+# to two places A and B from anywhere add up to at least 2·dist(A, B) / c.  Connect
+# times that add up to less were not measured to both places: something nearer answered.
+# The bound is the laws of physics, not a guess about routes (light in fibre is a third
+# slower, and routes are longer still), so it can miss a box but never accuse a path.
+LIGHT_KM_PER_MS = 299.792458
+# Mean Earth radius (IUGG), for great-circle distances on a sphere (error < 0.5 %).
+EARTH_RADIUS_KM = 6371.0088
+
+
+def great_circle_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Distance between two (latitude, longitude) points in degrees (haversine)."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def fastest_pair_ms(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """The least two connect times, to a and to b, can add up to from anywhere."""
+    return 2 * great_circle_km(a, b) / LIGHT_KM_PER_MS
+
+
+@dataclass(frozen=True)
+class Place:
+    """A data center's fastest connect on one port, and where it is published to stand."""
+
+    dc: int
+    city: str
+    at: tuple[float, float]
+    connect_ms: float
+
+
+def faster_than_light(places: Iterable[Place]) -> list[dict[str, Any]]:
+    """Every pair of places whose connect times add up to less than light allows."""
+    found = []
+    places = sorted(places, key=lambda p: p.dc)
+    for i, a in enumerate(places):
+        for b in places[i + 1:]:
+            bound = fastest_pair_ms(a.at, b.at)
+            if a.connect_ms + b.connect_ms < bound:
+                found.append({"dcs": [a.dc, b.dc], "cities": [a.city, b.city],
+                              "connect_ms": [a.connect_ms, b.connect_ms], "light_allows_ms": round(bound, 1)})
+    return found
+
+
+# --- who answers on a port --------------------------------------------------------------
+ALL = "all"          # the path answers for every address on this port: nothing on it is evidence
+SERVICE = "service"  # something answers for the service's addresses alone, while controls get through
+
+
+def _answer_bytes(record: Result) -> str | None:
+    """The first bytes an MTProto exchange got back (hex), or None when nothing came."""
+    first = record.evidence.get("first_bytes")
+    if isinstance(first, dict) and first.get("length"):
+        return first.get("hex") or None
+    return None
+
+
+def _http_signature(evidence: dict[str, Any]) -> tuple | None:
+    """What tells one HTTP answer from another without its body: status, server, length."""
+    http = evidence.get("http")
+    if not isinstance(http, dict) or http.get("status") is None:
+        return None
+    headers = http.get("headers") or {}
+    body = http.get("body_prefix") or {}
+    return (http.get("status"), headers.get("server"), headers.get("content-length", body.get("length")))
 
 
 def address_family(address: str | None) -> int | None:
@@ -122,20 +199,29 @@ class ControlBoard:
         self.tls_bad_certificate = 0
         self.tls_via: dict[str, Tally] = defaultdict(Tally)        # resolver that gave the address
         self.http: dict[int | None, Tally] = defaultdict(Tally)    # family
+        self.http_answers: dict[int | None, set[tuple]] = defaultdict(set)  # family -> the controls' answers
+        # Path checks (Plan.path_checks), per (family, port): what non-MTProto control hosts
+        # answered our MTProto request, and how each data center answered it.
+        self.path_answers: dict[tuple, set[str]] = defaultdict(set)
+        self.identity: dict[tuple, list[Result]] = defaultdict(list)
         self.answered = False  # something on the path answered a control (not only silence)
-        self.accepting = False  # some negative control was accepted: a port is intercepted
         self.count = 0
-        self.positive = 0  # controls that should get through (all but the negative ones)
+        self.positive = 0  # controls that should get through (all but the negative ones and path checks)
+        self._ports: dict[tuple, tuple[str | None, dict]] | None = None  # port_state's cache
         self._fold = {"tcp": self._tcp, "interception": self._interception, "dns": self._dns,
-                      "dns_injection": self._canary, "tls": self._web, "http": self._web}
+                      "dns_injection": self._canary, "tls": self._web, "http": self._web,
+                      "mtproto": self._path_answer, "identity": self._identity}
         for record in records:
             self.add(record)
 
     def add(self, record: Result) -> None:
         self.count += 1
+        self._ports = None
         stage = record.evidence.get("stage", "tcp")
-        self.positive += stage != "interception"
         self._fold[stage](record)
+        if stage in _PATH_CHECKS:
+            return  # a path check says who answers, not whether the way out is open
+        self.positive += stage != "interception"
         if record.reason and failure_of(record.reason) not in _SILENT and record.reason != "interception.accepted":
             self.answered = True
 
@@ -153,7 +239,15 @@ class ControlBoard:
         accepted = record.reason == "interception.accepted"
         self.negative[(address_family(record.address), address_port(record.address))].add(accepted)
         if accepted:
-            self.answered = self.accepting = True
+            self.answered = True
+
+    def _path_answer(self, record: Result) -> None:
+        answer = _answer_bytes(record)
+        if answer is not None:
+            self.path_answers[(address_family(record.address), address_port(record.address))].add(answer)
+
+    def _identity(self, record: Result) -> None:
+        self.identity[(address_family(record.address), address_port(record.address))].append(record)
 
     def _dns(self, record: Result) -> None:
         resolver = record.address or "?"
@@ -190,14 +284,99 @@ class ControlBoard:
                 self.tls_via[seen["resolver"]].add(verified)
         else:
             self.http[family].add(not reason)
+            signature = _http_signature(evidence)
+            if signature is not None:
+                self.http_answers[family].add(signature)
 
     # --- reading ----------------------------------------------------------------------
 
     def intercepted(self, family: int | None, port: int | None) -> bool:
-        return self.negative.get((family, port), _NO_TALLY).passed > 0
+        """Whether the path answers for every address on this port."""
+        return self.port_state(family, port)[0] == ALL
 
     def intercepted_ports(self) -> list[tuple]:
-        return sorted(key for key, tally in self.negative.items() if tally.passed)
+        return self._ports_in(ALL)
+
+    def service_intercepted_ports(self) -> list[tuple]:
+        """Ports on which something answers for the service's addresses alone."""
+        return self._ports_in(SERVICE)
+
+    @property
+    def accepting(self) -> bool:
+        """Some port is intercepted, for all or for the service: handshakes need judging."""
+        return bool(self._states())
+
+    def _ports_in(self, state: str) -> list[tuple]:
+        return sorted((key for key, (found, _) in self._states().items() if found == state),
+                      key=lambda key: (key[0] or 0, key[1] or 0))
+
+    def _states(self) -> dict[tuple, tuple[str | None, dict]]:
+        if self._ports is None:
+            keys = {*self.negative, *self.identity, *self.path_answers}
+            states = {key: self._port_state(*key) for key in keys}
+            self._ports = {key: state for key, state in states.items() if state[0]}
+        return self._ports
+
+    def port_state(self, family: int | None, port: int | None) -> tuple[str | None, dict]:
+        """(ALL, SERVICE or None, the signals that decided it) for one family and port."""
+        return self._states().get((family, port), (None, {}))
+
+    def _port_state(self, family: int | None, port: int | None) -> tuple[str | None, dict]:
+        key = (family, port)
+        signals: dict[str, Any] = {}
+        negative = self.negative.get(key, _NO_TALLY)
+        if negative.passed:
+            signals["negative_controls_accepted"] = negative.passed
+        controls_answer = self.path_answers.get(key, set())
+        echoed = sorted({r.evidence.get("dc") for r in self.identity.get(key, ()) if _answer_bytes(r) in controls_answer})
+        if echoed:
+            signals["answered_as_controls"] = echoed  # data centers that answered byte for byte as non-MTProto hosts
+        fast = faster_than_light(self._places(key))
+        if fast:
+            signals["faster_than_light"] = fast
+        impostors = sorted({r.evidence.get("dc") for r in self.identity.get(key, ())
+                            if r.evidence.get("observed_reason", r.reason) in _NOT_THE_SERVICE
+                            and _answer_bytes(r) not in controls_answer})
+        if impostors:
+            signals["answered_as_not_the_service"] = impostors
+        if not signals:
+            return None, {}
+        if negative.passed or echoed:
+            return ALL, signals
+        genuine = self.controls_genuine(family, port)
+        if genuine and negative.failed:
+            return SERVICE, {**signals, "controls": genuine}
+        if fast:
+            return ALL, signals
+        return None, {}  # answers that are not MTProto, with no genuine control to set them against
+
+    def _places(self, key: tuple) -> list[Place]:
+        fastest: dict[int, Place] = {}
+        for record in self.identity.get(key, ()):
+            evidence = record.evidence
+            ms, lat, lon = evidence.get("connect_ms"), evidence.get("lat"), evidence.get("lon")
+            if evidence.get("connect") != "ok" or not isinstance(ms, (int, float)) or lat is None or lon is None:
+                continue
+            dc = evidence.get("dc")
+            if dc not in fastest or ms < fastest[dc].connect_ms:
+                fastest[dc] = Place(dc, str(evidence.get("city", dc)), (lat, lon), float(ms))
+        return list(fastest.values())
+
+    def http_alike(self, record: Result) -> dict[str, Any] | None:
+        """The HTTP answer, when a control name got the same one (status, server, length):
+        an answer the path gives to everyone is not the service's."""
+        signature = _http_signature(record.evidence)
+        if signature is None or signature not in self.http_answers.get(address_family(record.address), ()):
+            return None
+        return dict(zip(("status", "server", "length"), signature))
+
+    def controls_genuine(self, family: int | None, port: int | None) -> str | None:
+        """Which control got through this port in a way no interceptor fakes, if any."""
+        if port == 443 and self.tls.get(family, _NO_TALLY).passed and not self.tls_bad_certificate:
+            return "tls verified"
+        if port == 80 and self.http.get(family, _NO_TALLY).passed:
+            return "http genuine"
+        return None
 
     def tcp_tally(self, family: int | None, port: int | None) -> tuple[Tally, str]:
         """The TCP controls of this family and port; else of the family, said so."""
@@ -244,8 +423,9 @@ class ControlBoard:
     def states(self) -> dict[str, str]:
         """Each stage's state, to tell whether the network changed under a long run."""
         out = {f"tcp {family} {port}": t.state for (family, port), t in self.tcp.items()}
-        out.update({f"interception {family} {port}": "intercepted" if t.passed else "none"
-                    for (family, port), t in self.negative.items()})
+        out.update({f"interception {family} {port}": "none" for (family, port) in self.negative})
+        out.update({f"interception {family} {port}": "intercepted" if found == ALL else "service only"
+                    for (family, port), (found, _) in self._states().items()})
         out.update({f"dns {resolver}": self.dns_state(resolver) for resolver in self.dns})
         out.update({f"tls {family}": t.state for family, t in self.tls.items()})
         out.update({f"http {family}": t.state for family, t in self.http.items()})
@@ -264,6 +444,9 @@ def as_control(record: Result, stage: str) -> Result:
         evidence["expected"] = "no connection"
         evidence["connect_reason"] = reason
         reason = negative_control_reason(reason)
+    elif stage in _PATH_CHECKS:
+        evidence["observed_reason"] = reason  # what answered is the finding, not a pass or a fail
+        reason = "control.path_check"
     return Result("control", record.target, record.address, reason, record.duration_ms, evidence,
                   measured_at=record.measured_at)
 
@@ -274,10 +457,10 @@ def genuine_success(record: Result, board: ControlBoard) -> bool:
     if record.verdict != REACHABLE or record.probe in REACHABLE_BY_SILENCE or record.probe in ("control", "summary"):
         return False
     if record.probe in ("tcp", "http"):
-        # A bare handshake counts only where a negative control showed the port is not intercepted.
-        key = (address_family(record.address), address_port(record.address))
-        tested = board.negative.get(key)
-        return tested is not None and not tested.passed
+        # A bare handshake counts only where negative controls showed the port is not intercepted.
+        family, port = address_family(record.address), address_port(record.address)
+        tested = board.negative.get((family, port))
+        return tested is not None and not tested.passed and board.port_state(family, port)[0] is None
     return True
 
 
@@ -351,11 +534,19 @@ def _judged_success(record: Result, board: ControlBoard) -> Result:
     kind = record.probe
     stage = record.evidence.get("stage") if kind == "control" else None
     if kind == "tcp" or stage == "tcp":
-        if board.intercepted(family, port):
-            return _changed(record, "tcp.intercepted")
+        found, signals = board.port_state(family, port)
+        if found == ALL:
+            return _changed(record, "tcp.intercepted", interception=signals)
+        if found == SERVICE and kind == "tcp":
+            return _changed(record, "tcp.service_intercepted", interception=signals)
     elif kind == "http" or stage == "http":
-        if board.intercepted(family, port):
-            return _changed(record, "http.intercepted")
+        found, signals = board.port_state(family, port)
+        if found is not None:
+            return _changed(record, "http.intercepted", interception=signals)
+        if kind == "http":
+            alike = board.http_alike(record)
+            if alike:
+                return _changed(record, "http.intercepted", interception={"answered_as_controls": alike})
         if kind == "http" and record.evidence.get("address_in_networks") is False:
             return _changed(record, "http.not_service")
     elif kind == "control" and stage == "dns" and board.dns_state(record.address) == "untrusted":
@@ -376,9 +567,17 @@ def _judged_failure(record: Result, board: ControlBoard) -> Result:
             return _changed(record, "tcp.path_failing", controls=tally.evidence("tcp", scope=scope))
         return _with_controls(record, tally.evidence("tcp", scope=scope))
     if stage == "mtproto":
-        # MTProto's control is the TCP stage of the same endpoint, which connected.
-        if board.intercepted(family, port):
-            return _changed(record, "mtproto.intercepted", controls={"stage": "interception", "state": "intercepted"})
+        # MTProto's control is the TCP stage of the same endpoint, which connected, unless
+        # that handshake, or the answer, was the path's own.
+        found, signals = board.port_state(family, port)
+        if found == ALL:
+            return _changed(record, "mtproto.intercepted", controls={"stage": "interception", "state": "intercepted"},
+                            interception=signals)
+        if _answer_bytes(record) in board.path_answers.get((family, port), ()):
+            return _changed(record, "mtproto.intercepted", controls={"stage": "mtproto", "state": "answered alike"},
+                            interception={"answered_as_controls": True})
+        if found == SERVICE:
+            return _with_controls(record, {"stage": "interception", "state": "service only", **signals})
         return _with_controls(record, {"stage": "tcp", "state": PASSED, "scope": "same endpoint"})
     if stage == "tls" or (stage == "http" and record.probe == "https"):
         tally = board.web_tally(board.tls, family)

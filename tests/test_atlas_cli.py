@@ -227,7 +227,7 @@ def test_fetch_downloads_judges_and_appends_without_duplicates(capsys, api, tmp_
     assert first["verdict"] == "reachable"  # a verified certificate needs no control
     assert first["evidence"]["atlas"]["asn_v4"] == 1764 and first["evidence"]["atlas"]["country"] == "AT"
     china = next(r for r in records if r["label"] == "atlas:1008" and r["probe"] == "https")
-    assert (china["verdict"], china["reason"]) == ("inconclusive", "vantage.undecided")  # no control from 1008
+    assert (china["verdict"], china["reason"]) == ("inconclusive", "dns.no_control")  # no control from 1008
     assert china["evidence"]["observed_reason"] == "dns.outside_networks"
     assert "country" not in china["evidence"]["atlas"]  # the API said nothing of probe 1008
     control = next(r for r in records if r["label"] == "atlas:2754")
@@ -278,7 +278,9 @@ def test_fetch_by_id_reads_definitions_from_the_api_and_counts_what_sagan_cannot
                          "--state", str(tmp_path / "none.json"))
     assert code == 0, err
     record = json.loads(out.splitlines()[0])
-    assert (record["probe"], record["reason"]) == ("dns", "dns.nxdomain")
+    # NXDOMAIN with no control name asked from that probe: seen, not judged a block.
+    assert (record["probe"], record["reason"], record["evidence"]["observed_reason"]) == \
+        ("dns", "dns.no_control", "dns.nxdomain")
     assert "skipped 1 result(s) that could not be parsed" in err
 
 
@@ -302,11 +304,43 @@ def test_from_file_json_lines_and_arrays_offline(capsys, api, tmp_path):
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
     assert {(r["label"], r["probe"], r["reason"]) for r in records if r["probe"] != "summary"} == {
-        ("atlas:10080", "dns", None), ("atlas:10024", "dns", "dns.timeout"), ("atlas:11891", "dns", None),
-        ("atlas:12320", "dns", None), ("atlas:99001", "tcp", None)}
+        ("atlas:10080", "dns", None), ("atlas:10024", "dns", "dns.resolver_no_control"),
+        ("atlas:11891", "dns", None), ("atlas:12320", "dns", None), ("atlas:99001", "tcp", None)}
     assert "skipped 1 result(s) that could not be parsed" in err
-    assert "measured no control" in err
+    assert "measured no control in a run" in err and "*.no_control" in err
     assert len(api.calls) == 0
+
+
+def test_from_file_of_others_results_leads_the_report_with_a_diagnosis_and_claims_no_block(capsys, tmp_path):
+    """The real DNS and sslcert results of the shared set, none with a control from its probe:
+    REFUSED, timeouts, NODATA, a dead local resolver, dnserr, fake addresses and a proxy's
+    certificate are all seen and kept, none is called blocked; each probe's run ends with a
+    summary, and `netprobe report` leads with it."""
+    files = [str(DATA / f) for f in ("dns-1xbet-9211416.json", "dns-ipv4only-arpa-9386425.json",
+                                     "dns-www.ripe.net-1421267.json", "sslcert-torproject-1443369.json",
+                                     "sslcert-torproject-opendns-1443162.json", "sslcert-google-15285836.json")]
+    output = tmp_path / "atlas.jsonl"
+    code, out, err = run(capsys, "atlas", "fetch", "--targets", TARGETS, "--from-file", *files, "--format", "jsonl",
+                         "--output", str(output), "--state", str(tmp_path / "none.json"))
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert not [r for r in records if r["verdict"] in ("blocked", "reset")]
+    labels = {r["label"] for r in records}
+    summaries = {r["label"]: r for r in records if r["probe"] == "summary"}
+    assert set(summaries) == labels
+    assert not any(s["reason"] == "summary.blocking_observed" for s in summaries.values())
+    refused = next(r for r in records if r["address"] == "147.231.12.1:53")
+    assert (refused["reason"], refused["evidence"]["observed_reason"]) == ("dns.resolver_no_control", "dns.refused")
+    first = summaries["atlas:4062"]["evidence"]["findings"][0]
+    assert first.startswith("Not judged: 1 failure (dns) without a control")
+    page = tmp_path / "report.html"
+    code, _, err = run(capsys, "report", str(output), "--label", "atlas:4062", "--html", str(page))
+    assert code == 0, err
+    text = page.read_text()
+    # The page opens with the probe's diagnosis: two resolvers answered genuinely, the third's
+    # REFUSED was not judged.
+    assert text.index('<section class="answer" data-diagnosis="reachable"') < text.index("<h2>atlas:4062: ") \
+        < text.index("Not judged: 1 failure (dns)") < text.index("<h2>Timeline")
 
 
 def test_from_file_errors(capsys, tmp_path):
@@ -365,7 +399,7 @@ def test_an_api_that_serves_only_results(capsys, api, tmp_path):
                          "--state", str(tmp_path / "none.json"))
     assert code == 0, err
     record = json.loads(out.splitlines()[0])
-    assert record["reason"] == "dns.nxdomain" and "asn_v4" not in record["evidence"]["atlas"]
+    assert record["evidence"]["observed_reason"] == "dns.nxdomain" and "asn_v4" not in record["evidence"]["atlas"]
     assert "not its description" in err and "probe metadata (ASN, country) left out" in err
 
 

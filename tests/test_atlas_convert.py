@@ -2,8 +2,10 @@
 and each probe is judged against the controls measured from that probe.
 
 The results are real (tests/data/atlas/SOURCES.md says where each comes from).  Where a test
-regroups results under one probe id, to have controls and targets from "the same probe",
-it says so; nothing else about a result is changed here.  No test touches the network.
+regroups results under one probe id, to have controls and targets from "the same probe" and
+run, it says so, and says every other change (a control measurement's name and id, a time);
+nothing else about a result is changed here.  Beside each case is the conclusion a careful
+reader draws from it.  No test touches the network.
 """
 
 from __future__ import annotations
@@ -64,6 +66,25 @@ def as_probe(results: list[dict], prb: int) -> list[dict]:
     return regrouped
 
 
+def www_control(prb: int, source_prb: int = 1003, name: str = "sslcert-torproject-1443369.json") -> dict:
+    """A genuine torproject.org sslcert result (probe 1003's in msm 1443369 by default: DigiCert's
+    *.torproject.org chain, 2014-02-18) presented as the control measurement of www.torproject.org
+    (which that wildcard certificate covers) from probe `prb`: prb_id, dst_name and msm_id (99906,
+    made up) are changed, the time and everything else are not."""
+    result = copy.deepcopy(pick(name, source_prb)[0])
+    result.update(prb_id=prb, dst_name="www.torproject.org", msm_id=99906)
+    return result
+
+
+def observed(record) -> str | None:
+    """The reason the result itself showed, before it was weighed against the controls."""
+    return record.evidence.get("observed_reason", record.reason)
+
+
+def summaries(conversion, probe):
+    return records_of(conversion, probe, "summary")
+
+
 # --- what is asked --------------------------------------------------------------------------
 
 def test_definitions_cover_names_controls_and_endpoints_with_the_probe_resolver_and_sni():
@@ -108,23 +129,24 @@ def test_probe_sources():
 
 # --- each kind of result, read as observed (no controls in the batch) ------------------------
 
-def test_dns_results(targets, store):
+def test_dns_results_as_observed(targets, store):
+    """What each DNS result showed; how it is judged without controls is tested below."""
     results = load("dns-1xbet-9211416.json") + load("dns-www.ripe.net-1421267.json") + \
         load("dns-ipv4only-arpa-9386425.json") + load("sagan-dns-nxdomain-2815716.json")
     out = convert(results, targets, store)
     by_resolver = {r.address: r for r in records_of(out, 4062)}
     assert by_resolver["195.113.83.55:53"].reason is None               # genuine answers
     assert by_resolver["[2001:718:1e06::55]:53"].reason is None
-    assert by_resolver["147.231.12.1:53"].reason == "dns.refused"
-    assert one(out, 30410, "dns").reason == "dns.timeout"               # resultset with only a timeout
-    assert one(out, 10024, "dns").reason == "dns.timeout"               # top-level error, no result
+    assert observed(by_resolver["147.231.12.1:53"]) == "dns.refused"
+    assert observed(one(out, 30410, "dns")) == "dns.timeout"               # resultset with only a timeout
+    assert observed(one(out, 10024, "dns")) == "dns.timeout"               # top-level error, no result
     assert one(out, 10024, "dns").address == "172.18.8.1:53"
     assert one(out, 11891, "dns").reason is None                        # the probe's own resolver
-    assert one(out, 6068, "dns").reason == "dns.no_answer"              # NOERROR, no AAAA
-    assert one(out, 11879, "dns").reason == "dns.timeout"
+    assert observed(one(out, 6068, "dns")) == "dns.no_answer"              # NOERROR, no AAAA
+    assert observed(one(out, 11879, "dns")) == "dns.timeout"
     assert one(out, 11879, "dns").target == "ipv4only.arpa"             # named from its measurement
     nx = one(out, 11602, "dns")
-    assert (nx.reason, nx.verdict) == ("dns.nxdomain", "blocked")
+    assert (observed(nx), nx.evidence["observed_verdict"]) == ("dns.nxdomain", "blocked")
     assert nx.evidence["queries"][0]["rcode"] == "NXDOMAIN"
     record = by_resolver["195.113.83.55:53"]
     assert record.evidence["queries"][0]["addresses"] == ["190.105.194.58", "190.121.210.133"]
@@ -148,7 +170,8 @@ def test_a_and_aaaa_of_one_probe_and_resolver_become_one_record(targets, store):
     assert record.evidence["atlas"]["msm_ids"] == [1421267, 1421268]
 
 
-def test_sslcert_results(targets, store):
+def test_sslcert_results_as_observed(targets, store):
+    """What each sslcert result showed; how it is judged without controls is tested below."""
     out = convert(load("sslcert-torproject-1443369.json") + load("sslcert-torproject-opendns-1443162.json") +
                   load("sagan-sslcert-alert-3322890.json") + load("sagan-sslcert-dnserr-1006864.json"),
                   targets, store)
@@ -159,25 +182,25 @@ def test_sslcert_results(targets, store):
     # China, 2014: DNS sent the probe to an address that is not torproject's; the timeout there is
     # only a symptom.
     injected = one(out, 1008, "https")
-    assert injected.reason == "dns.outside_networks"
+    assert observed(injected) == "dns.outside_networks"
     assert injected.evidence["observed_after_dns"] == "tcp.timeout"
     # The probe's own resolver failed.
-    assert one(out, 483, "https").reason == "dns.servfail"
+    assert observed(one(out, 483, "https")) == "dns.servfail"
     assert one(out, 483, "https").address is None
-    assert one(out, 517, "https").reason == "dns.servfail"
-    # A corporate TLS proxy (DSV): the name matches, the chain leads to no public CA, and no control
-    # from that probe tells an intercepting CA from a removed one: not called a block.
+    assert observed(one(out, 517, "https")) == "dns.servfail"
+    # A corporate TLS proxy (DSV): the name matches, and the chain the proxy sent leads to DSV's
+    # own CA, which no public store ever held: a certificate that demonstrably fails.
     dsv = one(out, 2844, "https")
-    assert (dsv.reason, dsv.verdict) == ("tls.unknown_issuer", "inconclusive")
-    assert dsv.evidence["observed_reason"] == "tls.bad_certificate"
+    assert observed(dsv) == "tls.bad_certificate"
+    assert dsv.evidence["tls"]["verify_error"] == "untrusted_root"
     assert "DSV Enterprise CA 1" in dsv.evidence["tls"]["verify_message"]
     # OpenDNS answered with its own address (a filtering resolver): DNS, not TLS.
     opendns = one(out, 12318, "https")
-    assert opendns.reason == "dns.outside_networks"
+    assert observed(opendns) == "dns.outside_networks"
     assert opendns.evidence["observed_after_dns"] == "tls.bad_certificate"
     assert one(out, 12318, "https").evidence["tls"]["verify_error"] == "name_mismatch"
     alert = one(out, 10008, "https")
-    assert alert.reason == "tls.alert"
+    assert observed(alert) == "tls.alert"
     assert alert.evidence["tls"]["alert"] == {"level": 2, "description": 40, "name": "handshake_failure"}
 
 
@@ -189,7 +212,7 @@ def test_an_alert_protocol_version_is_atlas_speaking_tls_1_2_not_a_block(targets
     assert (record.reason, record.verdict) == ("tls.old_version", "inconclusive")
 
 
-def test_tcp_traceroutes(targets, store):
+def test_tcp_traceroutes_as_observed(targets, store):
     files = ["firmware-traceroute-tcp-4T.json", "firmware-traceroute-tcp-6T.json",
              "firmware-traceroute-tcp-p443.json", "adapted-traceroute-tcp-rst.json",
              "adapted-traceroute-tcp-silence.json", "adapted-traceroute-tcp-icmp-err-H.json",
@@ -200,11 +223,11 @@ def test_tcp_traceroutes(targets, store):
     assert syn_ack.evidence["traceroute"]["deciding_hop"]["replies"][0]["flags"] == "SA"
     assert one(out, 99002, "tcp").target == "[2001:67c:2e8:3::c100:a4]:80"
     assert one(out, 99003, "tcp").reason is None
-    assert one(out, 99004, "tcp").reason == "tcp.refused"
+    assert observed(one(out, 99004, "tcp")) == "tcp.refused"
     silence = one(out, 11106, "tcp")
-    assert (silence.target, silence.reason) == ("91.198.174.225:443", "tcp.timeout")
+    assert (silence.target, observed(silence)) == ("91.198.174.225:443", "tcp.timeout")
     assert silence.evidence["traceroute"]["replied_hops"] > 0
-    reasons = sorted(r.reason for r in records_of(out, 82, "tcp"))
+    reasons = sorted(observed(r) for r in records_of(out, 82, "tcp"))
     assert reasons == ["tcp.no_route", "tcp.unreachable"]
     assert REASONS["tcp.no_route"][0] == "inconclusive"
 
@@ -247,24 +270,152 @@ def test_hostile_results_never_crash_and_stay_capped(targets, store):
         assert "\x1b" not in text
 
 
-# --- judged against the controls of the same probe ----------------------------------------------
+# --- judged against the controls of the same probe and run ------------------------------------
 
-def test_a_failure_backed_by_passing_controls_of_the_same_probe_stays_blocked(targets, store):
-    """Probe 2754's real reviwiki.info result (a verified control) and probe 1008's real
-    torproject.org result (a Chinese fake address, connect timeout), both regrouped as probe 7."""
-    results = as_probe(pick("sslcert-reviwiki-15418551.json", 2754) + pick("sslcert-torproject-1443369.json", 1008), 7)
-    assert results[1]["dst_addr"] == "216.234.179.13"
+# Real results with no control measured from their probe: every failure is inconclusive, with
+# a reason that says so and the observed reason kept.  (file, probe, record address, observed
+# reason, judged reason) and, beside each, what a careful reader concludes.
+NO_CONTROL_CASES = [
+    # 147.231.12.1 REFUSED 1xbet.com while the probe's two other resolvers answered it: nothing shows
+    # that resolver answers any name for this probe (many refuse clients outside their network).
+    ("dns-1xbet-9211416.json", 4062, "147.231.12.1:53", "dns.refused", "dns.resolver_no_control"),
+    # The probe's resolver 80.92.240.6 never answered: a silent resolver says nothing of 1xbet.com.
+    ("dns-1xbet-9211416.json", 30410, "80.92.240.6:53", "dns.timeout", "dns.resolver_no_control"),
+    # Google's DNS64 gave NOERROR and no AAAA for ipv4only.arpa (NODATA): the resolver's answer about
+    # the name, with nothing to compare it with.
+    ("dns-ipv4only-arpa-9386425.json", 6068, "[2001:4860:4860::6464]:53", "dns.no_answer",
+     "dns.resolver_no_control"),
+    # The same resolver did not answer another probe at all: that probe's path or the resolver.
+    ("dns-ipv4only-arpa-9386425.json", 11879, "[2001:4860:4860::6464]:53", "dns.timeout",
+     "dns.resolver_no_control"),
+    # Probe 10024's own local resolver (172.18.8.1, a private address) was dead: a home network's
+    # broken resolver, not a block of www.ripe.net.
+    ("dns-www.ripe.net-1421267.json", 10024, "172.18.8.1:53", "dns.timeout", "dns.resolver_no_control"),
+    # NXDOMAIN for aardvark.nlnet.nl (a name in NLnet Labs' DNSSEC test zone, which does not exist):
+    # an answer about the name, but no control name shows this resolver tells the truth.
+    ("sagan-dns-nxdomain-2815716.json", 11602, "[2a04:b900::1:0:0:12]:53", "dns.nxdomain", "dns.no_control"),
+    # sslcert's dnserr: the probe's own resolver failed ("non-recoverable failure"), on a CERNET
+    # probe and others; no control name's lookup from those probes shows the resolver works.
+    ("sslcert-torproject-1443369.json", 483, None, "dns.servfail", "dns.resolver_no_control"),
+    ("sslcert-torproject-1443369.json", 12214, None, "dns.servfail", "dns.resolver_no_control"),
+    ("sagan-sslcert-dnserr-1006864.json", 517, None, "dns.servfail", "dns.resolver_no_control"),
+    # China 2014: the probe's resolver gave one of the GFW's published fake addresses for
+    # torproject.org. Very likely injection — but with no control name resolved by that probe,
+    # netprobe's rule does not call it blocked; the evidence keeps what was seen.
+    ("sslcert-torproject-1443369.json", 1008, "216.234.179.13:443", "dns.outside_networks", "dns.no_control"),
+    # OpenDNS sent a US probe to its own address (*.opendns.com certificate): a filtering resolver,
+    # but no control shows how it answers other names from that probe.
+    ("sslcert-torproject-opendns-1443162.json", 12318, "204.194.238.143:443", "dns.outside_networks",
+     "dns.no_control"),
+    # DSV's corporate proxy signed torproject.org with its own CA: TLS interception on that path,
+    # but no control name's TLS from the probe shows whether the proxy spares anything: not a block.
+    ("sslcert-torproject-1443369.json", 2844, "38.229.72.16:443", "tls.bad_certificate", "tls.no_control"),
+    # aus5.mozilla.org answered handshake_failure: the server's choice or a middlebox, unknowable
+    # without a control name's handshake from the same probe.
+    ("sagan-sslcert-alert-3322890.json", 10008, "63.245.213.47:443", "tls.alert", "tls.no_control"),
+    # TCP traceroutes (adapted: see SOURCES.md) ending in a reset, silence, an ICMP unreachable, with
+    # no TCP control from the probe: the path's state is unknown.
+    ("adapted-traceroute-tcp-rst.json", 99004, "193.0.0.164:80", "tcp.refused", "tcp.no_control"),
+    ("adapted-traceroute-tcp-silence.json", 11106, "91.198.174.225:443", "tcp.timeout", "tcp.no_control"),
+    ("adapted-traceroute-tcp-icmp-err-H.json", 82, "[2001:6b0:e:3::1]:443", "tcp.unreachable", "tcp.no_control"),
+]
+
+
+@pytest.mark.parametrize("name, prb, address, seen, reason", NO_CONTROL_CASES)
+def test_a_failure_with_no_control_from_the_same_probe_is_inconclusive(targets, store, name, prb, address, seen,
+                                                                        reason):
+    out = convert(load(name), targets, store)
+    [record] = [r for r in records_of(out, prb) if r.probe != "summary" and r.address == address]
+    assert (record.verdict, record.reason) == ("inconclusive", reason)
+    assert REASONS[reason][0] == "inconclusive"
+    assert record.evidence["observed_reason"] == seen
+    assert record.evidence["observed_verdict"] in ("blocked", "reset")
+    assert record.evidence["controls"] == {"stage": seen.partition(".")[0], "state": "none",
+                                           "scope": "same probe, same run"}
+    [summary] = summaries(out, prb)
+    assert summary.reason in (None, "summary.nothing_concluded")  # never "blocking observed"
+    assert summary.evidence["findings"][0].startswith("Not judged: 1 failure (")
+    assert summary.evidence["no_control"] == {reason: {record.probe: 1}}
+
+
+def test_none_of_the_shared_files_reads_blocked_without_a_control(targets, store):
+    """All the real results, each probe alone: no record and no summary says blocked."""
+    files = sorted(p.name for p in DATA.glob("*.json"))
+    out = convert([r for f in files for r in load(f)], targets, store)
+    assert out.records
+    assert [(r.probe, r.target, r.reason) for r, _, _ in out.records if r.verdict in ("blocked", "reset")
+            and r.probe != "control"] == []
+    assert not any(r.reason == "summary.blocking_observed" for r, _, _ in out.records)
+
+
+def test_a_failure_is_blocked_only_with_a_control_of_its_stage_from_the_same_probe_and_run(targets, store):
+    """Each failure above, from probe 1008, 483 or 2844, regrouped with a genuine torproject.org
+    result presented as www.torproject.org's control measured from the same probe seconds apart
+    (www_control)."""
+    results = [*pick("sslcert-torproject-1443369.json", 1008), www_control(1008),
+               *pick("sslcert-torproject-1443369.json", 483), www_control(483),
+               *pick("sslcert-torproject-1443369.json", 2844), www_control(2844)]
     out = convert(results, targets, store)
-    record = one(out, 7, "https")
-    assert (record.verdict, record.reason) == ("blocked", "dns.outside_networks")
-    assert record.evidence["controls"]["state"] == "passed"
-    assert record.evidence["controls"]["resolver"] == atlas.PROBE_RESOLVER
+    # The probe's resolver gave www.torproject.org its genuine address and torproject.org a GFW fake
+    # one: the same resolver, a different answer: DNS blocking.
+    china = one(out, 1008, "https")
+    assert (china.verdict, china.reason) == ("blocked", "dns.outside_networks")
+    assert china.evidence["controls"]["state"] == "passed"
+    assert china.evidence["controls"]["resolver"] == atlas.PROBE_RESOLVER
+    # The probe's resolver answered the control name but failed on torproject.org.
+    cernet = one(out, 483, "https")
+    assert (cernet.verdict, cernet.reason) == ("blocked", "dns.servfail")
+    # The same probe verified DigiCert's chain for www.torproject.org, and got DSV's for
+    # torproject.org: the path intercepts TLS to that name and spares the control.
+    dsv = one(out, 2844, "https")
+    assert (dsv.verdict, dsv.reason) == ("blocked", "tls.bad_certificate")
+    assert dsv.evidence["controls"]["state"] == "passed" and dsv.evidence["controls"]["stage"] == "tls"
+    for prb in (1008, 483, 2844):
+        [summary] = summaries(out, prb)
+        assert summary.reason == "summary.blocking_observed"
+        assert one(out, prb, "control").verdict == "reachable"
+
+
+def test_a_control_from_another_run_of_the_same_probe_does_not_count(targets, store):
+    """Probe 2844's DSV result, and probe 1000's genuine torproject.org result of msm 1443162 as
+    www.torproject.org's control from probe 2844 (prb_id and dst_name changed): measured 1 h 43 min
+    earlier, another run, whose network need not be this one's."""
+    control = copy.deepcopy(pick("sslcert-torproject-opendns-1443162.json", 1000)[0])
+    control.update(prb_id=2844, dst_name="www.torproject.org")
+    out = convert([*pick("sslcert-torproject-1443369.json", 2844), control], targets, store)
+    dsv = one(out, 2844, "https")
+    assert (dsv.verdict, dsv.reason) == ("inconclusive", "tls.no_control")
+    runs = summaries(out, 2844)
+    assert len(runs) == 2
+    assert [s.evidence["atlas"]["run"]["from"] for s in runs] == ["2014-02-18T10:57:56.000Z",
+                                                                   "2014-02-18T12:41:36.000Z"]
+    assert all(s.reason != "summary.blocking_observed" for s in runs)
+
+
+def test_a_resolver_that_failed_the_control_name_too_is_failing(targets, store):
+    """Probe 4062's real 1xbet.com result, and the same result presented as the answer to the
+    control name reviwiki.info (another msm id, 99907, whose definition names it): 147.231.12.1
+    refused the control name too, so its REFUSED for 1xbet.com is the resolver's; the two
+    resolvers that answered both stay genuine."""
+    service = load("dns-1xbet-9211416.json")[0]
+    control = copy.deepcopy(service)
+    control["msm_id"] = 99907
+    definitions = {99907: {"type": "dns", "query_argument": "reviwiki.info", "query_type": "A"}}
+    out = convert([service, control], targets, store, definitions=definitions)
+    refused = next(r for r in records_of(out, 4062, "dns") if r.address == "147.231.12.1:53")
+    assert (refused.verdict, refused.reason) == ("inconclusive", "dns.resolver_failing")
+    assert refused.evidence["observed_reason"] == "dns.refused"
+    assert refused.evidence["controls"]["state"] == "failed"
+    assert [r.reason for r in records_of(out, 4062, "dns") if r.address != "147.231.12.1:53"] == [None, None]
+    [summary] = summaries(out, 4062)
+    assert summary.reason is None  # no blocking observed: the only failure was the resolver's
 
 
 def test_a_probe_whose_controls_failed_is_inconclusive_not_blocked(store):
     """Probe 1008's real torproject.org result read as a control (a connect that timed out) and the
-    firmware's real TCP traceroute made silent (adapted file), both regrouped as probe 8: the TCP
-    control of the same family and port failed too, so the target's silence says nothing."""
+    real TCP traceroute made silent (adapted file), both regrouped as probe 8, the traceroute's
+    timestamp set to the sslcert's (the run they share): the TCP control of the same family and
+    port failed too, so the target's silence says nothing."""
     from netprobe.targets import parse_target_text
     toml = b'''name = "t"
 networks = ["91.198.174.0/24"]
@@ -273,26 +424,141 @@ endpoints = ["91.198.174.225:443"]
 negative_controls = []
 '''
     targets = parse_target_text(toml, "test")
-    results = as_probe(pick("sslcert-torproject-1443369.json", 1008) + load("adapted-traceroute-tcp-silence.json"), 8)
-    out = convert(results, targets, store)
+    control = pick("sslcert-torproject-1443369.json", 1008)
+    trace = load("adapted-traceroute-tcp-silence.json")
+    trace[0]["timestamp"] = control[0]["timestamp"]
+    out = convert(as_probe(control + trace, 8), targets, store)
     record = one(out, 8, "tcp")
     assert record.verdict == "inconclusive"
     assert record.reason in ("tcp.path_failing", "vantage.ipv4_offline")
     assert record.evidence["observed_reason"] == "tcp.timeout"
 
 
-def test_a_probe_without_controls_in_a_batch_that_has_them_is_undecided(targets, store):
+def test_a_probe_without_controls_in_a_batch_that_has_them_has_no_control(targets, store):
+    """Other probes' controls are not this probe's."""
     results = pick("sslcert-reviwiki-15418551.json", 2754) + pick("sslcert-torproject-1443369.json", 1008)
     out = convert(results, targets, store)
     record = one(out, 1008, "https")
-    assert (record.verdict, record.reason) == ("inconclusive", "vantage.undecided")
+    assert (record.verdict, record.reason) == ("inconclusive", "dns.no_control")
 
 
-def test_every_probe_gets_a_summary(targets, store):
+# --- certificates, as of the measurement ----------------------------------------------------------
+
+def test_a_controls_chain_valid_when_measured_is_a_passed_control(targets, store):
+    """www.google.com, 2018-07-19: Google Internet Authority G3 under GlobalSign Root CA - R2, a
+    root Mozilla's store held then and dropped on 2022-05-18 (certifi's history). Valid then: the
+    control passed, whatever today's store says."""
+    out = convert(load("sslcert-google-15285836.json"), targets, store)
+    control = one(out, 34704, "control")
+    assert (control.verdict, control.reason) == ("reachable", None)
+    assert control.evidence["tls"]["verified"] is True
+    assert control.evidence["tls"]["root_removed"] == "2022-05-18"
+
+
+def test_a_chain_that_cannot_be_checked_is_inconclusive_even_with_a_verified_control(targets, store):
+    """Probe 1003's genuine torproject.org result with its chain cut to the leaf (adapted: "cert"
+    keeps only its first certificate, as a server that leaves out its intermediate sends it), and
+    a genuine www.torproject.org control (probe 1386's result, www_control) from the same probe and
+    run that verified.  The leaf's issuer, DigiCert High Assurance CA-3, is in no store: whether
+    the chain was good cannot be checked, so it is inconclusive, never blocked, controls or not."""
+    result = copy.deepcopy(pick("sslcert-torproject-1443369.json", 1003)[0])
+    result["cert"] = result["cert"][:1]
+    out = convert([result, www_control(1003, source_prb=1386)], targets, store)
+    record = one(out, 1003, "https")
+    assert (record.verdict, record.reason) == ("inconclusive", "tls.unknown_issuer")
+    assert record.evidence["tls"]["verify_error"] == "unknown_issuer"
+    assert "cannot be checked" in record.evidence["tls"]["verify_message"]
+    assert one(out, 1003, "control").verdict == "reachable"
+    assert one(out, 1003, "summary").reason != "summary.blocking_observed"
+
+
+def test_a_chain_to_a_root_dropped_since_verifies_with_a_store_that_lacks_it(targets, store):
+    """Probe 1003's genuine torproject.org chain, judged with a store without DigiCert's roots (as
+    a store of today, or a trimmed --ca-bundle): its root, DigiCert High Assurance EV Root CA, was
+    in Mozilla's store in 2014 and was dropped on 2026-04-22: valid when measured, so reachable."""
+    trimmed = tuple(c for c in store if "DigiCert" not in c.subject.rfc4514_string())
+    assert len(trimmed) < len(store)
+    out = convert(pick("sslcert-torproject-1443369.json", 1003), targets, trimmed)
+    record = one(out, 1003, "https")
+    assert (record.verdict, record.evidence["tls"]["root_removed"]) == ("reachable", "2026-04-22")
+
+
+def chain_of(name: str, prb: int):
+    result = pick(name, prb)[0]
+    from datetime import datetime, timezone
+    return result["cert"], result["dst_name"], datetime.fromtimestamp(result["timestamp"], timezone.utc)
+
+
+@pytest.mark.parametrize("name, prb, asked, shift_days, verified, error", [
+    # DigiCert's genuine torproject.org chain, 2014: the name's (a SHA-1 era chain, walked by hand).
+    ("sslcert-torproject-1443369.json", 1003, None, 0, True, None),
+    # The same chain for another name: not that name's.
+    ("sslcert-torproject-1443369.json", 1003, "example.org", 0, False, "name_mismatch"),
+    # The same chain judged a day after its leaf expired (2016-05-03 + 1 day, an adapted time):
+    # expired then, whatever it was earlier.
+    ("sslcert-torproject-1443369.json", 1003, None, 806, False, "expired"),
+    # DSV's proxy chain: up to a CA no public store ever held.
+    ("sslcert-torproject-1443369.json", 2844, None, 0, False, "untrusted_root"),
+    # OpenDNS's *.opendns.com chain asked as torproject.org.
+    ("sslcert-torproject-opendns-1443162.json", 12318, None, 0, False, "name_mismatch"),
+    # Google 2018: valid then through a root dropped since.
+    ("sslcert-google-15285836.json", 34704, None, 0, True, None),
+    # COMODO 2018: valid then, and its root is still in the store.
+    ("sslcert-reviwiki-15418551.json", 2754, None, 0, True, None),
+])
+def test_chains_are_judged_as_of_their_measurement(store, name, prb, asked, shift_days, verified, error):
+    from datetime import timedelta
+
+    from netprobe.chaincheck import check_chain
+    pems, dst_name, when = chain_of(name, prb)
+    check = check_chain(pems, asked or dst_name, when + timedelta(days=shift_days), store)
+    assert (check.verified, check.error) == (verified, error), check.detail
+
+
+def test_a_dropped_root_counts_only_while_it_was_in_the_store():
+    from datetime import datetime, timezone
+
+    from netprobe.chaincheck import retired_roots
+    r2 = next(r for r in retired_roots() if "GlobalSign Root CA - R2" in r.cert.subject.rfc4514_string())
+    assert r2.removed == datetime(2022, 5, 18, tzinfo=timezone.utc) and r2.since is None
+    assert r2.trusted_at(datetime(2018, 7, 19, tzinfo=timezone.utc))
+    assert not r2.trusted_at(datetime(2022, 6, 1, tzinfo=timezone.utc))
+    dst = next(r for r in retired_roots() if "DST Root CA X3" in r.cert.subject.rfc4514_string())
+    assert dst.trusted_at(datetime(2020, 1, 1, tzinfo=timezone.utc))
+
+
+# --- runs and summaries -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pieces, runs", [
+    # one submission: everything within minutes, each measurement once
+    ([(1, 1000), (2, 1100), (3, 1500)], [[1, 2, 3]]),
+    # a periodic measurement's next result starts the next run
+    ([(1, 1000), (2, 1010), (1, 1240), (2, 1250)], [[1, 2], [1, 2]]),
+    # more than RUN_WINDOW after the run's first result: another run
+    ([(1, 1000), (2, 1000 + atlas.RUN_WINDOW + 1)], [[1], [2]]),
+    ([(1, 1000), (2, 1000 + atlas.RUN_WINDOW)], [[1, 2]]),
+])
+def test_runs_of_a_probe(pieces, runs):
+    made = [atlas.Piece("dns", 5, msm, ts, None) for msm, ts in pieces]
+    assert [[p.msm for p in run] for run in atlas.runs_of(made)] == runs
+
+
+def test_every_run_of_every_probe_gets_a_summary(targets, store):
     out = convert(load("sslcert-torproject-1443369.json"), targets, store)
-    summaries = records_of(out, kind="summary")
-    assert len(summaries) == len({label for _, _, label in out.records})
-    assert all(s.target == "atlas-test" for s in summaries)
+    found = records_of(out, kind="summary")
+    assert len(found) == len({label for _, _, label in out.records})
+    assert all(s.target == "atlas-test" for s in found)
+    # Genuine chains with no control: no blocking observed, and nothing claimed beyond that.
+    assert one(out, 1003, "summary").reason is None
+    assert one(out, 1003, "summary").evidence["atlas"]["run"] == {"from": "2014-02-18T12:41:34.000Z",
+                                                                  "to": "2014-02-18T12:41:34.000Z"}
+
+
+def test_results_given_twice_are_judged_once(targets, store):
+    results = load("dns-1xbet-9211416.json")
+    out = convert(results + copy.deepcopy(results), targets, store)
+    assert len(summaries(out, 4062)) == 1 and len(records_of(out, 4062, "dns")) == 3
+    assert out.skipped["results given twice (same probe, measurement and time)"] == 2
 
 
 def test_run_ids_are_deterministic_and_differ_by_result(targets, store):

@@ -164,7 +164,10 @@ def test_no_open_access_is_said_plainly_and_is_no_blocking():
     summary = d.result()
     assert (summary.verdict, summary.reason) == ("inconclusive", "summary.no_open_access")
     findings = summary.evidence["findings"]
-    assert findings[0].startswith("No open access:")
+    # The interception is said first, with what the researcher can do; then that there is no way out.
+    assert findings[0].startswith("This vantage point is intercepted (TCP, TLS)")
+    assert "another network" in findings[0] and "atlas submit" in findings[0]
+    assert findings[1].startswith("No open access:")
     assert any(f.startswith("Interception: TLS fails verification for every name") for f in findings)
     assert not any(f.startswith(("No blocking observed", "SNI:", "IP:")) for f in findings)
 
@@ -192,3 +195,39 @@ def test_blocking_seen_only_where_the_controls_changed_is_not_backed():
     assert any(f.startswith("Controls: the network changed during the run") for f in summary.evidence["findings"])
     d.second_board = ControlBoard([control(None)])
     assert d.result().reason == "summary.blocking_observed"
+
+
+def _judged_run(controls, *records, vantage="online"):
+    """A run as the engine makes it: the controls on a board, every record judged against it."""
+    from netprobe.vantage import ControlBoard, judged
+    board = ControlBoard(controls)
+    d = Diagnosis("telegram")
+    d.vantage, d.board = vantage, board
+    for record in records:
+        d.add(judged(record, board, vantage))
+    return d.result()
+
+
+def test_a_vantage_point_intercepted_for_all_is_said_first_and_is_no_blocking():
+    # The real network of issue 18: the proxy's 400 from every data center, handshakes everywhere,
+    # while one control's TCP connects and the DNS controls answer.
+    from tests.test_vantage import A_SPARED_ADDRESS_IS_NOT_ENOUGH, PROXY_400, control_dns, control_tcp, mtproto_answered
+    summary = _judged_run([control_tcp("1.1.1.1:443"), control_dns("example.com"), *A_SPARED_ADDRESS_IS_NOT_ENOUGH],
+                          mtproto_answered("149.154.175.50:443", "mtproto.bad_response", PROXY_400),
+                          tcp("91.108.8.17:443", None), dns("telegram.org", None))
+    assert (summary.verdict, summary.reason) == ("inconclusive", "summary.intercepted")
+    findings = summary.evidence["findings"]
+    assert findings[0].startswith("This vantage point is intercepted (MTProto, TCP)")
+    assert not any(f.startswith(("MTProto:", "IP:")) for f in findings)
+    assert any("connections that must fail were accepted" in f for f in findings)
+
+
+def test_an_impostor_for_telegram_alone_is_named_as_blocking():
+    from tests.test_vantage import PORT_CASES, control_tcp, mtproto_answered
+    controls = [control_tcp("1.1.1.1:443"), *PORT_CASES[4][1]]  # a DC answers 400, controls verify, negatives refused
+    summary = _judged_run(controls, mtproto_answered("149.154.167.51:443", "mtproto.bad_response", "deadbeef"),
+                          tcp("91.108.8.17:443", None))
+    assert (summary.verdict, summary.reason) == ("blocked", "summary.blocking_observed")
+    kinds = {t["kind"] for t in summary.evidence["techniques"]}
+    assert "service_interception" in kinds
+    assert any(f.startswith("Interception of the service: on port 443 (IPv4)") for f in summary.evidence["findings"])

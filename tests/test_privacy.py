@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from netprobe.plan import DEFAULT_NEGATIVE_CONTROLS
 from tests.support import netns
 from tests.support.fake_dns import FakeDNS
 from tests.support.hostile import (
@@ -219,9 +220,10 @@ def measured_network(tmp_path):
                                 domains=[DOMAIN], endpoints=["10.214.1.2:443"], dns_canary=["10.214.1.9"])
         yield {"spaces": spaces, "client": client, "targets": targets, "resolver": bound["dns"],
                "ca": tmp_path / "pki" / "ca.pem",
-               # 192.0.2.1: the default negative control (a documentation address, netprobe/plan.py),
-               # part of the plan `netprobe targets` prints.
-               "plan": {"10.214.1.1", "10.214.1.2", "10.214.1.9", "10.214.2.7", "10.214.3.53", "192.0.2.1"}}
+               # The default negative controls (documentation addresses and a DNS-only root server,
+               # netprobe/plan.py): part of the plan `netprobe targets` prints.
+               "plan": {"10.214.1.1", "10.214.1.2", "10.214.1.9", "10.214.2.7", "10.214.3.53",
+                        *(str(ip) for ip in DEFAULT_NEGATIVE_CONTROLS if ip.version == 4)}}
     finally:
         if server_proc is not None:
             server_proc.kill()

@@ -404,6 +404,9 @@ def test_the_default_negative_controls_follow_the_families_and_ports_used():
     from netprobe.plan import Plan
     plan = Plan(parse('endpoints = ["149.154.167.51:443", "149.154.167.51:5222"]'), ("tcp",), (), 1)
     stages = [(t.target, dict(t.context)["stage"]) for t in plan.controls()]
-    assert stages == [("192.0.2.1:443", "interception"), ("192.0.2.1:5222", "interception")]
+    # Every IPv4 kind of place that accepts no connection, on every port: the three documentation
+    # ranges and a host that serves DNS only (one address would be one guess about an interceptor).
+    assert stages == [(f"{a}:{p}", "interception") for a in ("192.0.2.1", "198.51.100.1", "203.0.113.1", "198.41.0.4")
+                      for p in (443, 5222)]
     loopback = Plan(parse('endpoints = ["127.0.0.1:443", "[::1]:443"]'), ("tcp",), (), 1)
     assert loopback.controls() == []  # nothing on a path to intercept, and nothing leaves this machine

@@ -267,3 +267,151 @@ def test_every_reason_the_judgment_gives_is_listed():
              "vantage.no_open_access"}
     assert given <= set(REASONS)
     assert all(REASONS[r][0] == "inconclusive" for r in given)
+
+
+# --- who answers on a port: interception that does not rest on one guess ----------------------
+# Modelled on a real network: a transparent proxy that refuses 192.0.2.0/24, accepts everything
+# else, and answers any bytes that are not TLS or HTTP with its own "HTTP/1.1 400 Bad Request".
+
+PROXY_400 = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n".hex()
+RES_PQ = "00000000000000000000000001" + "63241605"  # any other bytes: the DC's own answer
+MIAMI, AMSTERDAM, SINGAPORE = ("Miami", 25.77, -80.19), ("Amsterdam", 52.37, 4.90), ("Singapore", 1.29, 103.85)
+
+
+def answer(hex_bytes: str | None) -> dict:
+    return {"first_bytes": {"hex": hex_bytes, "length": len(hex_bytes) // 2}} if hex_bytes else {}
+
+
+def path_check(address: str, reason: str | None, hex_bytes: str | None = None) -> Result:
+    """Our MTProto request to a control host that does not speak MTProto (stage "mtproto")."""
+    raw = Result("control", address, address, reason, 1.0, {"stage": "receive", **answer(hex_bytes)})
+    return as_control(raw, "mtproto")
+
+
+def identity(address: str, dc: int, place, reason: str | None, hex_bytes: str | None = None,
+             connect_ms: float = 80.0) -> Result:
+    """Our MTProto request to one data center (stage "identity"), with its published place."""
+    city, lat, lon = place
+    evidence = {"stage": "receive", "dc": dc, "city": city, "lat": lat, "lon": lon, "connect": "ok",
+                "connect_ms": connect_ms, **answer(hex_bytes)}
+    return as_control(Result("control", address, address, reason, 1.0, evidence), "identity")
+
+
+def mtproto_answered(address: str, reason: str | None, hex_bytes: str | None) -> Result:
+    return Result("mtproto", address, address, reason, 1.0, {"connect": "ok", **answer(hex_bytes)})
+
+
+def http_answer(address: str, status: int, server: str, length: str, reason=None, kind="http") -> Result:
+    evidence = {"http": {"status": status, "headers": {"server": server, "content-length": length}},
+                "address_in_networks": True}
+    return Result(kind, "web.telegram.org", address, reason, 1.0, evidence)
+
+
+def test_light_bounds_two_connect_times():
+    from netprobe.vantage import Place, faster_than_light, fastest_pair_ms
+    # Miami-Singapore is ~16,970 km: connects to both add up to at least 113 ms from anywhere.
+    assert 112 < fastest_pair_ms(MIAMI[1:], SINGAPORE[1:]) < 114
+    assert fastest_pair_ms(MIAMI[1:], MIAMI[1:]) == 0  # one city: no bound, never a finding
+    near = [Place(1, "Miami", MIAMI[1:], 3.0), Place(5, "Singapore", SINGAPORE[1:], 3.0)]
+    far = [Place(1, "Miami", MIAMI[1:], 40.0), Place(5, "Singapore", SINGAPORE[1:], 80.0)]
+    assert [f["dcs"] for f in faster_than_light(near)] == [[1, 5]]
+    assert faster_than_light(far) == []  # 120 ms: a real path could give it
+
+
+A_SPARED_ADDRESS_IS_NOT_ENOUGH = (
+    negative("192.0.2.1:443", False),      # the interceptor spares TEST-NET-1 ...
+    negative("198.51.100.1:443", True),    # ... but not TEST-NET-2
+    negative("198.41.0.4:443", True),      # ... nor a host that serves DNS only
+)
+
+# (case, extra controls, the port's state, the signal that decided it)
+PORT_CASES = [
+    ("one negative control spared, another accepted", A_SPARED_ADDRESS_IS_NOT_ENOUGH, "all",
+     "negative_controls_accepted"),
+    ("every negative control spared, but the DCs answer byte for byte as the control hosts",
+     (negative("192.0.2.1:443", False), path_check("1.1.1.1:443", "mtproto.bad_response", PROXY_400),
+      identity("149.154.175.50:443", 1, MIAMI, "mtproto.bad_response", PROXY_400)), "all", "answered_as_controls"),
+    ("Miami and Singapore both answer in 3 ms, no control genuine", (
+        negative("192.0.2.1:443", False), identity("149.154.175.50:443", 1, MIAMI, None, RES_PQ, 3.0),
+        identity("91.108.56.130:443", 5, SINGAPORE, None, RES_PQ, 3.0)), "all", "faster_than_light"),
+    ("Miami and Singapore in 3 ms while a control name's TLS verifies: the box answers for Telegram alone", (
+        negative("192.0.2.1:443", False), control_web("tls", "example.com", None),
+        identity("149.154.175.50:443", 1, MIAMI, "mtproto.timeout", None, 3.0),
+        identity("91.108.56.130:443", 5, SINGAPORE, "mtproto.timeout", None, 3.0)), "service", "faster_than_light"),
+    ("a DC answers with bytes no MTProto server sends, controls genuine, negatives refused", (
+        negative("192.0.2.1:443", False), control_web("tls", "example.com", None),
+        path_check("1.1.1.1:443", "mtproto.timeout"),
+        identity("149.154.175.50:443", 1, MIAMI, "mtproto.bad_response", PROXY_400)), "service",
+     "answered_as_not_the_service"),
+    ("the same answer with no genuine control: nothing to set it against", (
+        negative("192.0.2.1:443", False), path_check("1.1.1.1:443", "mtproto.timeout"),
+        identity("149.154.175.50:443", 1, MIAMI, "mtproto.bad_response", PROXY_400)), None, None),
+    ("genuine resPQs at distances light allows", (
+        negative("192.0.2.1:443", False), identity("149.154.175.50:443", 1, MIAMI, None, RES_PQ, 40.0),
+        identity("91.108.56.130:443", 5, SINGAPORE, None, RES_PQ, 90.0)), None, None),
+]
+
+
+@pytest.mark.parametrize("case, controls, state, signal", PORT_CASES, ids=[c[0] for c in PORT_CASES])
+def test_who_answers_on_a_port(case, controls, state, signal):
+    found, signals = board(*controls).port_state(4, 443)
+    assert found == state
+    if signal:
+        assert signal in signals
+
+
+# (case, controls, record, verdict, reason) — what a careful reader concludes, beside each
+INTERCEPTED_RECORDS = [
+    # The real network: the proxy's 400 from every DC, port and transport is the proxy's, not a block.
+    ("the proxy's 400 read as MTProto's failure", A_SPARED_ADDRESS_IS_NOT_ENOUGH,
+     mtproto_answered("149.154.175.50:443", "mtproto.bad_response", PROXY_400), "inconclusive",
+     "mtproto.intercepted"),
+    ("a handshake on a port whose negative controls connect", A_SPARED_ADDRESS_IS_NOT_ENOUGH,
+     tcp("91.108.8.17:443", None), "inconclusive", "tcp.intercepted"),
+    # No negative control was accepted, but a control host got byte for byte the same answer.
+    ("a DC's answer equal to a non-MTProto host's", (negative("192.0.2.1:443", False),
+     path_check("8.8.8.8:443", "mtproto.bad_response", PROXY_400)),
+     mtproto_answered("149.154.167.51:443", "mtproto.bad_response", PROXY_400), "inconclusive",
+     "mtproto.intercepted"),
+    # A different, non-MTProto answer from the DC while controls on the port are genuine: Telegram-only.
+    ("an impostor for Telegram alone", PORT_CASES[4][1],
+     mtproto_answered("149.154.167.51:443", "mtproto.bad_response", "deadbeef"), "blocked", "mtproto.bad_response"),
+    ("a range handshake where an impostor answers for Telegram", PORT_CASES[4][1],
+     tcp("91.108.8.17:443", None), "inconclusive", "tcp.service_intercepted"),
+    # An uncensored network: a genuine resPQ stays reachable, a reset stays a reset.
+    ("a genuine resPQ", PORT_CASES[-1][1], mtproto_answered("149.154.175.50:443", None, RES_PQ), "reachable", None),
+    ("a reset after the handshake on an honest path", PORT_CASES[-1][1],
+     mtproto_answered("149.154.175.50:443", "mtproto.reset", None), "reset", "mtproto.reset"),
+]
+
+
+@pytest.mark.parametrize("case, controls, record, verdict, reason", INTERCEPTED_RECORDS,
+                         ids=[c[0] for c in INTERCEPTED_RECORDS])
+def test_answers_that_are_the_paths(case, controls, record, verdict, reason):
+    out = judged(record, board(control_tcp("1.1.1.1:443"), *controls))
+    assert (out.verdict, out.reason) == (verdict, reason)
+    if reason != record.reason:
+        assert out.evidence["observed_reason"] == record.reason  # what was seen stays in the evidence
+
+
+def test_an_http_answer_the_controls_also_got_is_not_the_services():
+    control = as_control(http_answer("1.1.1.1:80", 404, "keryx", "0", kind="control"), "http")
+    controls = board(control_tcp("1.1.1.1:443"), negative("192.0.2.1:80", False), control)
+    out = judged(http_answer("149.154.167.99:80", 404, "keryx", "0"), controls)
+    assert (out.verdict, out.reason) == ("inconclusive", "http.intercepted")
+    assert out.evidence["interception"]["answered_as_controls"] == {"status": 404, "server": "keryx", "length": "0"}
+    # Telegram's own answer, which no control got, stands.
+    own = judged(http_answer("149.154.167.99:80", 301, "nginx", "162"), controls)
+    assert (own.verdict, own.reason) == ("reachable", None)
+
+
+def test_path_checks_are_neither_pass_nor_fail():
+    check = path_check("1.1.1.1:443", "mtproto.timeout")
+    assert (check.verdict, check.reason, check.evidence["observed_reason"]) == (
+        "inconclusive", "control.path_check", "mtproto.timeout")
+    # ... and do not make an offline vantage point look online, nor count as a control of the way out.
+    assert board(path_check("1.1.1.1:443", "mtproto.bad_response", PROXY_400)).vantage() == UNKNOWN
+
+
+def test_new_reasons_are_listed():
+    assert {"tcp.service_intercepted", "control.path_check", "summary.intercepted"} <= set(REASONS)

@@ -465,8 +465,8 @@ def _convert(raws, context, notes):
     if result.held:
         notes.append(f"{len(result.held)} probe(s) held back until their running measurements end")
     if result.without_controls:
-        notes.append(f"{len(result.without_controls)} probe(s) measured no control: their verdicts are as observed, "
-                     "not weighed against controls")
+        notes.append(f"{len(result.without_controls)} probe(s) measured no control in a run: their failures there "
+                     "are inconclusive (*.no_control), the observed reasons kept in the evidence")
     return result
 
 

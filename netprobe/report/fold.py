@@ -49,10 +49,11 @@ BY_RANK = {rank: verdict for verdict, rank in RANK.items()}
 
 # The techniques a summary names (its evidence.techniques[].kind, netprobe/diagnosis.py), as shown.
 TECHNIQUE_OF_KIND = {"dns": "DNS", "dns_injection": "DNS injection", "ip": "IP", "sni": "SNI",
-                     "tls_interception": "TLS interception", "http": "HTTP", "mtproto": "MTProto"}
+                     "tls_interception": "TLS interception", "http": "HTTP", "mtproto": "MTProto",
+                     "service_interception": "Interception of the service"}
 TECHNIQUES = tuple(TECHNIQUE_OF_KIND.values())
 # Summary reasons of a run that had no open way out: counted in the "offline" column.
-NOT_ONLINE_REASONS = ("summary.offline", "summary.no_open_access")
+NOT_ONLINE_REASONS = ("summary.offline", "summary.no_open_access", "summary.intercepted")
 
 MAX_DIFFERING = 20  # members named per group and change; the rest are counted
 MAX_DIAGNOSIS_CHANGES = 50  # per label, the newest; older ones are counted
