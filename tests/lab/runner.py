@@ -105,7 +105,8 @@ def expectation_for(scenario: S.Scenario, key: tuple) -> S.Expect | None:
     observe no control stages: only the any-stage expectations apply)."""
     table = {e.key: e for e in scenario.expect}
     probe, target, family = key
-    return table.get((probe, target, family, None)) or table.get((probe, target, None, None))
+    return (table.get((probe, target, family, None)) or table.get((probe, target, None, None))
+            or (table.get((probe, target, None, "tcp")) if probe == "control" else None))
 
 
 def peer_vs_expected(result: ScenarioResult, peer: str) -> tuple[int, list[str]]:
@@ -202,9 +203,11 @@ def inconclusive_problems(result: ScenarioResult) -> list[str]:
 FINDING_PREFIXES = tuple(sorted((
     "DNS injection:", "DNS:", "IP:", "SNI:", "TLS interception:", "HTTP:", "MTProto:",
     "This vantage point looks offline", "No blocking observed",
+    "This vantage point is intercepted",   # a stage intercepted for every name or address: the verdict block's first line
     "No open access:",   # no control got through at any stage, but something on the path answers
     "Not judged:",       # a stage whose Telegram failures could not be judged: its controls failed
     "Interception:",     # network-wide: a port accepting everything, TLS or DNS intercepted for every name
+    "Interception of the service:",   # the path answers for the service's addresses alone (a block)
     "Controls:",         # control states worth reporting (all failed while Telegram got through, ...)
     "IPv4 looks offline", "IPv6 looks offline",   # no control of that family got through
 ), key=len, reverse=True))
@@ -213,7 +216,10 @@ FINDING_PREFIXES = tuple(sorted((
 # other than these (summary.blocking_observed).
 SUMMARY_REASONS = {"This vantage point looks offline": "summary.offline",
                    "No open access:": "summary.no_open_access",
+                   "This vantage point is intercepted": "summary.intercepted",
                    "No blocking observed": None}
+# Techniques of blocking: when one is named, the summary's reason is blocking (whatever else it says).
+TECHNIQUE_PREFIXES = ("DNS injection:", "DNS:", "IP:", "SNI:", "TLS interception:", "HTTP:", "MTProto:")
 
 
 def finding_prefix(sentence: str) -> str | None:
@@ -255,8 +261,10 @@ def summary_problems(result: ScenarioResult) -> list[str]:
         if not any(phrase in s for s in sentences):
             problems.append(f"no finding says {phrase!r}")
     reason = record.get("reason")
-    # Offline, then no open access, then no blocking: the first such finding decides the reason.
+    # Offline, then no open access, then intercepted, then no blocking: the first such finding decides the reason.
     decisive = next((p for p in SUMMARY_REASONS if p in got), None)
+    if decisive == "This vantage point is intercepted" and any(p in got for p in TECHNIQUE_PREFIXES):
+        decisive = None   # interception named first, and blocking elsewhere, backed by its controls
     if decisive is not None and reason != SUMMARY_REASONS[decisive]:
         problems.append(f"summary reason {reason!r} but findings say {decisive!r} "
                         f"(reason {SUMMARY_REASONS[decisive]!r})")
