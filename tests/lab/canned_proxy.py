@@ -16,6 +16,9 @@ peek    looks at the first bytes the client sends (without taking them):
 canned  sends BAD_REQUEST the moment the connection is accepted, whatever comes (TLS included),
         and ends its side of the connection.
 silent  accepts and never sends a byte.
+relay   a split-TCP accelerator: accepts at once, connects to the connection's original destination
+        (SO_ORIGINAL_DST, set by the REDIRECT) and relays both ways, byte for byte: the client's
+        handshake is the box's, the bytes are the server's.
 
 Every read is bounded (--idle-timeout, MAX_HEAD bytes), every connection lives at most
 --max-lifetime seconds; ends on SIGTERM / SIGINT.  Prints READY (flushed) once every socket
@@ -29,7 +32,9 @@ import contextlib
 import signal
 import socket
 import socketserver
+import selectors
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -39,7 +44,9 @@ NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nserver: keryx\r\ncontent-length: 0\r\n\r
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
 MAX_HEAD = 16 * 1024
 PEEK = 4          # enough to tell "GET " and a TLS record header apart
-MODES = ("peek", "canned", "silent")
+MODES = ("peek", "canned", "silent", "relay")
+SO_ORIGINAL_DST = 80          # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST (linux/netfilter_ipv6/ip6_tables.h) too
+MAX_RELAYED = 1024 * 1024     # bytes per direction
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -115,6 +122,40 @@ def answer(sock: socket.socket, data: bytes, deadline: float) -> None:
     drain(sock, deadline)
 
 
+def original_destination(sock: socket.socket) -> tuple[str, int]:
+    """Where the client meant to connect before the REDIRECT (conntrack's original destination)."""
+    if sock.family == socket.AF_INET6:
+        raw = sock.getsockopt(socket.IPPROTO_IPV6, SO_ORIGINAL_DST, 28)   # struct sockaddr_in6
+        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), struct.unpack_from("!H", raw, 2)[0]
+    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)            # struct sockaddr_in
+    return socket.inet_ntop(socket.AF_INET, raw[4:8]), struct.unpack_from("!H", raw, 2)[0]
+
+
+def relay(client: socket.socket, deadline: float, idle: float) -> None:
+    """Connect to the original destination and copy both ways until either side ends, bounded."""
+    with socket.create_connection(original_destination(client), timeout=idle) as upstream:
+        peers = {client: upstream, upstream: client}
+        sent = {client: 0, upstream: 0}
+        with selectors.DefaultSelector() as sel:
+            for sock in peers:
+                sock.setblocking(False)
+                sel.register(sock, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                ready = sel.select(timeout=min(idle, max(0.01, deadline - time.monotonic())))
+                if not ready:
+                    return
+                for key, _ in ready:
+                    data = key.fileobj.recv(65536)
+                    if not data or sent[key.fileobj] > MAX_RELAYED:
+                        return
+                    sent[key.fileobj] += len(data)
+                    other = peers[key.fileobj]
+                    other.setblocking(True)
+                    other.settimeout(idle)
+                    other.sendall(data)
+                    other.setblocking(False)
+
+
 class Handler(socketserver.BaseRequestHandler):
     server: Server
 
@@ -126,6 +167,8 @@ class Handler(socketserver.BaseRequestHandler):
         try:
             if args.mode == "silent":
                 drain(sock, deadline)
+            elif args.mode == "relay":
+                relay(sock, deadline, args.idle_timeout)
             elif args.mode == "canned":
                 answer(sock, BAD_REQUEST, min(deadline, time.monotonic() + args.idle_timeout))
             else:

@@ -38,8 +38,9 @@ special-purpose ranges (refused with a RST, as a real one did):
                             anything else; the resolver times out, DNS elsewhere NXDOMAIN, no IPv6 route
   intercept_canned_all      the same 400 for every connection, the moment it is accepted
   intercept_port80          the peeking box on port 80 only; 443 genuine
-  far_genuine / fast_far_away  DC2 150 ms away (a delay line in the censor): genuine, then a box in
-                            the censor answering (silently) for the data centers, faster than light
+  far_genuine / fast_far_away / fast_far_relay  DC2 150 ms away (a delay line in the censor): genuine,
+                            then a box in the censor answering for the data centres faster than light,
+                            silently, or relaying their bytes (a split-TCP accelerator)
 
 Every scenario also says which techniques the run's summary must name (the prefixes of
 its findings, netprobe/diagnosis.py), and no other.
@@ -390,6 +391,18 @@ FAR_ADDRS = T.DC_ADDRS[T.FAR_DC]
 MARK_FAR = tuple(RULE[fam]("mangle", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -d {FAR_ADDRS[fam == 6]} "
                                      f"-j MARK --set-mark {T.FAR_MARK:#x}") for fam in (4, 6))
 DC_HOSTS = {4: [a[0] for a in T.DC_ADDRS.values()], 6: [a[1] for a in T.DC_ADDRS.values()]}
+
+
+def box_for_dcs(mode: str) -> tuple[Rule, ...]:
+    """Every TCP connection to the data centres' addresses (both, both families) goes to the box."""
+    return tuple(RULE[fam]("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -p tcp -d {host} "
+                                  f"-j REDIRECT --to-ports {T.PROXY_PORTS[mode]}")
+                 for fam in (4, 6) for host in DC_HOSTS[fam])
+
+
+# The relay's own connections to DC2 go through the delay line too: the far data centre stays far.
+MARK_FAR_RELAYED = tuple(RULE[fam]("mangle", f"-A OUTPUT -d {FAR_ADDRS[fam == 6]} -j MARK --set-mark {T.FAR_MARK:#x}")
+                         for fam in (4, 6))
 
 
 # --- what the run's summary must say (finding prefixes, netprobe/diagnosis.py) -------------
@@ -881,9 +894,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         # as interception of the service alone, a block: see the report).  A bare handshake to a range
         # address, on the path that answers for the service's data centres, proves nothing either; the
         # web hosts (genuine certificates) and DNS stand as in the baseline.
-        rules=MARK_FAR + tuple(RULE[fam]("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -p tcp -d {host} "
-                                                f"-j REDIRECT --to-ports {T.PROXY_PORTS['silent']}")
-                               for fam in (4, 6) for host in DC_HOSTS[fam]),
+        rules=MARK_FAR + box_for_dcs("silent"),
         targets="far",
         expect=build(baseline(targets=FAR),
                      *[Expect("tcp", e, "inconclusive", ANY, peer="open") for e in FAR.tcp_targets],
@@ -891,6 +902,25 @@ SCENARIOS: tuple[Scenario, ...] = (
                      drop=TCP_CONTROLS),
         intercepted=tuple((h, T.DC_PORT) for fam in (4, 6) for h in DC_HOSTS[fam]), interception_only=True,
         findings=frozenset({INTERCEPTED, "Interception:"})),
+
+    Scenario(
+        "fast_far_relay", "a split-TCP accelerator nearby, relaying to far-away data centres",
+        "The same delay line to DC2 as far_genuine; every TCP connection to the data centres' addresses is "
+        "REDIRECTed to a box in the censor that accepts at once and relays the bytes to the data centre "
+        "it was meant for (canned_proxy.py --mode relay; its own connections to DC2 go through the delay "
+        "line), as a satellite link's performance-enhancing proxy or a mobile TCP optimizer does.  The "
+        "handshakes are faster than light allows; the MTProto answers are the data centres' own.",
+        # A careful reader concludes: the handshakes to Miami and Singapore are a nearby box's (faster than
+        # light), so they prove nothing; but the resPQ that comes back carries our nonce and the lab's
+        # server nonce and fingerprint: only the data centre could give it, relayed.  Telegram is
+        # reachable over MTProto here, and nothing is blocked.  (Range addresses are not asserted.)
+        rules=MARK_FAR + MARK_FAR_RELAYED + box_for_dcs("relay"), targets="far",
+        expect=build(baseline(targets=FAR),
+                     *[Expect("tcp", e, "inconclusive", ANY, peer="open") for e in FAR.endpoints],
+                     drop=(*TCP_CONTROLS, *[("tcp", t, None, None) for t in FAR.tcp_targets
+                                            if t not in FAR.endpoints])),
+        # (not `intercepted`: the box answers the handshakes, but MTProto's bytes are the data centres')
+        findings=frozenset({"No blocking observed", "Interception:"})),
 )
 
 _BY_NAME = {s.name: s for s in SCENARIOS}

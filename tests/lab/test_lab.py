@@ -393,6 +393,13 @@ def _check_fast_far_away(lab) -> None:
     assert _exchange(lab, "192.0.2.1", 443, timeout=2)["state"] in NO_ROUTE     # nothing else intercepted
 
 
+def _check_fast_far_relay(lab) -> None:
+    dcs = [a for addrs in T.DC_ADDRS.values() for a in addrs]
+    assert all(ms < 20 for ms in _connect_ms(lab, dcs).values())                 # a box nearby ...
+    said = _exchanges(lab, *[(a, T.DC_PORT, MTPROTO_LIKE, 1) for a in dcs])    # ... relaying to the DCs:
+    assert all(x["got"] and x["got"] != CP.BAD_REQUEST for x in said), said     # their own answer (-404)
+
+
 BROKEN_NETWORK_CHECKS = {
     "walled_garden": _check_walled_garden, "captive_portal": _check_captive_portal,
     "dead_resolver": _check_dead_resolver, "tls_intercept_all": _check_tls_intercept_all,
@@ -401,6 +408,7 @@ BROKEN_NETWORK_CHECKS = {
     "intercept_spares_special": _check_intercept_spares_special,
     "intercept_canned_all": _check_intercept_canned_all, "intercept_port80": _check_intercept_port80,
     "far_genuine": _check_far_genuine, "fast_far_away": _check_fast_far_away,
+    "fast_far_relay": _check_fast_far_relay,
 }
 
 

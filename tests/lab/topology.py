@@ -176,7 +176,8 @@ DELAY_PORT = 5353     # the relay's port in nplab-srv; udp 53 to the resolver is
 #           404 (`server: keryx`), anything else (MTProto too) its own 400
 #   canned: the 400 the moment a connection is accepted, whatever comes (TLS too)
 #   silent: accepts and never speaks
-PROXY_PORTS = {"peek": 8800, "canned": 8801, "silent": 8802}
+#   relay:  a split-TCP accelerator: accepts at once, relays the bytes to the original destination
+PROXY_PORTS = {"peek": 8800, "canned": 8801, "silent": 8802, "relay": 8803}
 PROXY_NAME = "keryx.lab"
 # Special-purpose ranges real interceptors exempt (documentation: RFC 5737, RFC 3849): the box refuses
 # connections there with a RST (filter INPUT, by the connection's original destination), so netprobe's
@@ -189,6 +190,8 @@ SPECIAL_RANGES = {4: ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"), 6: (
 # PREROUTING, -i c-client) go through it (ip rule fwmark FAR_MARK -> table FAR_TABLE -> FAR_DEV), the
 # answers come back directly, so the connect round trip grows by FAR_DELAY.  Packets a scenario
 # REDIRECTs to the censor's own box are delivered locally first (the local table wins): no delay.
+# The relay's own connections to DC2 are marked in mangle OUTPUT (fast_far_relay): they come back out
+# of FAR_DEV with the censor's own source address, which accept_local lets in.
 FAR_DEV = "c-far"
 FAR_MARK = 0x82
 FAR_TABLE = 130
@@ -873,6 +876,7 @@ class Lab:
         of it is routed as usual (it is not marked again: the scenarios mark only -i c-client)."""
         self._ip(NS_CENSOR, "link", "set", FAR_DEV, "up")
         self.exec_in(NS_CENSOR, ["sysctl", "-qw", f"net.ipv4.conf.{FAR_DEV}.rp_filter=0",
+                                 f"net.ipv4.conf.{FAR_DEV}.accept_local=1",
                                  f"net.ipv6.conf.{FAR_DEV}.forwarding=1"], timeout=10)
         for family in ("-4", "-6"):
             self._ip(NS_CENSOR, family, "rule", "add", "pref", "100", "fwmark", hex(FAR_MARK), "lookup", str(FAR_TABLE))
