@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 DATA_FILE = "data/blockpages.csv"
+DNS_FILE = "data/dns_fingerprints.csv"  # addresses a blocking resolver answers (dns_fingerprints.SOURCE.md)
 BODY_LIMIT = 2048  # bytes of the body looked at: what the HTTP probes keep as evidence
 
 # A national, ISP or product page names who blocks; a vague blocking word only says "blocked".
@@ -124,18 +125,20 @@ def _body_texts(body: bytes) -> tuple[str, ...]:
     return (body.decode("utf-8", errors="replace"), body.decode("latin-1"))
 
 
-def match_blockpage(status: int | None, headers: dict[str, str], body_prefix: bytes) -> dict | None:
+def match_blockpage(status: int | None, headers: dict[str, str], body_prefix: bytes,
+                    limit: int = BODY_LIMIT) -> dict | None:
     """The first known blockpage this answer matches, as evidence, or None.
 
     `headers`: lower-case header name -> value, whichever headers the caller kept; a fingerprint on
     a header that is absent does not match. `body_prefix`: the first bytes of the body (only the first
-    BODY_LIMIT are looked at). `status` is accepted but does not decide anything: OONI's fingerprints
-    do not depend on it, and a blockpage may come with any status.
+    `limit` are looked at; an imported measurement keeps more than a probe here). `status` is accepted
+    but does not decide anything: OONI's fingerprints do not depend on it, and a blockpage may come
+    with any status.
 
     Returns {"name", "scope", "countries", "location": "body" | "header.<name>", "confidence"}.
     """
     del status  # see the docstring
-    texts = _body_texts(bytes(body_prefix[:BODY_LIMIT]))
+    texts = _body_texts(bytes(body_prefix[:limit]))
     values = {str(key).lower(): str(value) for key, value in headers.items()} if headers else {}
     for fingerprint in load().fingerprints:
         header = fingerprint.header
@@ -145,3 +148,32 @@ def match_blockpage(status: int | None, headers: dict[str, str], body_prefix: by
         elif header in values and fingerprint.matches(values[header]):
             return fingerprint.evidence(fingerprint.location)
     return None
+
+
+@functools.cache
+def dns_fingerprints() -> dict[str, Fingerprint]:
+    """The packaged DNS list, address -> fingerprint: every row is an exact address (`full`)."""
+    import ipaddress
+
+    raw = resources.files("netprobe").joinpath(DNS_FILE).read_bytes().decode("utf-8")
+    found: dict[str, Fingerprint] = {}
+    for row in csv.DictReader(io.StringIO(raw, newline="")):
+        try:
+            address = str(ipaddress.ip_address((row.get("pattern") or "").strip()))
+        except ValueError:
+            continue
+        if row.get("scope") in (NOT_A_BLOCKPAGE, "vbw") or row.get("pattern_type") != "full":
+            continue
+        confidence = (row.get("confidence_no_fp") or "").strip()
+        countries = tuple(cc.strip() for cc in (row.get("expected_countries") or "").split(",") if cc.strip())
+        found.setdefault(address, Fingerprint(name=row.get("name") or "", scope=row.get("scope") or "",
+                                              location="dns", pattern_type="full", pattern=address,
+                                              confidence=int(confidence) if confidence.isdigit() else 0,
+                                              countries=countries))
+    return found
+
+
+def match_dns_answer(address: str) -> dict | None:
+    """The known blockpage address (OONI's DNS list) this DNS answer is, as evidence, or None."""
+    fingerprint = dns_fingerprints().get(address)
+    return None if fingerprint is None else fingerprint.evidence("dns")

@@ -147,6 +147,22 @@ REASONS: dict[str, tuple[str, str]] = {
     "tls.no_control": (INCONCLUSIVE, "no control name's certificate could be judged from the same probe in the "
                        "same run: nothing shows the path carries genuine TLS, so the failure is no evidence of "
                        "blocking"),
+    # --- OONI measurements (netprobe/ooni.py): other people's data, judged by the same rule; a failure
+    # with no control in the measurement is dns/tcp/tls.no_control above ("probe" and "run" being
+    # OONI's probe and measurement: OONI's telegram test measures no control at all)
+    "http.no_control": (INCONCLUSIVE, "nothing in the same measurement went through plain HTTP on the same path "
+                        "to a name or an address that is not the service's: the failure (observed reason in the "
+                        "evidence) is no evidence of blocking"),
+    **{f"{stage}.unconfirmed": (INCONCLUSIVE, "a failure or a different answer that OONI flagged as an anomaly, "
+                                "but neither OONI's pipeline confirmed it nor does the page match a known blockpage: "
+                                "OONI's test helper measured from elsewhere, which says whether the site is up, not "
+                                "what this path does to it; the observed reason is in the evidence")
+       for stage in ("dns", "tcp", "tls", "http")},
+    "summary.unjudged": (INCONCLUSIVE, "no blocking can be signed: failures were seen that nothing in the same "
+                         "measurement can judge (no control through the same path, nothing confirming a block), "
+                         "and the rest got through"),
+    "dns.known_blockpage": (BLOCKED, "the resolver answered an address that OONI's public DNS fingerprints name as "
+                            "a blockpage's (a censor's, an ISP's or a filter's)"),
 }
 
 

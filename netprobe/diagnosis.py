@@ -71,6 +71,7 @@ _PHRASES = {
     "dns.bogon": "answered a private/reserved address outside the service's networks",
     "dns.teredo": "answered a forged-looking Teredo AAAA",
     "dns.outside_networks": "answered outside the service's networks",
+    "dns.known_blockpage": "answered a known blockpage address",
     "genuine": "genuine answers",
     "tcp.timeout": "timeout",
     "tcp.refused": "reset",
@@ -240,8 +241,8 @@ class Diagnosis:
             self.bad_certificates[result.target] = str(tls.get("verify_message", ""))[:120]
         elif stage == "tls":
             self.handshake_failed[result.target] = result.reason
-        elif result.reason == "http.blockpage":
-            self.blockpages[key] = str((result.evidence.get("http") or {}).get("status", ""))
+        elif result.reason in ("http.blockpage", "http.known_blockpage"):
+            self.blockpages[key] = str((result.evidence.get("http") or {}).get("status") or result.reason)
         else:
             self.http_failed[key] = result.reason
 

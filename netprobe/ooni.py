@@ -1,24 +1,25 @@
 """OONI measurements <-> netprobe records: pure conversions, no I/O.
 
 Import reads OONI's `telegram` (ts-020) and `web_connectivity` (ts-017)
-measurements as netprobe records, one per (probe, target) per measurement, so
-that `netprobe report` draws OONI's history on the same rows and in the same
-vocabulary as netprobe's own.  A record's reason is what OONI observed (its
-failure string, mapped by classify.ooni_reason at the stage OONI recorded it).
-Its verdict is netprobe's verdict for that reason, except where OONI's analysis
-of the whole measurement - which had the controls a single record lacks: the
-other data centers, OONI's test helper - concluded otherwise:
+measurements as netprobe records, one per (probe, target) per measurement and a
+summary last, so that `netprobe report` draws OONI's history on the same rows, in
+the same vocabulary and with the same diagnosis as netprobe's own runs.
 
-- OONI concluded "no blocking" at that stage (telegram_tcp_blocking false: some
-  data center answered; web_connectivity naming another cause, or none): a
-  failure is `inconclusive`, its reason kept, `verdict_if_alone` in evidence.
-  One data center timing out while the others connect is an outage or a lost
-  packet as often as a block, and OONI does not call it one either.
-- OONI concluded blocking there: the failure keeps its own verdict (a reset
-  stays `reset`); only a failure netprobe cannot read (`STAGE.unknown`) takes
-  OONI's word and becomes `blocked`.  Failures of this machine (no route,
-  local firewall) stay `inconclusive` even then.
-- OONI had no conclusion (its test helper failed): netprobe's own judgment.
+Each record first gets the reason of what the probe observed (its failure
+string, mapped by classify.ooni_reason at the stage OONI recorded it).  Then it
+is judged by netprobe's one rule, which has no exception for other people's
+data: `blocked` and `reset` need a control through the same path, or an answer
+that shows the block by itself.  OONI's flags are anomalies, not confirmations.
+
+- Confirmed (kept `blocked`, `evidence.confirmed_by`): a DNS answer OONI's DNS
+  fingerprints name, a known blockpage anywhere in the redirect chain, or OONI's
+  pipeline's own `confirmed: true` (API answers only).
+- telegram: the test has no control at all - everything it contacts is
+  Telegram's - so any other failure is `STAGE.no_control`.
+- web_connectivity: OONI's test helper measured from elsewhere; it says whether
+  the site is up, not what the probe's path does, so any other failure is
+  `STAGE.unconfirmed` (`no_control` where the helper failed).
+The observed reason and verdict stay in the evidence.
 
 Export writes one netprobe run as one measurement in OONI's base data format
 (df-000) with test_keys in the shape of OONI's telegram test, and netprobe's
@@ -38,10 +39,11 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from netprobe import __version__
-from netprobe.addresses import format_endpoint, parse_endpoint
+from netprobe.addresses import format_endpoint, is_bogon, parse_endpoint
+from netprobe.blockpages import match_blockpage, match_dns_answer
 from netprobe.classify import (
-    BLOCKED, INCONCLUSIVE, REACHABLE, REASONS, RESET, VERDICTS, DnsQueryOutcome, classify_dns, failure_of,
-    ooni_failure, ooni_reason, verdict_for,
+    BLOCKED, INCONCLUSIVE, REACHABLE, REASONS, RESET, VAGUE_BLOCKPAGE_SCOPE, VERDICTS, DnsQueryOutcome,
+    classify_dns, failure_of, ooni_failure, ooni_reason, verdict_for,
 )
 from netprobe.records import RECORD_FIELDS, SCHEMA, Result, RunInfo, encode
 from netprobe.report.timeutil import canonical_time, normalise_time
@@ -61,11 +63,7 @@ MAX_ENTRIES = 2000  # entries read from each list of one measurement
 MAX_LISTED = 20  # operations listed in one record's evidence
 MAX_TEXT = 300  # characters kept of any string OONI wrote
 MAX_T = 86400.0  # an operation's offset from measurement_start_time, at most
-LOCAL_FAILURES = ("no_route", "local_firewall", "local_resources")
-
-# How OONI concluded about one stage of one measurement.
-SAYS_BLOCKED, SAYS_NOT_BLOCKED, UNDECIDED = "blocked", "not blocked", "undecided"
-
+BODY_KEPT = 65536  # bytes of a response body looked at for blockpage fingerprints
 
 class Skip(Exception):
     """A JSON value that gives no records; its message is the kind, for the tally."""
@@ -73,9 +71,18 @@ class Skip(Exception):
 
 # --- finding measurements ----------------------------------------------------------------
 
-def measurements_in(value: object) -> Iterator[tuple[dict | None, str | None, str | None]]:
-    """(measurement, measurement_uid, None) for each measurement in one JSON value, or
-    (None, None, kind) for what is not one.  Understands bare measurements, OONI API
+@dataclass(frozen=True)
+class Meta:
+    """What an OONI API answer says beside the measurement: its uid and the pipeline's
+    own verdict (`confirmed`: a blockpage fingerprint matched; `anomaly`: a flag only)."""
+    uid: str | None = None
+    confirmed: bool | None = None
+    anomaly: bool | None = None
+
+
+def measurements_in(value: object) -> Iterator[tuple[dict | None, Meta, str | None]]:
+    """(measurement, meta, None) for each measurement in one JSON value, or
+    (None, Meta(), kind) for what is not one.  Understands bare measurements, OONI API
     answers (`raw_measurement`, as an object or as JSON text), lists of either, and
     the API's measurement lists (`results`)."""
     if isinstance(value, list):
@@ -89,11 +96,11 @@ def measurements_in(value: object) -> Iterator[tuple[dict | None, str | None, st
     yield _unwrapped(value)
 
 
-def _unwrapped(value: object) -> tuple[dict | None, str | None, str | None]:
+def _unwrapped(value: object) -> tuple[dict | None, Meta, str | None]:
     from netprobe.bounded_input import parse_json
 
     if not isinstance(value, dict):
-        return None, None, "not a measurement"
+        return None, Meta(), "not a measurement"
     uid = _text(value.get("measurement_uid"), 100)
     if "raw_measurement" in value:
         raw = value["raw_measurement"]
@@ -101,15 +108,16 @@ def _unwrapped(value: object) -> tuple[dict | None, str | None, str | None]:
             try:
                 raw = parse_json(raw)
             except ValueError:
-                return None, None, "broken raw_measurement"
+                return None, Meta(), "broken raw_measurement"
         if not isinstance(raw, dict):
-            return None, None, "broken raw_measurement"
-        return raw, uid or _text(raw.get("measurement_uid"), 100), None
+            return None, Meta(), "broken raw_measurement"
+        flags = {k: value[k] if isinstance(value.get(k), bool) else None for k in ("confirmed", "anomaly")}
+        return raw, Meta(uid or _text(raw.get("measurement_uid"), 100), **flags), None
     if "test_keys" in value or "test_name" in value:
-        return value, uid, None
+        return value, Meta(uid), None
     if uid or "measurement_url" in value:
-        return None, None, "API metadata without raw_measurement"
-    return None, None, "not a measurement"
+        return None, Meta(), "API metadata without raw_measurement"
+    return None, Meta(), "not a measurement"
 
 
 # --- small readers of hostile values -------------------------------------------------------
@@ -199,6 +207,8 @@ class Request:
     t0: float | None
     tid: int | None
     address: str | None
+    body: bytes = b""  # the first BODY_KEPT bytes of the response body, as the probe saved it
+    headers: tuple[tuple[str, str], ...] = ()  # the response's headers, names in lower case
 
 
 @dataclass(frozen=True)
@@ -293,8 +303,39 @@ def _requests(tk: dict) -> list[Request]:
         found.append(Request(url[:MAX_TEXT] if url else None, scheme, host, host_is_ip, port,
                              _text(request.get("method"), 16), _failure(entry.get("failure")),
                              code if code else None, _offset(entry.get("t")), _offset(entry.get("t0")),
-                             _int(entry.get("transaction_id")), address))
+                             _int(entry.get("transaction_id")), address, _response_body(response.get("body")),
+                             _response_headers(response)))
     return found
+
+
+def _response_body(value: object) -> bytes:
+    """A response body as the probe saved it: text, or {"format": "base64", "data": ...}."""
+    import base64
+    import binascii
+
+    if isinstance(value, str):
+        return value[:BODY_KEPT].encode("utf-8", errors="replace")
+    if isinstance(value, dict) and value.get("format") == "base64" and isinstance(value.get("data"), str):
+        data = value["data"][:(BODY_KEPT // 3 + 1) * 4]  # whole 4-character groups, so a cut one decodes
+        try:
+            return base64.b64decode(data + "=" * (-len(data) % 4))[:BODY_KEPT]
+        except (binascii.Error, ValueError):
+            return b""
+    return b""
+
+
+def _response_headers(response: dict) -> tuple[tuple[str, str], ...]:
+    """The headers a fingerprint may name: from `headers_list` when there, else `headers`
+    (a value may be a string or, from some probes, base64 bytes)."""
+    pairs = []
+    listed = [p for p in _list(response.get("headers_list")) if isinstance(p, list) and len(p) == 2]
+    source = listed or list(response.get("headers").items() if isinstance(response.get("headers"), dict) else [])
+    for name, value in source[:100]:
+        if isinstance(value, dict):
+            value = _response_body(value).decode("latin-1")
+        if isinstance(name, str) and isinstance(value, str):
+            pairs.append((name[:100].lower(), value[:MAX_TEXT * 4]))
+    return tuple(pairs)
 
 
 def _queries(tk: dict) -> list[Query]:
@@ -335,8 +376,10 @@ class Context:
         return canonical_time(self.start + timedelta(seconds=t or 0.0))
 
 
-def records_from_measurement(measurement: dict, uid: str | None = None) -> list[dict]:
-    """The netprobe records of one OONI measurement; Skip(kind) when it has none."""
+def records_from_measurement(measurement: dict, meta: Meta | str | None = None) -> list[dict]:
+    """The netprobe records of one OONI measurement, its summary last; Skip(kind) when it
+    has none.  `meta` is what the API said beside it (a bare uid is accepted too)."""
+    meta = Meta(meta) if meta is None or isinstance(meta, str) else meta
     test_name = measurement.get("test_name")
     if not isinstance(test_name, str):
         raise Skip("not a measurement")
@@ -358,10 +401,13 @@ def records_from_measurement(measurement: dict, uid: str | None = None) -> list[
         raise Skip("no test_keys")
     if measurement.get("software_name") == "netprobe" and isinstance(test_keys.get("netprobe"), dict):
         return _restored(test_keys["netprobe"])
-    context = _context(measurement, start.replace(tzinfo=timezone.utc), uid)
+    context = _context(measurement, start.replace(tzinfo=timezone.utc), meta)
     if test_name == "telegram":
-        return _telegram(test_keys, context)
-    return _web_connectivity(measurement, test_keys, context)
+        records = _telegram(test_keys, context)
+        service = "telegram"
+    else:
+        records, service = _web_connectivity(measurement, test_keys, context, meta)
+    return records + [_summary(records, context, service)]
 
 
 def _format_version(value: object) -> tuple[int, ...] | None:
@@ -395,12 +441,14 @@ def run_id_of(measurement: dict) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
 
 
-def _context(measurement: dict, start: datetime, uid: str | None) -> Context:
+def _context(measurement: dict, start: datetime, meta: Meta) -> Context:
     software = " ".join(t for t in (_text(measurement.get("software_name"), 60),
                                      _text(measurement.get("software_version"), 40)) if t)
     base = {
         "report_id": _text(measurement.get("report_id"), 200),
-        "measurement_uid": uid,
+        "measurement_uid": meta.uid,
+        "confirmed": meta.confirmed,
+        "anomaly": meta.anomaly,
         "input": _text(measurement.get("input"), 2000),
         "test_name": measurement["test_name"],
         "test_version": _text(measurement.get("test_version"), 20),
@@ -413,30 +461,90 @@ def _context(measurement: dict, start: datetime, uid: str | None) -> Context:
 
 
 def _record(context: Context, probe: str, target: str, address: str | None, reason: str | None,
-            conclusion: str, evidence: dict, t: float | None = None, t0: float | None = None) -> dict:
-    """One record; the verdict follows the reason as OONI's conclusion allows (module doc)."""
+            evidence: dict, t: float | None = None, t0: float | None = None) -> dict:
+    """One record of what the probe observed: the verdict is the reason's, until judged."""
     if reason is not None and reason not in REASONS:
         reason = f"{reason.partition('.')[0]}.unknown"
-    own = verdict_for(reason)
-    verdict = own
-    if reason is not None:
-        failure = failure_of(reason)
-        if conclusion == SAYS_NOT_BLOCKED and own in (BLOCKED, RESET):
-            verdict = INCONCLUSIVE
-        elif conclusion == SAYS_BLOCKED and failure == "unknown":
-            verdict = BLOCKED
-        if failure in LOCAL_FAILURES:
-            verdict = INCONCLUSIVE
-    if verdict != own:
-        evidence["verdict_if_alone"] = own
     duration = max(0.0, (t - t0) * 1000) if t is not None and t0 is not None else 0.0
     result = Result(probe, target, address, reason, duration, {"ooni": dict(context.base), **evidence},
-                    verdict=verdict, measured_at=context.at(t))
+                    measured_at=context.at(t))
     return encode(result, context.run)
 
 
-def _conclusion(flag: object) -> str:
-    return SAYS_BLOCKED if flag is True else SAYS_NOT_BLOCKED if flag is False else UNDECIDED
+JUDGED_STAGES = ("dns", "tcp", "tls", "http")
+
+
+def _judged(record: dict, confirmation: dict | None, why: str) -> dict:
+    """A failure stands only with a confirmation (OONI's pipeline confirmed it, or a known
+    blockpage fingerprint matched); any other becomes `STAGE.<why>` (`no_control`,
+    `unconfirmed`), inconclusive, with what was observed kept in the evidence."""
+    if record["verdict"] not in (BLOCKED, RESET):
+        return record
+    evidence = record["evidence"]
+    if confirmation:
+        evidence["confirmed_by"] = confirmation
+        return record
+    from netprobe.atlas import RESOLVER_FAILURES
+
+    stage, _, failure = record["reason"].partition(".")
+    reason = f"{stage if stage in JUDGED_STAGES else 'http'}.{why}"
+    if reason == "dns.no_control" and failure in RESOLVER_FAILURES:
+        reason = "dns.resolver_no_control"  # the resolver's own failure until it answers a control name
+    evidence.update(observed_reason=record["reason"], observed_verdict=record["verdict"])
+    record.update(reason=reason, verdict=verdict_for(reason))
+    return record
+
+
+LOCAL_SCOPES = ("prod", "inst")  # a product's or an institution's page: an appliance, maybe the probe's own
+
+
+def _dns_confirmation(record: dict) -> dict | None:
+    """A DNS record whose answers hold an address OONI's DNS fingerprints name.  A product's
+    or an institution's address in a private range is an appliance on the probe's own network
+    (an office's DNS filter or portal), which may answer every name alike: named, unconfirmed."""
+    for query in record["evidence"].get("queries", []):
+        for address in query.get("addresses", []):
+            found = match_dns_answer(address)
+            if found and found["scope"] in LOCAL_SCOPES and is_bogon(ipaddress.ip_address(address)):
+                record["evidence"]["local_portal"] = {**found, "served_from": address}
+            elif found:
+                return {"dns_fingerprint": {**found, "address": address}}
+    return None
+
+
+def _page_confirmation(chain: list[Request], redirects: bool = False) -> tuple[dict | None, dict | None]:
+    """(confirmation, portal): a known blockpage anywhere in `chain` (a response's body or
+    headers, Location among them, or, for a redirect chain - OONI lists it last hop first -
+    the URL a hop was redirected to), or the local portal that looked like one.
+
+    A vague blocking word confirms nothing.  Nor does a product's or an institution's page
+    served from a private address: that is an appliance on the probe's own network (an
+    office firewall's portal), which may ask every user to log in or accept a policy for
+    every site; with no control through it, its page cannot be told from a block."""
+    targets = {id(r) for r in chain[:-1]} if redirects else set()
+    for request in chain:
+        headers = dict(request.headers)
+        candidates = [(match_blockpage(request.code, headers, request.body, limit=BODY_KEPT), request.url)]
+        if request.url and id(request) in targets:  # where the hop before sent the probe: its Location
+            candidates.append((match_blockpage(None, {"location": request.url}, b""), request.url))
+        for found, url in candidates:
+            if not found or found["scope"] == VAGUE_BLOCKPAGE_SCOPE:
+                continue
+            where = headers.get("location", url) if found["location"] == "header.location" else url
+            evidence = {**found, "url": request.url, "status": request.code}
+            if found["scope"] in LOCAL_SCOPES and _private_host(where):
+                return None, {**evidence, "served_from": (where or "")[:MAX_TEXT]}
+            return {"blockpage": evidence}, None
+    return None, None
+
+
+def _private_host(url: str | None) -> bool:
+    """A URL whose host is a private or special-purpose address (the probe's own network)."""
+    try:
+        host = urlsplit(url or "").hostname or ""
+        return is_bogon(ipaddress.ip_address(host))
+    except ValueError:
+        return False
 
 
 def _listed(operations: Iterable, fields) -> list[dict]:
@@ -467,8 +575,8 @@ def _request_stage(request: Request, connects: list[Connect], handshakes: list[H
     return "http"
 
 
-def _dns_records(queries: list[Query], context: Context, networks: tuple, conclusion: str,
-                 verified: set[str], consistency: str | None = None) -> list[dict]:
+def _dns_records(queries: list[Query], context: Context, networks: tuple, verified: set[str],
+                 inconsistent: bool = False) -> list[dict]:
     """One record per (name, resolver): A/AAAA judged as netprobe's dns probe judges them.
     Of repeated lookups of one type, an answer outweighs a failure (OONI retries)."""
     groups: dict[tuple, list[Query]] = {}
@@ -502,12 +610,11 @@ def _dns_records(queries: list[Query], context: Context, networks: tuple, conclu
                                                  "addresses": list(q.addresses[:16]), "t": q.t}),
             "ooni_failures": sorted({q.failure for q in group if q.failure})[:MAX_LISTED],
         }
-        if consistency is not None:
-            evidence["dns_consistency"] = consistency
-        if conclusion == SAYS_BLOCKED and reason is None:
-            reason = "dns.outside_networks"  # OONI's test helper resolved it elsewhere
+        if inconsistent and reason is None:
+            reason = "dns.outside_networks"  # what OONI's flag says: its test helper resolved it elsewhere
             evidence["note"] = "OONI found the answers inconsistent with its test helper's"
-        records.append(_record(context, "dns", hostname, resolver, reason, conclusion, evidence,
+        # A system lookup names no resolver: OONI's resolver_ip (what its whoami saw) stands in.
+        records.append(_record(context, "dns", hostname, resolver or context.base.get("resolver_ip"), reason, evidence,
                                decisive.t if decisive else None))
     return records
 
@@ -518,7 +625,7 @@ def _outcome(query: Query) -> DnsQueryOutcome:
     return DnsQueryOutcome(qtype=query.qtype, error_reason=ooni_reason(query.failure, "dns"))
 
 
-def _connect_records(connects: list[Connect], context: Context, conclusion: str, note: dict,
+def _connect_records(connects: list[Connect], context: Context, note: dict,
                      dc_numbers: dict[str, int] | None = None) -> list[dict]:
     """One tcp record per endpoint: any connect that succeeded makes it reachable."""
     groups: dict[tuple, list[Connect]] = {}
@@ -543,8 +650,7 @@ def _connect_records(connects: list[Connect], context: Context, conclusion: str,
         elif dc_numbers and ip in dc_numbers:
             evidence["dc"] = dc_numbers[ip]
         target = _endpoint_text(ip, port)
-        records.append(_record(context, "tcp", target, target, reason, conclusion, evidence,
-                               decisive.t, decisive.t0))
+        records.append(_record(context, "tcp", target, target, reason, evidence, decisive.t, decisive.t0))
     return records
 
 
@@ -554,6 +660,18 @@ def _request_fields(request: Request) -> dict:
 
 
 # --- telegram (ts-020) ---------------------------------------------------------------------
+
+# Why every failure of a telegram measurement is inconclusive.  The test contacts only Telegram:
+# the data centers' addresses (TCP connects, HTTP POSTs) and web.telegram.org (its DNS lookup,
+# GETs over HTTP and HTTPS).  Nothing in it went through the same path to a name or an address
+# that is not Telegram's, so no failure in it can be told from the path's, the probe's or
+# Telegram's own.  Another data center that connected is no control either: it is Telegram too,
+# and a censor may block one address and spare the next.  Only a known blockpage (a fingerprinted
+# DNS answer or page) stands on its own.
+TELEGRAM_NO_CONTROL = ("OONI's telegram test measures no control: every address and name it contacts is "
+                       "Telegram's, so nothing in the measurement tells this failure from the path's or "
+                       "Telegram's own")
+
 
 @cache
 def _telegram_targets() -> tuple[tuple, dict[str, int]]:
@@ -579,22 +697,24 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
     dc_connects = [c for c in connects if c.ip in dc_ips]
     verified = {h.ip for h in handshakes if h.ip and h.failure is None and h.verified}
     verified |= {ip for q in queries for ip, asn in q.asns if asn in TELEGRAM_ASNS}  # moved, still Telegram's
-    records = _dns_records(queries, context, networks, UNDECIDED, verified)
+    dns = _dns_records(queries, context, networks, verified)
+    confirmations: dict[int, dict | None] = {}
+    for record in dns:
+        confirmations[id(record)] = _known_dns_answer(record)
+    forged = {r["target"]: (r["reason"], confirmations[id(r)]) for r in dns if r["verdict"] in (BLOCKED, RESET)}
+    records = list(dns)
 
-    # Data centers, TCP: blocked only when every one failed (telegram_tcp_blocking).
+    # Data centers, TCP: any connect that succeeded makes the endpoint reachable.
     flag = tk.get("telegram_tcp_blocking")
-    if not isinstance(flag, bool) and dc_connects:
-        flag = not any(c.failure is None for c in dc_connects)
-    records += _connect_records(dc_connects, context, _conclusion(flag),
-                                {"ooni_conclusion": {"telegram_tcp_blocking": flag}}, dc_numbers)
+    records += _connect_records(dc_connects, context,
+                                {"ooni_conclusion": {"telegram_tcp_blocking": flag if isinstance(flag, bool) else None}},
+                                dc_numbers)
     sampled = [c for c in connects if c.ip not in dc_ips and any(t.startswith("range=") for t in c.tags)]
-    records += _connect_records(sampled, context, UNDECIDED, {"note": "an address sampled from a Telegram range"})
+    records += _connect_records(sampled, context, {"note": "an address sampled from a Telegram range"})
 
-    # Data centers, HTTP POST: blocked only when none answered (telegram_http_blocking).
+    # Data centers, HTTP POST: any HTTP answer means the endpoint is reachable.
     posts = [r for r in requests if r.host_is_ip and r.host in dc_ips and r.port]
     flag = tk.get("telegram_http_blocking")
-    if not isinstance(flag, bool) and posts:
-        flag = not any(r.failure is None for r in posts)
     groups: dict[str, list[Request]] = {}
     for request in posts:
         groups.setdefault(_endpoint_text(request.host, request.port), []).append(request)
@@ -606,64 +726,82 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
             reason = ooni_reason(decisive.failure, _request_stage(decisive, dc_connects, [], {decisive.host}))
         evidence = {"requests": _listed(group, _request_fields),
                     "ooni_failures": sorted({r.failure for r in group if r.failure})[:MAX_LISTED],
-                    "ooni_conclusion": {"telegram_http_blocking": flag},
+                    "ooni_conclusion": {"telegram_http_blocking": flag if isinstance(flag, bool) else None},
                     "note": "an HTTP POST to a Telegram data center; any HTTP answer means it is reachable"}
         if decisive.host in dc_numbers:
             evidence["dc"] = dc_numbers[decisive.host]
-        records.append(_record(context, "http", endpoint, endpoint, reason, _conclusion(flag), evidence,
-                               decisive.t, decisive.t0))
+        records.append(_record(context, "http", endpoint, endpoint, reason, evidence, decisive.t, decisive.t0))
 
-    forged = {r["target"]: r["reason"] for r in records if r["probe"] == "dns" and r["verdict"] == BLOCKED}
-    records += _telegram_web(tk, context, requests, connects, handshakes, host_ips, forged)
+    for record, confirmation in _telegram_web(tk, context, requests, connects, handshakes, host_ips, forged):
+        confirmations[id(record)] = confirmation
+        records.append(record)
+    for record in records:
+        _judged(record, confirmations.get(id(record)), "no_control")
+        if record["reason"] and record["reason"].endswith("no_control"):
+            record["evidence"]["why"] = TELEGRAM_NO_CONTROL
     return records
 
 
 def _telegram_web(tk: dict, context: Context, requests: list[Request], connects: list[Connect],
                   handshakes: list[Handshake], host_ips: dict[str, set[str]],
-                  forged: dict[str, str]) -> list[dict]:
-    """web.telegram.org: blocked when a GET of it failed (telegram_web_status).  When the
-    name's DNS answer was itself a block, the GET went where it pointed: DNS decided it."""
+                  forged: dict[str, tuple[str, dict | None]]) -> list[tuple[dict, dict | None]]:
+    """web.telegram.org over HTTP and HTTPS, each with what confirms its failure, if anything.
+    Of repeated GETs, an answer outweighs a failure, as a connect does for an endpoint: the
+    page came.  A GET sent where a forged DNS answer pointed is decided by that answer."""
     status, flag_failure = _text(tk.get("telegram_web_status"), 20), _failure(tk.get("telegram_web_failure"))
-    conclusion = {"blocked": SAYS_BLOCKED, "ok": SAYS_NOT_BLOCKED}.get(status, UNDECIDED)
-    said = {"ooni_conclusion": {"telegram_web_status": status,
-                                "telegram_web_failure": flag_failure}}
+    said = {"ooni_conclusion": {"telegram_web_status": status, "telegram_web_failure": flag_failure}}
     groups: dict[tuple[str, str], list[Request]] = {}
     for request in requests:
         if request.host and not request.host_is_ip and request.scheme:
             groups.setdefault((request.scheme, request.host), []).append(request)
     unreadable = sum(1 for r in requests if not r.scheme)
-    any_failure = any(r.failure for group in groups.values() for r in group)
-    records = []
+    found = []
     for (scheme, host), group in groups.items():
         failed = [r for r in group if r.failure]
-        decisive = _earliest(failed) if failed else _earliest(group)
-        reason = stage = None
-        if failed:
+        answered = [r for r in group if not r.failure]
+        decisive = _earliest(answered) if answered else _earliest(failed)
+        reason = stage = confirmation = None
+        evidence = {"url": decisive.url, "requests": _listed(group, _request_fields),
+                    "ooni_failures": sorted({r.failure for r in group if r.failure})[:MAX_LISTED], **said}
+        if not answered:
             stage = _request_stage(decisive, connects, handshakes, host_ips.get(host, set()))
             reason = ooni_reason(decisive.failure, stage)
             if host in forged and not reason.startswith("dns."):
-                reason, stage = forged[host], "dns"
-        elif decisive.code == 451:
-            reason = "http.blockpage"
-        evidence = {"url": decisive.url, "requests": _listed(group, _request_fields),
-                    "ooni_failures": sorted({r.failure for r in group if r.failure})[:MAX_LISTED], **said}
-        if stage:
+                (reason, confirmation), stage = forged[host], "dns"
             evidence["stage"] = stage
-        if not any_failure and conclusion == SAYS_BLOCKED and (scheme, host) == ("https", WEB_HOST):
-            # Measurement Kit also called the page blocked when its title was not "Telegram Web".
-            reason = ooni_reason(flag_failure, "http") if flag_failure else "http.blockpage"
-            evidence["note"] = "OONI called the web version blocked though every request got an answer"
-        records.append(_record(context, scheme, host, decisive.address or _address_of(decisive, connects, host_ips),
-                               reason, conclusion, evidence, decisive.t, decisive.t0))
-    if ("https", WEB_HOST) not in groups and conclusion != UNDECIDED:
+        elif failed:
+            evidence["partial"] = {"answered": len(answered), "failed": len(failed)}
+            evidence["note"] = "the same GET got an answer in this measurement and failed in it too: not a block"
+        page, portal = _page_confirmation(group)
+        if portal:
+            evidence["local_portal"] = portal
+        if page:
+            reason, confirmation = "http.known_blockpage", page
+        elif reason is None and decisive.code == 451:
+            reason = "http.blockpage"
+        record = _record(context, scheme, host, decisive.address or _address_of(decisive, connects, host_ips),
+                         reason, evidence, decisive.t, decisive.t0)
+        found.append((record, confirmation))
+    if ("https", WEB_HOST) not in groups and status in ("ok", "blocked"):
         # Nothing readable about the request itself (early engines wrote no URL): OONI's
-        # conclusion is all there is.
-        reason = None if conclusion == SAYS_NOT_BLOCKED else (
-            ooni_reason(flag_failure, "http") if flag_failure else "http.blockpage")
+        # word is all there is, and a word confirms nothing.
+        reason = None if status == "ok" else (ooni_reason(flag_failure, "http") if flag_failure else "http.blockpage")
         evidence = {**said, "note": "from OONI's telegram_web_status: no readable request to "
                                     f"https://{WEB_HOST}/ in the measurement", "unreadable_requests": unreadable}
-        records.append(_record(context, "https", WEB_HOST, None, reason, conclusion, evidence))
-    return records
+        found.append((_record(context, "https", WEB_HOST, None, reason, evidence), None))
+    return found
+
+
+def _known_dns_answer(record: dict) -> dict | None:
+    """What confirms a DNS record: an answer OONI's DNS fingerprints name.  Such an answer
+    is a block even where it looked genuine (a public blockpage address), and it says more
+    than "outside the networks"; a private one keeps its own reason (dns.bogon)."""
+    confirmation = _dns_confirmation(record)
+    if confirmation and (record["verdict"] not in (BLOCKED, RESET) or record["reason"] == "dns.outside_networks"):
+        if record["reason"]:
+            record["evidence"].update(observed_reason=record["reason"], observed_verdict=record["verdict"])
+        record.update(reason="dns.known_blockpage", verdict=verdict_for("dns.known_blockpage"))
+    return confirmation
 
 
 def _address_of(request: Request, connects: list[Connect], host_ips: dict[str, set[str]]) -> str | None:
@@ -684,9 +822,50 @@ def _address_of(request: Request, connects: list[Connect], host_ips: dict[str, s
 
 CLASSIC_ENGINES = (None, "system", "getaddrinfo", "golang_net_resolver", "go", "unknown")
 BLOCKING = ("dns", "tcp_ip", "http-failure", "http-diff")
+# OONI's own comparison of the probe's answers with its test helper's: anomalies, kept as evidence.
+FLAGS = ("blocking", "accessible", "dns_consistency", "dns_experiment_failure", "http_experiment_failure",
+         "control_failure", "status_code_match", "body_length_match", "headers_match", "title_match",
+         "body_proportion")
 
 
-def _web_connectivity(measurement: dict, tk: dict, context: Context) -> list[dict]:
+def _flags(tk: dict) -> dict:
+    flags = {}
+    for key in FLAGS:
+        value = tk.get(key)
+        if isinstance(value, bool) or value is None:
+            flags[key] = value
+        elif isinstance(value, str):
+            flags[key] = value[:MAX_TEXT]
+        elif _number(value) is not None:
+            flags[key] = round(float(value), 4)
+    return flags
+
+
+def _helper(tk: dict) -> dict | None:
+    """What OONI's test helper saw, fetching the page from elsewhere: whether the site is up,
+    never what the probe's path does to it.  None when it measured nothing."""
+    control = tk.get("control") if isinstance(tk.get("control"), dict) else None
+    if not control or _failure(tk.get("control_failure")):
+        return None
+    dns = control.get("dns") if isinstance(control.get("dns"), dict) else {}
+    http = control.get("http_request") if isinstance(control.get("http_request"), dict) else {}
+    status = _int(http.get("status_code"))
+    failure = _failure(http.get("failure"))
+    seen = {"dns_failure": _failure(dns.get("failure")),
+            "dns_addresses": [a[:64] for a in _list(dns.get("addrs"))[:8] if isinstance(a, str)],
+            "http_status": status if status and status > 0 else None, "http_failure": failure,
+            "title": _text(http.get("title"), 120)}
+    if not http and not dns:
+        return None
+    seen["site_up"] = bool(seen["http_status"]) and failure is None
+    return seen
+
+
+def _web_connectivity(measurement: dict, tk: dict, context: Context, meta: Meta) -> tuple[list[dict], str]:
+    """The records of one web_connectivity measurement, and the name it measured.  A failure
+    is blocked only when OONI's pipeline confirmed it or a known blockpage shows (a DNS answer,
+    a page or any redirect of the chain): OONI's flags compare the probe with a test helper
+    measuring from elsewhere, which says whether the site is up, not what this path does."""
     url = _text(measurement.get("input"), 2000)
     try:
         parts = urlsplit(url or "")
@@ -699,58 +878,176 @@ def _web_connectivity(measurement: dict, tk: dict, context: Context) -> list[dic
     blocking = tk.get("blocking")
     blocking = blocking if blocking in BLOCKING or blocking is False else None
     accessible = tk.get("accessible") if isinstance(tk.get("accessible"), bool) else None
-    said = {"ooni_conclusion": {"blocking": blocking, "accessible": accessible}}
-
-    def stage_conclusion(*causes: str) -> str:
-        if blocking in causes:
-            return SAYS_BLOCKED
-        if blocking is None and accessible is not True:
-            return UNDECIDED
-        return SAYS_NOT_BLOCKED
+    helper = _helper(tk)
+    said: dict[str, Any] = {"ooni_conclusion": {"blocking": blocking, "accessible": accessible},
+                            "ooni_flags": _flags(tk), "ooni_helper": helper}
+    why = "unconfirmed" if helper else "no_control"
+    pipeline = {"ooni_confirmed": True} if meta.confirmed is True else None
 
     connects, handshakes = _connects(tk), _handshakes(tk)
     requests, queries = _requests(tk), _queries(tk)
     classic = [q for q in queries if q.hostname == host and (q.engine in CLASSIC_ENGINES or "classic" in q.tags)]
     verified = {h.ip for h in handshakes if h.ip and h.failure is None and h.verified}
-    consistency = _text(tk.get("dns_consistency"), 20)
-    records = _dns_records(classic, context, (), stage_conclusion("dns"), verified, consistency)
+    records = _dns_records(classic, context, (), verified, inconsistent=blocking == "dns")
     dns_failure = _failure(tk.get("dns_experiment_failure"))
     if not classic and dns_failure:
-        evidence = {"ooni_failures": [dns_failure], "dns_consistency": consistency, **said}
-        records.append(_record(context, "dns", host, None, ooni_reason(dns_failure, "dns"),
-                               stage_conclusion("dns"), evidence))
+        evidence = {"ooni_failures": [dns_failure]}
+        records.append(_record(context, "dns", host, context.base.get("resolver_ip"), ooni_reason(dns_failure, "dns"),
+                               evidence))
     for record in records:
-        record["evidence"].update(said)
+        record["evidence"].update(said, dns_consistency=said["ooni_flags"].get("dns_consistency"))
+    confirmations: dict[int, dict | None] = {}
+    dns_confirmed = None
+    for record in records:
+        confirmations[id(record)] = _known_dns_answer(record) or (pipeline if blocking == "dns" else None)
+        dns_confirmed = dns_confirmed or confirmations[id(record)]
     dns_reason = records[0]["reason"] if records else None
 
-    records += _connect_records(connects, context, stage_conclusion("tcp_ip"), said)
+    tcp = _connect_records(connects, context, said)
+    for record in tcp:
+        confirmations[id(record)] = pipeline if blocking == "tcp_ip" else None
+    records += tcp
 
     failure = _failure(tk.get("http_experiment_failure")) or (requests[0].failure if requests else None)
-    if not requests and not failure:
-        return records
-    final = requests[0] if requests else None  # OONI lists the redirect chain last hop first
-    conclusion = stage_conclusion("dns", "tcp_ip", "http-failure", "http-diff")
+    if requests or failure:
+        records.append(_page_record(url, scheme, host, port, blocking, failure, requests, connects, handshakes,
+                                    {a for q in classic for a in q.addresses}, dns_reason, said, context))
+        page, portal = _page_confirmation(requests, redirects=True)
+        web = records[-1]
+        if portal:
+            web["evidence"]["local_portal"] = portal
+            web["evidence"]["note"] = ("a known product's page, served from a private address: an appliance on the "
+                                       "probe's own network, not shown to block this site rather than every one")
+        if page:
+            if web["reason"] != "http.known_blockpage":
+                web["evidence"].update(observed_reason=web["reason"], observed_verdict=web["verdict"])
+            web.update(reason="http.known_blockpage", verdict=verdict_for("http.known_blockpage"))
+        confirmations[id(web)] = page or (dns_confirmed if (web["reason"] or "").startswith("dns.") else None) or (
+            pipeline if blocking in BLOCKING else None)
+    for record in records:
+        _judged(record, confirmations.get(id(record)), why)
+    return records, host
+
+
+def _page_record(url: str, scheme: str, host: str, port: int | None, blocking: object, failure: str | None,
+                 requests: list[Request], connects: list[Connect], handshakes: list[Handshake], ips: set[str],
+                 dns_reason: str | None, said: dict, context: Context) -> dict:
+    """The fetch of the input URL, as observed (OONI lists the redirect chain last hop first)."""
+    final = requests[0] if requests else None
     evidence: dict[str, Any] = {"url": url[:MAX_TEXT], "requests": _listed(requests, _request_fields),
                                 "ooni_failures": [failure] if failure else [], **said}
     reason = None
-    ips = {a for q in classic for a in q.addresses}
     probe_request = final or Request(url, scheme, host, False, port, "GET", failure, None, None, None, None, None)
     if failure:
         stage = "tcp" if blocking == "tcp_ip" else _request_stage(probe_request, connects, handshakes, ips)
         reason = ooni_reason(failure, stage)
         if blocking == "dns" and dns_reason:
-            reason = dns_reason  # the page was fetched from where the forged answer pointed
+            reason = dns_reason  # the page was fetched from where the DNS answer pointed
             evidence["note"] = "the request went where the DNS answer pointed; DNS decided it"
         evidence["stage"] = stage
     elif blocking == "http-diff":
-        reason = "http.blockpage"
-        evidence["note"] = "OONI found the page different from its test helper's (a blockpage)"
+        reason = "http.blockpage"  # what OONI's flag says: the page differs from its test helper's
+        evidence["note"] = "OONI found the page different from its test helper's"
     elif final is not None and final.code == 451:
         reason = "http.blockpage"
-    t = final.t if final else None
     address = probe_request.address or _address_of(probe_request, connects, {host: ips})
-    records.append(_record(context, scheme, host, address, reason, conclusion, evidence, t, final.t0 if final else None))
-    return records
+    return _record(context, scheme, host, address, reason, evidence, final.t if final else None,
+                   final.t0 if final else None)
+
+
+# --- the summary of one imported measurement --------------------------------------------------
+
+def _summary(records: list[dict], context: Context, service: str) -> dict:
+    """The measurement's summary record, as a local run ends with one: netprobe's diagnosis
+    of the judged records, led by what the import could and could not judge."""
+    from dataclasses import replace
+
+    from netprobe.diagnosis import Diagnosis
+
+    diagnosis = Diagnosis(service)
+    for record in records:
+        diagnosis.add(Result(record["probe"], record["target"], record["address"], record["reason"],
+                             record["duration_ms"], record["evidence"], verdict=record["verdict"],
+                             measured_at=record["measured_at"]))
+    summary = diagnosis.result()
+    findings = _import_findings(records, context) + summary.evidence["findings"]
+    unjudged = [r for r in records if r["verdict"] == INCONCLUSIVE]
+    if summary.reason is None and unjudged:
+        # "No blocking observed" would say the failures were looked at and cleared; they could not be.
+        summary = replace(summary, reason="summary.unjudged", verdict=verdict_for("summary.unjudged"))
+        findings = [f for f in findings if not f.startswith("No blocking observed")]
+        findings.append(f"No blocking signed: {_failures(len(unjudged))} inconclusive (above); every other probe "
+                        "got through.")
+    evidence = {**summary.evidence, "findings": findings, "ooni": dict(context.base)}
+    at = max((r["measured_at"] for r in records), default=context.at(None))
+    return encode(replace(summary, evidence=evidence, measured_at=at), context.run)
+
+
+def _import_findings(records: list[dict], context: Context) -> list[str]:
+    """What a reader of an imported summary must know first: whose measurement, what judged it."""
+    test = context.base.get("test_name")
+    what = f"OONI {test} measurement {context.base.get('report_id') or '(no report id)'}"
+    if context.base.get("input"):
+        what += f" of {context.base['input'][:120]}"
+    lines = [f"{what}, {context.run.label}, {context.base.get('measurement_start_time')}."]
+    confirmed = [r for r in records if "confirmed_by" in r["evidence"]]
+    for record in confirmed[:MAX_SHOWN]:
+        by = record["evidence"]["confirmed_by"]
+        if "blockpage" in by:
+            how = f"a known blockpage ({by['blockpage']['name']}) at {by['blockpage'].get('url')}"
+        elif "dns_fingerprint" in by:
+            how = f"a known blockpage address ({by['dns_fingerprint']['name']}: {by['dns_fingerprint']['address']})"
+        else:
+            how = "OONI's pipeline (confirmed)"
+        lines.append(f"Confirmed: {record['probe']} {record['target']} {record['reason']}, by {how}.")
+    uncontrolled = [r for r in records if (r["reason"] or "").endswith("no_control")]
+    unconfirmed = [r for r in records if (r["reason"] or "").endswith(".unconfirmed")]
+    if test == "telegram":
+        lines.append("No control: OONI's telegram test contacts only Telegram (its data centers and "
+                     "web.telegram.org), so no failure in it can be told from the path's or Telegram's own"
+                     + (f"; {_failures(len(uncontrolled))} inconclusive ({_counted(uncontrolled)})."
+                        if uncontrolled else "."))
+    elif unconfirmed or uncontrolled:
+        flags = next((r["evidence"].get("ooni_flags") for r in records if "ooni_flags" in r["evidence"]), {})
+        helper = next((r["evidence"].get("ooni_helper") for r in records if "ooni_helper" in r["evidence"]), None)
+        said = ", ".join(f"{k}={json.dumps(flags.get(k))}" for k in ("blocking", "accessible", "dns_consistency")
+                         if k in flags)
+        site = ("its test helper, measuring from elsewhere, reached the site (the site is up; that says nothing of "
+                "this path)" if helper and helper.get("site_up")
+                else "its test helper, measuring from elsewhere, did not reach the site either" if helper
+                else "its test helper measured nothing")
+        failed = unconfirmed + uncontrolled
+        lines.append(f"Not confirmed: {_failures(len(failed))} inconclusive ({_counted(failed)}): OONI's flags "
+                     f"({said}) mark anomalies, not blocks; {site}; no known blockpage and no confirmation by "
+                     "OONI's pipeline backs them.")
+    unread = [r for r in records if r["verdict"] == INCONCLUSIVE and r["reason"]
+              and failure_of(r["reason"]) in ("unknown", "no_route") and r["evidence"].get("ooni_failures")
+              and "local_portal" not in r["evidence"]]
+    for record in unread[:MAX_SHOWN]:
+        lines.append(f"Not read: {record['probe']} {record['target']} failed with "
+                     f"{json.dumps(record['evidence']['ooni_failures'][0][:120])} ({record['reason']}: the probe's "
+                     "own failure or one netprobe cannot read, no evidence of blocking).")
+    for record in records:
+        portal = record["evidence"].get("local_portal")
+        if portal:
+            lines.append(f"Local portal: {record['probe']} {record['target']} led to {portal['served_from'][:120]}, "
+                         f"{portal['name']}'s on a private address: an appliance on the probe's own network, "
+                         "which may stand between every user and every site; not a confirmed block.")
+    return lines
+
+
+MAX_SHOWN = 3
+
+
+def _failures(n: int) -> str:
+    return "1 failure is" if n == 1 else f"{n} failures are"
+
+
+def _counted(records: list[dict]) -> str:
+    from collections import Counter
+
+    observed = Counter(r["evidence"].get("observed_reason") or r["reason"] for r in records)
+    return ", ".join(f"{n} {reason}" for reason, n in observed.most_common())
 
 
 # --- netprobe's own measurements, read back --------------------------------------------------

@@ -24,6 +24,7 @@ HEADLINES = {
     "summary.intercepted": ("This network is intercepted: nothing about Telegram can be concluded", "bold yellow"),
     "summary.undecided": ("The run ended before the controls decided: nothing can be concluded", "bold yellow"),
     "summary.nothing_concluded": ("Nothing concluded: no probe got a genuine answer", "bold yellow"),
+    "summary.unjudged": ("Failures without a control: no blocking can be signed", "bold yellow"),
 }
 
 Segments = list[tuple[str, str]]  # (text, style)

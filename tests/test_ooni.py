@@ -22,7 +22,7 @@ from netprobe.classify import (
     BLOCKED, INCONCLUSIVE, OONI_FAILURES, REACHABLE, REASONS, RESET, VERDICTS, ooni_failure, ooni_reason,
 )
 from netprobe.ooni import (
-    Skip, measurement_from_run, measurements_in, records_from_measurement, run_id_of,
+    Meta, Skip, measurement_from_run, measurements_in, records_from_measurement, run_id_of,
 )
 from netprobe.records import RECORD_FIELDS, Result, RunInfo, encode, to_json_line
 from netprobe.report import reading as history
@@ -32,11 +32,11 @@ FILES = sorted(p.name for p in DATA.glob("*.json"))
 BAD = (BLOCKED, RESET)  # what netprobe calls a block
 
 
-def load(name: str) -> tuple[dict, str | None]:
-    """The one measurement in a data file (bare or an API answer)."""
-    [(measurement, uid, kind)] = list(measurements_in(json.loads((DATA / name).read_text())))
+def load(name: str) -> tuple[dict, Meta]:
+    """The one measurement in a data file (bare or an API answer), with what the API said."""
+    [(measurement, meta, kind)] = list(measurements_in(json.loads((DATA / name).read_text())))
     assert kind is None, kind
-    return measurement, uid
+    return measurement, meta
 
 
 def imported(name: str) -> list[dict]:
@@ -46,6 +46,8 @@ def imported(name: str) -> list[dict]:
 def by_key(records: list[dict]) -> dict[tuple[str, str], dict]:
     keyed = {}
     for record in records:
+        if record["probe"] == "summary":
+            continue
         key = (record["probe"], record["target"])
         assert key not in keyed, f"two records for {key}"
         keyed[key] = record
@@ -133,9 +135,10 @@ def test_every_data_file_is_listed_in_sources():
 
 @pytest.mark.parametrize("name", FILES)
 def test_records_of_real_measurements_are_valid_netprobe_records(name):
-    measurement, uid = load(name)
+    measurement, meta = load(name)
+    uid = meta.uid
     try:
-        records = records_from_measurement(measurement, uid)
+        records = records_from_measurement(measurement, meta)
     except Skip as skip:
         assert measurement["test_name"] not in ("telegram", "web_connectivity"), skip
         return
@@ -149,7 +152,7 @@ def test_records_of_real_measurements_are_valid_netprobe_records(name):
         assert record["verdict"] in VERDICTS
         assert record["reason"] is None or record["reason"] in REASONS
         assert (record["reason"] is None) == (record["verdict"] == REACHABLE)
-        assert record["probe"] in ("dns", "tcp", "http", "https")
+        assert record["probe"] in ("dns", "tcp", "http", "https", "summary")
         assert record["evidence"]["ooni"]["report_id"] == measurement["report_id"]
         if uid:
             assert record["evidence"]["ooni"]["measurement_uid"] == uid
@@ -159,6 +162,9 @@ def test_records_of_real_measurements_are_valid_netprobe_records(name):
         start = datetime.strptime(measurement["measurement_start_time"], "%Y-%m-%d %H:%M:%S")
         at = datetime.fromisoformat(record["measured_at"]).replace(tzinfo=None)
         assert start <= at <= start + timedelta(seconds=max(measurement.get("test_runtime") or 0, 0) + 120)
+    # One summary per measurement, last, no earlier than any record: `report` leads with it.
+    assert [r["probe"] for r in records].count("summary") == 1 and records[-1]["probe"] == "summary"
+    assert records[-1]["measured_at"] == max(r["measured_at"] for r in records)
 
 
 def web_record(records: list[dict], measurement: dict) -> dict:
@@ -172,123 +178,156 @@ def of_test(test_name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", of_test("telegram"))
-def test_telegram_verdicts_agree_with_oonis_conclusions(name):
-    """What the issue is checked by: each OONI flag, and the records it speaks for."""
-    measurement, uid = load(name)
-    tk = measurement["test_keys"]
-    records = records_from_measurement(measurement, uid)
-    tcp = [r for r in records if r["probe"] == "tcp"]
-    dc_http = [r for r in records if r["probe"] == "http" and r["target"][0].isdigit()]
-    web = by_key(records)[("https", "web.telegram.org")]
-    assert tcp, "the data centers' TCP records"
-    if tk["telegram_tcp_blocking"] is False:
-        assert not [r for r in tcp if r["verdict"] in BAD]
-        assert [r for r in tcp if r["verdict"] == REACHABLE]
-    else:
-        assert all(r["verdict"] in BAD for r in tcp)
-    if tk["telegram_http_blocking"] is False:
-        assert not [r for r in dc_http if r["verdict"] in BAD]
-    if tk["telegram_web_status"] == "ok":
-        assert web["verdict"] == REACHABLE
-    else:
-        assert tk["telegram_web_status"] == "blocked"
-        assert web["verdict"] in BAD
+def test_no_telegram_measurement_holds_a_block_without_a_known_blockpage(name):
+    """OONI's telegram test measures no control: every address and name it contacts is
+    Telegram's.  So no failure in it is blocked or reset; each is STAGE.no_control, with
+    what was observed (and OONI's flag) in the evidence."""
+    records = records_from_measurement(*load(name))
+    for record in records[:-1]:
+        assert record["verdict"] not in BAD or "confirmed_by" in record["evidence"], record
+        if record["verdict"] == INCONCLUSIVE and record["reason"].endswith("no_control"):
+            assert record["evidence"]["observed_verdict"] in BAD
+            assert record["evidence"]["observed_reason"] in REASONS
+            assert "no control" in record["evidence"]["why"]
+    assert records[-1]["reason"] != "summary.blocking_observed"
 
 
 @pytest.mark.parametrize("name", of_test("web_connectivity"))
-def test_web_connectivity_verdicts_agree_with_oonis_conclusions(name):
-    measurement, uid = load(name)
-    tk = measurement["test_keys"]
-    records = records_from_measurement(measurement, uid)
-    keyed = by_key(records)
-    web = web_record(records, measurement)
-    host = web["target"]
-    blocking, accessible = tk["blocking"], tk["accessible"]
-    verdicts = Counter(r["verdict"] for r in records)
-    if blocking == "dns":
-        assert keyed[("dns", host)]["verdict"] == BLOCKED
-        assert web["verdict"] == BLOCKED and web["reason"] == keyed[("dns", host)]["reason"]
-        assert not [r for r in records if r["probe"] == "tcp" and r["verdict"] in BAD]
-    elif blocking == "tcp_ip":
-        assert [r for r in records if r["probe"] == "tcp" and r["verdict"] in BAD]
-        assert web["verdict"] in BAD and web["reason"].startswith("tcp.")
-    elif blocking == "http-failure":
-        assert web["verdict"] in BAD
-        assert keyed[("dns", host)]["verdict"] == REACHABLE
-    elif blocking == "http-diff":
-        assert (web["verdict"], web["reason"]) == (BLOCKED, "http.blockpage")
-    elif blocking is False:
-        assert not (verdicts[BLOCKED] or verdicts[RESET])
-        assert (web["verdict"] == REACHABLE) == (accessible is True)
-    else:
-        assert blocking is None and accessible is None  # OONI decided nothing: netprobe's own view
+def test_web_connectivity_blocks_only_what_is_confirmed(name):
+    """blocked only with a confirmation (a known blockpage: a DNS answer, a page or a
+    redirect of the chain; or OONI's pipeline's `confirmed`); every other failure keeps
+    what was observed and OONI's flags, inconclusive."""
+    measurement, meta = load(name)
+    records = records_from_measurement(measurement, meta)
+    for record in records[:-1]:
+        evidence = record["evidence"]
+        if record["verdict"] in BAD:
+            assert evidence["confirmed_by"], record
+        if record["reason"] and record["reason"].endswith((".unconfirmed", "no_control")):
+            assert evidence["observed_verdict"] in BAD and evidence["observed_reason"] in REASONS
+            assert evidence["ooni_flags"]["blocking"] == measurement["test_keys"].get("blocking")
+    blocked = any(r["verdict"] in BAD for r in records[:-1])
+    assert (records[-1]["reason"] == "summary.blocking_observed") == blocked
 
 
-# What each real file says, record by record where it matters (reason, verdict).
+# What each real file says, record by record where it matters: (reason, verdict, observed reason),
+# the observed reason being what the probe saw before the judgment (None when it stands as seen).
+# Beside each, the conclusion a careful reader draws.
 EXPECTED = {
     "telegram-RU-20221109.json": {
-        ("https", "web.telegram.org"): ("tcp.timeout", BLOCKED),  # the GET timed out connecting
-        ("http", "web.telegram.org"): (None, REACHABLE),  # 301 to https://web.telegram.org/, on the service
-        ("dns", "web.telegram.org"): (None, REACHABLE),  # 149.154.167.99 lies in Telegram's networks
-        ("tcp", "149.154.175.50:443"): (None, REACHABLE),
-        ("http", "149.154.167.91:443"): (None, REACHABLE),  # a 501 from the DC is an answer
+        # One GET got a 200 from web.telegram.org, the other timed out: the page came, no block.
+        ("https", "web.telegram.org"): (None, REACHABLE, None),
+        ("http", "web.telegram.org"): (None, REACHABLE, None),  # 301 to https://web.telegram.org/, on the service
+        ("dns", "web.telegram.org"): (None, REACHABLE, None),  # 149.154.167.99 lies in Telegram's networks
+        ("tcp", "149.154.175.50:443"): (None, REACHABLE, None),
+        ("http", "149.154.167.91:443"): (None, REACHABLE, None),  # a 501 from the DC is an answer
     },
     "telegram-DE-20170407.json": {
-        ("tcp", "149.154.175.50:443"): ("tcp.timeout", INCONCLUSIVE),  # one DC silent, the others fine
-        ("tcp", "149.154.175.50:80"): ("tcp.timeout", INCONCLUSIVE),
-        ("tcp", "149.154.167.51:443"): (None, REACHABLE),
-        ("http", "149.154.175.50:80"): ("tcp.timeout", INCONCLUSIVE),
-        ("https", "web.telegram.org"): ("tcp.refused", RESET),  # connection_refused_error
-        ("http", "web.telegram.org"): ("tcp.refused", RESET),
+        # One DC silent while the others connect: an outage, a lost route or a block of one address;
+        # the test has nothing but Telegram to compare with, so nothing tells them apart.
+        ("tcp", "149.154.175.50:443"): ("tcp.no_control", INCONCLUSIVE, "tcp.timeout"),
+        ("tcp", "149.154.175.50:80"): ("tcp.no_control", INCONCLUSIVE, "tcp.timeout"),
+        ("tcp", "149.154.167.51:443"): (None, REACHABLE, None),
+        ("http", "149.154.175.50:80"): ("tcp.no_control", INCONCLUSIVE, "tcp.timeout"),
+        # web.telegram.org refused: no other site was tried through the same path, so a refusal of
+        # Telegram's web server and one of the path cannot be told apart (it was a reset before).
+        ("https", "web.telegram.org"): ("tcp.no_control", INCONCLUSIVE, "tcp.refused"),
+        ("http", "web.telegram.org"): ("tcp.no_control", INCONCLUSIVE, "tcp.refused"),
     },
-    "telegram-IT-20191203.json": {  # early engine: requests without URLs; the flags speak
-        ("https", "web.telegram.org"): (None, REACHABLE),
-        ("tcp", "149.154.171.5:443"): (None, REACHABLE),
+    "telegram-IT-20191203.json": {  # early engine: requests without URLs; OONI's "ok" is all there is
+        ("https", "web.telegram.org"): (None, REACHABLE, None),
+        ("tcp", "149.154.171.5:443"): (None, REACHABLE, None),
     },
     "web_connectivity-IR-20220815-facebook-nontelegram.json": {
-        ("dns", "www.facebook.com"): ("dns.bogon", BLOCKED),  # 10.10.34.36, Iran's blockpage address
-        ("tcp", "10.10.34.36:443"): ("tcp.timeout", INCONCLUSIVE),  # a consequence, not IP blocking
-        ("https", "www.facebook.com"): ("dns.bogon", BLOCKED),
+        # 10.10.34.36 is Iran's blockpage address (OONI's DNS fingerprint ooni.ir_10dot10_ipv4_1): blocked.
+        ("dns", "www.facebook.com"): ("dns.bogon", BLOCKED, None),
+        ("tcp", "10.10.34.36:443"): ("tcp.unconfirmed", INCONCLUSIVE, "tcp.timeout"),  # a consequence, not IP blocking
+        ("https", "www.facebook.com"): ("dns.bogon", BLOCKED, None),
+    },
+    "web_connectivity-IR-20200302-fawikipedia-dns-fingerprint.json": {  # the same address, two years earlier
+        ("dns", "fa.wikipedia.org"): ("dns.bogon", BLOCKED, None),
+        ("https", "fa.wikipedia.org"): ("dns.bogon", BLOCKED, None),
+        ("tcp", "10.10.34.36:443"): ("tcp.unconfirmed", INCONCLUSIVE, "tcp.timeout"),
     },
     "web_connectivity-RU-20200303-rutor-nontelegram.json": {
-        ("dns", "rutor.org"): (None, REACHABLE),
-        ("tcp", "5.61.49.61:80"): (None, REACHABLE),
-        ("http", "rutor.org"): ("http.blockpage", BLOCKED),
+        # The chain ends on http://89.223.47.135/index.html, a page OONI's fingerprint ooni.ru_5 names.
+        ("dns", "rutor.org"): (None, REACHABLE, None),
+        ("tcp", "5.61.49.61:80"): (None, REACHABLE, None),
+        ("http", "rutor.org"): ("http.known_blockpage", BLOCKED, "http.blockpage"),
+    },
+    "web_connectivity-ID-20250527-archive-302-blockpage.json": {
+        # A 302 to http://lamanlabuh.aduankonten.id/, Indonesia's national blockpage: blocked, though
+        # OONI's flags said accessible (blocking false).
+        ("dns", "archive.org"): (None, REACHABLE, None),
+        ("http", "archive.org"): ("http.known_blockpage", BLOCKED, None),
+    },
+    "web_connectivity-SK-20210120-wikispaces-dead-nxdomain.json": {
+        # NXDOMAIN, and OONI's helper could not fetch the site either: a dead domain, not a block.
+        ("dns", "www.wikispaces.com"): ("dns.unconfirmed", INCONCLUSIVE, "dns.nxdomain"),
+    },
+    "web_connectivity-CN-20170516-efindlove-search-rewrite.json": {
+        # The ISP's resolver answers a name that does not exist (OONI's helper: no such name) with
+        # its search page: a rewrite of unknown names, not a block.
+        ("dns", "www.efindlove.com"): ("dns.unconfirmed", INCONCLUSIVE, "dns.outside_networks"),
+        ("http", "www.efindlove.com"): ("dns.unconfirmed", INCONCLUSIVE, "dns.outside_networks"),
+        ("tcp", "61.183.1.186:80"): (None, REACHABLE, None),
+    },
+    "web_connectivity-NL-20200229-fawikipedia-decode-bug.json": {
+        # The probe could not decode the Persian page it got: its own bug, not the path's.
+        ("https", "fa.wikipedia.org"): ("http.unknown", INCONCLUSIVE, None),
+        ("tcp", "91.198.174.192:443"): (None, REACHABLE, None),
+    },
+    "web_connectivity-AU-20170725-feminist-private-portal.json": {
+        # A Check Point portal at 192.168.22.1: the office's own firewall, which may stand between
+        # every user and every site; not shown to block this one.
+        ("http", "www.feminist.org"): ("http.unknown", INCONCLUSIVE, None),
+        ("tcp", "192.124.249.6:80"): (None, REACHABLE, None),
+    },
+    "api-web_connectivity-IE-20200303-efindlove-httpdiff.json": {
+        # A parked domain's page, different from the one OONI's helper got, matching no blockpage
+        # (OONI's API: confirmed false): not a block.
+        ("http", "www.efindlove.com"): ("http.unconfirmed", INCONCLUSIVE, "http.blockpage"),
     },
     "api-web_connectivity-AE-20191118-thepiratebay-reset.json": {
-        ("http", "thepiratebay.org"): ("http.reset", RESET),  # OONI's control failed: netprobe's own view
-        ("tcp", "162.159.137.79:80"): (None, REACHABLE),
+        # OONI's helper failed: no control of any kind, the reset kept as what was seen.
+        ("http", "thepiratebay.org"): ("http.no_control", INCONCLUSIVE, "http.reset"),
+        ("tcp", "162.159.137.79:80"): (None, REACHABLE, None),
     },
     "api-web_connectivity-RU-20201029-pokerroom-down.json": {
-        ("http", "www.pokerroom.com"): ("http.eof", INCONCLUSIVE),  # down for OONI's helper too
+        ("http", "www.pokerroom.com"): ("http.unconfirmed", INCONCLUSIVE, "http.eof"),  # down for OONI's helper too
     },
     "api-web_connectivity-US-20230307-instagram-ok.json": {
-        ("https", "www.instagram.com"): (None, REACHABLE),
-        ("tcp", "[2a03:2880:f201:e5:face:b00c:0:4420]:443"): ("tcp.timeout", INCONCLUSIVE),
+        ("https", "www.instagram.com"): (None, REACHABLE, None),
+        ("tcp", "[2a03:2880:f201:e5:face:b00c:0:4420]:443"): ("tcp.unconfirmed", INCONCLUSIVE, "tcp.timeout"),
     },
+    # OONI's own simulated censors: what the simulation did is known, but the measurement alone
+    # shows only an anomaly, unless a known blockpage address shows (dnsBlockingBOGON: 10.10.34.35).
     "netem-web_connectivity-tlsBlockingConnectionResetWithConsistentDNS.json": {
-        ("https", "www.example.com"): ("tls.reset", RESET),
-        ("tcp", "93.184.216.34:443"): (None, REACHABLE),
+        ("https", "www.example.com"): ("tls.unconfirmed", INCONCLUSIVE, "tls.reset"),
+        ("tcp", "93.184.216.34:443"): (None, REACHABLE, None),
     },
     "netem-web_connectivity-httpBlockingConnectionReset.json": {
-        ("http", "www.example.com"): ("http.reset", RESET),
+        ("http", "www.example.com"): ("http.unconfirmed", INCONCLUSIVE, "http.reset"),
     },
     "netem-web_connectivity-tcpBlockingConnectTimeout.json": {
-        ("tcp", "93.184.216.34:443"): ("tcp.timeout", BLOCKED),
-        ("https", "www.example.com"): ("tcp.timeout", BLOCKED),
+        ("tcp", "93.184.216.34:443"): ("tcp.unconfirmed", INCONCLUSIVE, "tcp.timeout"),
+        ("https", "www.example.com"): ("tcp.unconfirmed", INCONCLUSIVE, "tcp.timeout"),
     },
     "netem-web_connectivity-dnsBlockingNXDOMAIN.json": {
-        ("dns", "www.example.com"): ("dns.nxdomain", BLOCKED),
+        ("dns", "www.example.com"): ("dns.unconfirmed", INCONCLUSIVE, "dns.nxdomain"),
+    },
+    "netem-web_connectivity-dnsBlockingBOGON.json": {
+        ("dns", "www.example.com"): ("dns.bogon", BLOCKED, None),
     },
     "netem-web_connectivity-dnsBlockingAndroidDNSCacheNoData.json": {
-        ("dns", "www.example.com"): ("dns.no_answer", BLOCKED),
+        ("dns", "www.example.com"): ("dns.unconfirmed", INCONCLUSIVE, "dns.no_answer"),
     },
     "netem-web_connectivity-badSSLWithUnknownAuthorityWithInconsistentDNS.json": {
-        ("dns", "www.example.com"): ("dns.outside_networks", BLOCKED),  # OONI's helper resolved elsewhere
+        ("dns", "www.example.com"): ("dns.unconfirmed", INCONCLUSIVE, "dns.outside_networks"),
     },
     "netem-web_connectivity-websiteDownNXDOMAIN.json": {
-        ("dns", "www.example.xyz"): ("dns.nxdomain", INCONCLUSIVE),  # no such site, for anyone
-        ("http", "www.example.xyz"): ("dns.nxdomain", INCONCLUSIVE),
+        ("dns", "www.example.xyz"): ("dns.unconfirmed", INCONCLUSIVE, "dns.nxdomain"),  # no such site, for anyone
+        ("http", "www.example.xyz"): ("dns.unconfirmed", INCONCLUSIVE, "dns.nxdomain"),
     },
 }
 
@@ -296,23 +335,26 @@ EXPECTED = {
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_real_measurements_record_by_record(name):
     keyed = by_key(imported(name))
-    for key, (reason, verdict) in EXPECTED[name].items():
-        assert (keyed[key]["reason"], keyed[key]["verdict"]) == (reason, verdict), key
+    for key, (reason, verdict, observed) in EXPECTED[name].items():
+        record = keyed[key]
+        assert (record["reason"], record["verdict"], record["evidence"].get("observed_reason")) == \
+            (reason, verdict, observed), key
 
 
 def test_a_single_data_center_failing_is_not_ip_blocking_and_says_why():
     record = by_key(imported("telegram-DE-20170407.json"))[("tcp", "149.154.175.50:443")]
     evidence = record["evidence"]
-    assert evidence["verdict_if_alone"] == BLOCKED
+    assert (evidence["observed_reason"], evidence["observed_verdict"]) == ("tcp.timeout", BLOCKED)
     assert evidence["ooni_conclusion"] == {"telegram_tcp_blocking": False}
     assert evidence["ooni_failures"] == ["generic_timeout_error"]
     assert evidence["dc"] == 1  # netprobe's own target set knows which DC this is
+    assert "telegram test measures no control" in evidence["why"]
 
 
 def test_record_time_is_the_measurement_start_plus_the_operation_offset():
     keyed = by_key(imported("telegram-RU-20221109.json"))
-    # measurement_start_time 2022-11-09 22:57:59; the failed GET has t = 4.192085078
-    assert keyed[("https", "web.telegram.org")]["measured_at"] == "2022-11-09T22:58:03.192Z"
+    # measurement_start_time 2022-11-09 22:57:59; the GET that got its 200 has t = 4.068...
+    assert keyed[("https", "web.telegram.org")]["measured_at"] == "2022-11-09T22:58:03.068Z"
     assert keyed[("tcp", "149.154.167.51:80")]["measured_at"] == "2022-11-09T22:57:59.047Z"
     # the DE measurement (ooniprobe 2.2.0) records no offsets: the start time
     assert by_key(imported("telegram-DE-20170407.json"))[("tcp", "149.154.167.51:443")]["measured_at"] == \
@@ -365,8 +407,9 @@ def test_json_values_that_hold_no_measurement():
     assert [kind for _, _, kind in found] == ["API metadata without raw_measurement", "not a measurement",
                                               "broken raw_measurement", "not a measurement"]
     results = {"metadata": {}, "results": [json.loads((DATA / "api-telegram-RU-20221109.json").read_text())]}
-    [(measurement, uid, kind)] = list(measurements_in(results))
-    assert kind is None and uid.endswith("_RU_telegram_ecbc73cacd8ea566")
+    [(measurement, meta, kind)] = list(measurements_in(results))
+    assert kind is None and meta.uid.endswith("_RU_telegram_ecbc73cacd8ea566")
+    assert (meta.confirmed, meta.anomaly) == (False, True)  # OONI's pipeline: an anomaly, not confirmed
 
 
 HOSTILE_VALUES = [None, True, -1, 1e308, "", "\x1b[2J\x1b]0;x\x07", "x" * 5000, [], {}, [1, "a", None],
@@ -390,7 +433,9 @@ def mutations(value, rng: random.Random, depth: int = 0):
 
 @pytest.mark.parametrize("name", ["telegram-RU-20221109.json", "telegram-DE-20170407.json",
                                   "web_connectivity-IR-20220815-facebook-nontelegram.json",
-                                  "probecli-web_connectivity-IT-20231130-nexa-ok.json"])
+                                  "probecli-web_connectivity-IT-20231130-nexa-ok.json",
+                                  "web_connectivity-ID-20250527-archive-302-blockpage.json",
+                                  "web_connectivity-AU-20170725-feminist-private-portal.json"])
 def test_hostile_values_anywhere_give_valid_records_or_a_skip(name):
     """A measurement is data from strangers: any node of it replaced by junk (wrong types,
     escapes, huge numbers, bad addresses) yields valid records or a counted skip, never
@@ -576,21 +621,22 @@ def test_round_trip_keeps_every_record(tcp, web_reason):
     assert back == sorted(records, key=lambda r: r["measured_at"])
 
 
-def test_the_telegram_shape_alone_reads_back_with_oonis_logic():
+def test_the_telegram_shape_alone_reads_back_as_any_ooni_measurement():
     """An OONI pipeline sees only the telegram keys: import them without netprobe's own
-    records, and the data centers follow telegram_tcp_blocking like any OONI measurement."""
+    records (and so without its controls).  Every data center failed and OONI's flags say
+    TCP blocking, but nothing else went through the path: inconclusive, observed kept."""
     measurement = measurement_from_run(run_records(tcp=("tcp.timeout", "tcp.refused"), web_reason="tls.reset"))
+    assert measurement["test_keys"]["telegram_tcp_blocking"] is True
     del measurement["test_keys"]["netprobe"]
     measurement["software_name"] = "someone-else"
     keyed = by_key(records_from_measurement(measurement))
-    assert (keyed[("tcp", "149.154.175.50:443")]["reason"], keyed[("tcp", "149.154.175.50:443")]["verdict"]) == \
-        ("tcp.timeout", BLOCKED)  # every DC failed: telegram_tcp_blocking true
-    assert keyed[("tcp", "149.154.175.51:443")]["verdict"] == RESET
+    observed = lambda r: (r["reason"], r["verdict"], r["evidence"]["observed_reason"])  # noqa: E731
+    assert observed(keyed[("tcp", "149.154.175.50:443")]) == ("tcp.no_control", INCONCLUSIVE, "tcp.timeout")
+    assert observed(keyed[("tcp", "149.154.175.51:443")]) == ("tcp.no_control", INCONCLUSIVE, "tcp.refused")
     assert keyed[("tcp", "149.154.175.51:443")]["evidence"]["dc"] == 2
-    assert (keyed[("https", "web.telegram.org")]["reason"], keyed[("https", "web.telegram.org")]["verdict"]) == \
-        ("tls.reset", RESET)
+    assert observed(keyed[("https", "web.telegram.org")]) == ("tls.no_control", INCONCLUSIVE, "tls.reset")
     assert keyed[("dns", "web.telegram.org")]["verdict"] == REACHABLE
-    assert keyed[("tcp", "91.108.56.7:443")]["verdict"] == BLOCKED  # a sampled range address: its own view
+    assert observed(keyed[("tcp", "91.108.56.7:443")]) == ("tcp.no_control", INCONCLUSIVE, "tcp.timeout")
 
 
 def test_a_dns_answer_outside_telegrams_networks_is_judged_by_oonis_as_annotation():
@@ -607,21 +653,172 @@ def test_a_dns_answer_outside_telegrams_networks_is_judged_by_oonis_as_annotatio
         for answer in query["answers"]:
             answer["asn"] = 64496
     dns = by_key(records_from_measurement(measurement))[("dns", "web.telegram.org")]
-    assert (dns["reason"], dns["verdict"]) == ("dns.outside_networks", BLOCKED)
+    # an answer outside Telegram's networks, but no control name asked of the same resolver:
+    # a resolver that answers every name alike (a portal) would look the same
+    assert (dns["reason"], dns["verdict"], dns["evidence"]["observed_reason"]) == (
+        "dns.no_control", INCONCLUSIVE, "dns.outside_networks")
 
 
 def test_a_web_request_sent_where_a_forged_dns_answer_pointed_is_a_dns_block():
     """An edited copy of a real measurement (not test data of its own), shaped like
-    Iran's: web.telegram.org answered with 10.10.34.35, the GET timing out there.  The
-    DNS answer decided it, as web_connectivity's `blocking: dns` says for such pages."""
+    Iran's: web.telegram.org answered with 10.10.34.35, every GET timing out there.  That
+    address is a known blockpage's (OONI's DNS fingerprint ooni.ir_5): the DNS answer is
+    blocked on its own, and it decided the GETs."""
     measurement = copy.deepcopy(load("telegram-RU-20221109.json")[0])
     for query in measurement["test_keys"]["queries"]:
         query["answers"] = [a for a in query["answers"] if a["answer_type"] == "A"]
         for answer in query["answers"]:
             answer.update(ipv4="10.10.34.35", asn=0)
+    measurement["test_keys"]["requests"] = [r for r in measurement["test_keys"]["requests"]
+                                            if r["failure"] or "web.telegram.org" not in r["request"]["url"]]
     keyed = by_key(records_from_measurement(measurement))
-    assert (keyed[("dns", "web.telegram.org")]["reason"], keyed[("dns", "web.telegram.org")]["verdict"]) == \
-        ("dns.bogon", BLOCKED)
+    dns = keyed[("dns", "web.telegram.org")]
+    assert (dns["reason"], dns["verdict"]) == ("dns.bogon", BLOCKED)
+    assert dns["evidence"]["confirmed_by"]["dns_fingerprint"]["name"] == "ooni.ir_5"
     web = keyed[("https", "web.telegram.org")]
     assert (web["reason"], web["verdict"], web["evidence"]["stage"]) == ("dns.bogon", BLOCKED, "dns")
     assert web["evidence"]["ooni_failures"] == ["generic_timeout_error"]
+
+
+def test_the_same_answer_without_the_known_address_is_no_block():
+    """The edit above with 10.77.0.1, a private address no fingerprint names (a home
+    router's, a portal's): the answer is odd, but nothing confirms a block."""
+    measurement = copy.deepcopy(load("telegram-RU-20221109.json")[0])
+    for query in measurement["test_keys"]["queries"]:
+        query["answers"] = [a for a in query["answers"] if a["answer_type"] == "A"]
+        for answer in query["answers"]:
+            answer.update(ipv4="10.77.0.1", asn=0)
+    measurement["test_keys"]["requests"] = [r for r in measurement["test_keys"]["requests"]
+                                            if r["failure"] or "web.telegram.org" not in r["request"]["url"]]
+    keyed = by_key(records_from_measurement(measurement))
+    for key in (("dns", "web.telegram.org"), ("https", "web.telegram.org")):
+        record = keyed[key]
+        assert (record["reason"], record["verdict"], record["evidence"]["observed_reason"]) == (
+            "dns.no_control", INCONCLUSIVE, "dns.bogon"), key
+
+
+# --- confirmations, and what stands in for a control ---------------------------------------------
+
+def test_oonis_pipeline_confirming_a_block_is_a_confirmation():
+    """The API answer of the rutor.org measurement says `confirmed: true` (OONI matched a
+    blockpage fingerprint); netprobe's own fingerprints find the same page.  Either alone
+    confirms: the edited copy of the parked-page answer below, flipped to `confirmed: true`
+    (not test data of its own), shows the pipeline's word counting by itself."""
+    measurement, meta = load("api-web_connectivity-RU-20200303-rutor-confirmed.json")
+    assert meta.confirmed is True
+    web = by_key(records_from_measurement(measurement, meta))[("http", "rutor.org")]
+    assert (web["reason"], web["verdict"]) == ("http.known_blockpage", BLOCKED)
+    assert web["evidence"]["ooni"]["confirmed"] is True
+
+    answer = json.loads((DATA / "api-web_connectivity-IE-20200303-efindlove-httpdiff.json").read_text())
+    [(measurement, meta, _)] = list(measurements_in(answer))
+    web = by_key(records_from_measurement(measurement, meta))[("http", "www.efindlove.com")]
+    assert (web["reason"], web["verdict"]) == ("http.unconfirmed", INCONCLUSIVE)  # confirmed: false
+    [(measurement, meta, _)] = list(measurements_in({**answer, "confirmed": True}))
+    web = by_key(records_from_measurement(measurement, meta))[("http", "www.efindlove.com")]
+    assert (web["reason"], web["verdict"], web["evidence"]["confirmed_by"]) == (
+        "http.blockpage", BLOCKED, {"ooni_confirmed": True})
+
+
+def test_a_blockpage_reached_through_a_302_is_named_with_the_hop():
+    web = by_key(imported("web_connectivity-ID-20250527-archive-302-blockpage.json"))[("http", "archive.org")]
+    found = web["evidence"]["confirmed_by"]["blockpage"]
+    assert (found["name"], found["location"], found["scope"]) == ("ooni.id_lamanlabuh_kominfo", "header.location",
+                                                                  "nat")
+    assert found["url"] == "http://lamanlabuh.aduankonten.id/"  # the hop the 302 led to
+    assert web["evidence"]["ooni_flags"]["blocking"] is False  # OONI's flags missed it
+
+
+def test_an_office_firewalls_portal_on_a_private_address_is_named_not_signed():
+    web = by_key(imported("web_connectivity-AU-20170725-feminist-private-portal.json"))[("http", "www.feminist.org")]
+    portal = web["evidence"]["local_portal"]
+    assert portal["name"] == "cl.prod_checkpoint_urlfilter_forward" and portal["scope"] == "prod"
+    assert portal["served_from"].startswith("http://192.168.22.1/UserCheck/PortalMain")
+    assert "confirmed_by" not in web["evidence"] and web["verdict"] == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("address, reason, verdict, portal", [
+    ("10.10.34.36", "dns.bogon", BLOCKED, None),  # Iran's national blockpage address (nat)
+    ("10.10.30.76", "dns.unconfirmed", INCONCLUSIVE, "ooni.id_dns_112"),  # a school's filter (inst), private
+    ("146.112.61.106", "dns.known_blockpage", BLOCKED, None),  # Cisco OpenDNS's block address (prod), public
+    ("10.77.0.1", "dns.unconfirmed", INCONCLUSIVE, None),  # a private address no fingerprint names
+])
+def test_a_known_blockpage_address_confirms_unless_it_is_the_probes_own_network(address, reason, verdict, portal):
+    """An edited copy of the real IR measurement (not test data of its own): its resolver's
+    answer replaced.  A product's or an institution's address in a private range is an
+    appliance on the probe's own network, which may answer every name alike."""
+    measurement = copy.deepcopy(load("web_connectivity-IR-20220815-facebook-nontelegram.json")[0])
+    for query in measurement["test_keys"]["queries"]:
+        for answer in query["answers"] or []:
+            if answer.get("answer_type") == "A":
+                answer["ipv4"] = address
+    dns = by_key(records_from_measurement(measurement))[("dns", "www.facebook.com")]
+    assert (dns["reason"], dns["verdict"]) == (reason, verdict)
+    assert dns["evidence"].get("local_portal", {}).get("name") == portal
+
+
+@pytest.mark.parametrize("name, site_up", [
+    ("web_connectivity-IR-20220815-facebook-nontelegram.json", True),  # the helper fetched facebook
+    ("web_connectivity-SK-20210120-wikispaces-dead-nxdomain.json", False),  # nor could the helper
+    ("web_connectivity-CN-20170516-efindlove-search-rewrite.json", False),  # no such name, for the helper
+    ("api-web_connectivity-AE-20191118-thepiratebay-reset.json", None),  # the helper failed: no control at all
+])
+def test_oonis_test_helper_says_whether_the_site_is_up_and_no_more(name, site_up):
+    records = imported(name)
+    helper = records[0]["evidence"]["ooni_helper"]
+    assert (helper and helper["site_up"]) == site_up if site_up is not None else helper is None
+    why = ".no_control" if site_up is None else ".unconfirmed"
+    judged_here = [r for r in records[:-1] if r["evidence"].get("observed_verdict") in BAD]
+    assert judged_here and all(r["reason"].endswith(why) or "confirmed_by" in r["evidence"] for r in judged_here)
+
+
+# --- one summary per measurement -----------------------------------------------------------------
+
+# The summary's reason, and the first finding after the measurement's own line: the diagnosis a
+# careful reader signs.  "Blocking observed" only where a block is confirmed.
+SUMMARIES = {
+    "telegram-RU-20221109.json": (None, "No control: OONI's telegram test"),  # all answered, the web page too
+    "telegram-DE-20170407.json": ("summary.unjudged", "No control: OONI's telegram test"),  # 6 failures, none signed
+    "ts020-spec-example.json": (None, "No control: OONI's telegram test"),
+    "web_connectivity-ID-20250527-archive-302-blockpage.json": ("summary.blocking_observed",
+                                                                 "Confirmed: http archive.org http.known_blockpage"),
+    "web_connectivity-IR-20220815-facebook-nontelegram.json": ("summary.blocking_observed",
+                                                                "Confirmed: dns www.facebook.com dns.bogon"),
+    "web_connectivity-SK-20210120-wikispaces-dead-nxdomain.json": ("summary.nothing_concluded", "Not confirmed:"),
+    "web_connectivity-CN-20170516-efindlove-search-rewrite.json": ("summary.unjudged", "Not confirmed:"),
+    "web_connectivity-AU-20170725-feminist-private-portal.json": ("summary.unjudged",
+                                                                  "Local portal: http www.feminist.org"),
+    "web_connectivity-NL-20200229-fawikipedia-decode-bug.json": ("summary.unjudged", "Not read: https fa.wikipedia.org "
+                                                                 "failed with \"unknown_failure 'ascii' codec can't decode"),
+    "api-web_connectivity-IE-20200303-efindlove-httpdiff.json": ("summary.unjudged", "Not confirmed:"),
+    "netem-web_connectivity-websiteDownNXDOMAIN.json": ("summary.nothing_concluded", "Not confirmed:"),
+    "probecli-web_connectivity-IT-20231130-nexa-ok.json": (None, "No blocking observed"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUMMARIES))
+def test_every_measurement_ends_with_the_diagnosis_a_careful_reader_signs(name):
+    measurement, _ = load(name)
+    summary = imported(name)[-1]
+    reason, finding = SUMMARIES[name]
+    assert summary["probe"] == "summary" and summary["reason"] == reason
+    findings = summary["evidence"]["findings"]
+    assert findings[0].startswith(f"OONI {measurement['test_name']} measurement {measurement['report_id']}")
+    assert findings[1].startswith(finding), findings
+    assert summary["evidence"]["ooni"]["report_id"] == measurement["report_id"]
+
+
+@pytest.mark.parametrize("failure, reason, observed", [
+    ("generic_timeout_error", "dns.resolver_no_control", "dns.timeout"),  # the resolver's, as Atlas reads it
+    ("dns_server_misbehaving", "dns.resolver_no_control", "dns.bad_rcode"),
+    ("dns_nxdomain_error", "dns.no_control", "dns.nxdomain"),  # an answer about the name, still uncontrolled
+])
+def test_a_telegram_lookup_that_failed_has_no_control_name_to_clear_the_resolver(failure, reason, observed):
+    """An edited copy of the real RU measurement (not test data of its own): every lookup of
+    web.telegram.org failed.  The test asks its resolver no other name, so the failure is the
+    resolver's as much as a block."""
+    measurement = copy.deepcopy(load("telegram-RU-20221109.json")[0])
+    for query in measurement["test_keys"]["queries"]:
+        query.update(answers=[], failure=failure)
+    dns = by_key(records_from_measurement(measurement))[("dns", "web.telegram.org")]
+    assert (dns["reason"], dns["verdict"], dns["evidence"]["observed_reason"]) == (reason, INCONCLUSIVE, observed)

@@ -64,12 +64,12 @@ def import_ooni(files, fmt, output, quiet):
     try:
         for path in files:
             for value in json_values(path, skipped):
-                for measurement, uid, kind in measurements_in(value):
+                for measurement, meta, kind in measurements_in(value):
                     if kind:
                         count(skipped, kind)
                         continue
                     try:
-                        records = records_from_measurement(measurement, uid)
+                        records = records_from_measurement(measurement, meta)
                     except Skip as exc:
                         count(skipped, str(exc))
                         continue

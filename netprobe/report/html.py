@@ -32,7 +32,8 @@ MAX_DIAGNOSIS_CHANGES = 50  # dates of diagnosis changes listed per vantage poin
 SHOWN_CHANGES = 5  # of them in the first screen; the rest folded
 SHORT = {None: "no blocking observed", "summary.blocking_observed": "blocking observed",
          "summary.offline": "offline", "summary.no_open_access": "no open access", "summary.intercepted": "intercepted",
-         "summary.undecided": "undecided", "summary.nothing_concluded": "nothing concluded"}
+         "summary.undecided": "undecided", "summary.nothing_concluded": "nothing concluded",
+         "summary.unjudged": "failures without a control"}
 
 
 def esc(value: object, limit: int = 200) -> str:
