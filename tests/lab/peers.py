@@ -175,7 +175,9 @@ def nmap(lab, endpoints: list[tuple[str, str]]) -> list[Observation]:
         groups.setdefault((fam, int(port)), []).append((probe, ep, host))
     out: list[Observation] = []
     for (fam, port), items in groups.items():
-        cmd = ["nmap", "-sT", "-Pn", "-n", "-p", str(port), "--max-retries", "0",
+        # --min-rtt-timeout: the lab's hosts answer in microseconds, and nmap would shrink its timeout to
+        # match them; a far data center (far_genuine, +150 ms) must not read as filtered.
+        cmd = ["nmap", "-sT", "-Pn", "-n", "-p", str(port), "--max-retries", "0", "--min-rtt-timeout", "300ms",
                "--initial-rtt-timeout", "300ms", "--max-rtt-timeout", "1000ms", "--reason", "-oX", "-"]
         if fam == 6:
             cmd.append("-6")

@@ -5,6 +5,7 @@ Shared by tests/lab/test_lab.py and tests/lab/report.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass, field
 
@@ -104,7 +105,8 @@ def expectation_for(scenario: S.Scenario, key: tuple) -> S.Expect | None:
     observe no control stages: only the any-stage expectations apply)."""
     table = {e.key: e for e in scenario.expect}
     probe, target, family = key
-    return table.get((probe, target, family, None)) or table.get((probe, target, None, None))
+    return (table.get((probe, target, family, None)) or table.get((probe, target, None, None))
+            or (table.get((probe, target, None, "tcp")) if probe == "control" else None))
 
 
 def peer_vs_expected(result: ScenarioResult, peer: str) -> tuple[int, list[str]]:
@@ -201,17 +203,23 @@ def inconclusive_problems(result: ScenarioResult) -> list[str]:
 FINDING_PREFIXES = tuple(sorted((
     "DNS injection:", "DNS:", "IP:", "SNI:", "TLS interception:", "HTTP:", "MTProto:",
     "This vantage point looks offline", "No blocking observed",
+    "This vantage point is intercepted",   # a stage intercepted for every name or address: the verdict block's first line
     "No open access:",   # no control got through at any stage, but something on the path answers
     "Not judged:",       # a stage whose Telegram failures could not be judged: its controls failed
     "Interception:",     # network-wide: a port accepting everything, TLS or DNS intercepted for every name
+    "Interception of the service:",   # the path answers for the service's addresses alone (a block)
     "Controls:",         # control states worth reporting (all failed while Telegram got through, ...)
+    "IPv4 looks offline", "IPv6 looks offline",   # no control of that family got through
 ), key=len, reverse=True))
 
 # The summary's reason goes with one of these findings; any other summary (techniques named) has a reason
 # other than these (summary.blocking_observed).
 SUMMARY_REASONS = {"This vantage point looks offline": "summary.offline",
                    "No open access:": "summary.no_open_access",
+                   "This vantage point is intercepted": "summary.intercepted",
                    "No blocking observed": None}
+# Techniques of blocking: when one is named, the summary's reason is blocking (whatever else it says).
+TECHNIQUE_PREFIXES = ("DNS injection:", "DNS:", "IP:", "SNI:", "TLS interception:", "HTTP:", "MTProto:")
 
 
 def finding_prefix(sentence: str) -> str | None:
@@ -253,8 +261,10 @@ def summary_problems(result: ScenarioResult) -> list[str]:
         if not any(phrase in s for s in sentences):
             problems.append(f"no finding says {phrase!r}")
     reason = record.get("reason")
-    # Offline, then no open access, then no blocking: the first such finding decides the reason.
+    # Offline, then no open access, then intercepted, then no blocking: the first such finding decides the reason.
     decisive = next((p for p in SUMMARY_REASONS if p in got), None)
+    if decisive == "This vantage point is intercepted" and any(p in got for p in TECHNIQUE_PREFIXES):
+        decisive = None   # interception named first, and blocking elsewhere, backed by its controls
     if decisive is not None and reason != SUMMARY_REASONS[decisive]:
         problems.append(f"summary reason {reason!r} but findings say {decisive!r} "
                         f"(reason {SUMMARY_REASONS[decisive]!r})")
@@ -272,3 +282,58 @@ def duration_problems(result: ScenarioResult, slack: float = 0.5) -> list[str]:
     return [f"{r.get('probe')} {r.get('target')} took {r.get('duration_ms'):.0f} ms "
             f"(> --timeout {result.scenario.timeout:g} s + {slack:g} s); {describe(r)}"
             for r in result.records if float(r.get("duration_ms") or 0) > limit_ms]
+
+
+# --- interceptors: nothing they answer is Telegram's, nothing they do is a block --------------------
+
+INTERCEPTABLE_PROBES = ("tcp", "https", "http", "mtproto", "mtproto_abridged", "mtproto_obfuscated2")
+INTERCEPTION_WORDS = ("Interception", "intercepted")
+
+
+def record_endpoint(record: dict) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int] | None:
+    """(ip, port) of the address a record was measured at, or None (no address was contacted)."""
+    address = record.get("address")
+    if not address:
+        return None
+    if address.startswith("["):
+        host, _, port = address[1:].partition("]:")
+    else:
+        host, _, port = address.rpartition(":")
+    try:
+        return ipaddress.ip_address(host), int(port)
+    except ValueError:
+        return None
+
+
+def interception_problems(result: ScenarioResult) -> list[str]:
+    """Scenario.intercepted: no tcp / https / http / mtproto* record measured where the path answers
+    is reachable.  Scenario.interception_only: moreover no service record is blocked or reset, the
+    summary's reason is not summary.blocking_observed and its first finding names the interception."""
+    scenario = result.scenario
+    spots = [(ipaddress.ip_network(cidr), port) for cidr, port in scenario.intercepted]
+    problems = []
+    for rec in result.records:
+        where = record_endpoint(rec)
+        if rec.get("probe") in INTERCEPTABLE_PROBES and rec.get("verdict") == "reachable" and where is not None \
+                and any(where[0].version == net.version and where[0] in net and where[1] == port
+                        for net, port in spots):
+            problems.append(f"{rec['probe']} {rec.get('target')} at {rec.get('address')}: reachable, but the path "
+                            f"answers there; evidence {rec.get('evidence')}")
+    if not scenario.interception_only:
+        return problems
+    for rec in result.records:
+        if rec.get("probe") != "control" and rec.get("verdict") in ("blocked", "reset"):
+            problems.append(f"{rec['probe']} {rec.get('target')} at {rec.get('address')}: {describe(rec)} on an "
+                            "intercepted path (no control went through it and differed)")
+    record = summary_record(result)
+    if record is None:
+        problems.append("no summary record")
+        return problems
+    if record.get("reason") == "summary.blocking_observed":
+        problems.append("summary reason is summary.blocking_observed on a path that is only intercepted")
+    sentences = findings(result)
+    if not sentences or not any(w in sentences[0] for w in INTERCEPTION_WORDS):
+        problems.append(f"the summary's first finding does not name the interception: {sentences[:1]}")
+    if problems:
+        problems.append(f"findings were: {sentences}")
+    return problems

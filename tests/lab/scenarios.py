@@ -31,6 +31,16 @@ Broken networks (not censorship of Telegram; netprobe must not call them blockin
   AAAA dropped      the resolver's AAAA queries are dropped for every name (some home routers)
 and one more censorship technique:
   known blockpage   tcp 80 of the web hosts DNATed to a national blockpage served with status 200
+Interceptors (issue 18; not censorship of Telegram either): nat REDIRECT of the client's TCP connections
+to a box in the censor (tests/lab/canned_proxy.py) that answers for every destination, sparing the
+special-purpose ranges (refused with a RST, as a real one did):
+  intercept_spares_special  the real network: its own TLS, its own 404 to a GET, its own 400 to
+                            anything else; the resolver times out, DNS elsewhere NXDOMAIN, no IPv6 route
+  intercept_canned_all      the same 400 for every connection, the moment it is accepted
+  intercept_port80          the peeking box on port 80 only; 443 genuine
+  far_genuine / fast_far_away / fast_far_relay  DC2 150 ms away (a delay line in the censor): genuine,
+                            then a box in the censor answering for the data centres faster than light,
+                            silently, or relaying their bytes (a split-TCP accelerator)
 
 Every scenario also says which techniques the run's summary must name (the prefixes of
 its findings, netprobe/diagnosis.py), and no other.
@@ -110,6 +120,12 @@ class Scenario:
     targets: str = "lab"             # the target set (topology.TARGET_SETS) netprobe and the peers use
     effects: tuple[str, ...] = ()    # topology.Lab.EFFECTS started with the rules, stopped after the run
     bounded: bool = False            # assert every probe ends within --timeout + 0.5 s (misbehaving servers)
+    # Where something on the path answers for the destination, as (cidr, port): no tcp, https, http or
+    # mtproto* record measured at such an address and port may be reachable.
+    intercepted: tuple[tuple[str, int], ...] = ()
+    # The path is intercepted and nothing else: no service record is blocked or reset, the summary's
+    # reason is not summary.blocking_observed, and its first finding names the interception.
+    interception_only: bool = False
 
 
 def rule4(table: str, rule: str) -> Rule:
@@ -141,6 +157,11 @@ CONTROL_STAGES = ("dns", "dns_injection", "tls", "http")   # the control names' 
 NEGATIVE_ENDPOINTS = [T.endpoint(a, port) for a in T.NEGATIVE_CONTROLS for port in T.NEGATIVE_CONTROL_PORTS]
 
 
+# The TCP controls' records (evidence.stage "tcp"; the same endpoints also carry netprobe's MTProto path
+# checks, stage "mtproto": what a non-MTProto host answers to MTProto, not asserted here).
+TCP_CONTROLS = tuple(("control", c, None, "tcp") for c in T.CONTROLS)
+
+
 def control_name(stage: str) -> tuple:
     """The key of the control names' expectation at one stage (for `drop`)."""
     return ("control", T.CONTROL_NAME, None, stage)
@@ -159,7 +180,7 @@ def baseline(https: bool = True, mtproto: bool = True,
     The control names' records (every stage) and the negative controls' are expected reachable too,
     but only where netprobe writes them (required=False): a netprobe without control names passes."""
     out: list[Expect] = []
-    out += [Expect("control", c, "reachable") for c in T.CONTROLS]
+    out += [Expect("control", c, "reachable", stage="tcp") for c in T.CONTROLS]
     out += [Expect("control", T.CONTROL_NAME, "reachable", stage=s, required=False) for s in CONTROL_STAGES]
     out += [Expect("control", e, "reachable", stage="interception", required=False) for e in NEGATIVE_ENDPOINTS]
     out += [Expect("dns", d, "reachable") for d in targets.domains]
@@ -305,15 +326,90 @@ def every_probe(verdict: str, reason, targets: T.TargetSet = T.MAIN_TARGETS, **r
 
 
 # Control records of every kind: dropped from a scenario that does not assert them.
-ALL_CONTROLS = (*[("control", c, None, None) for c in T.CONTROLS], *[control_name(s) for s in CONTROL_STAGES],
+ALL_CONTROLS = (*TCP_CONTROLS, *[control_name(s) for s in CONTROL_STAGES],
                 *[("control", e, None, "interception") for e in NEGATIVE_ENDPOINTS])
 AAAA = "|001c0001|"   # QTYPE AAAA, QCLASS IN: right after the QNAME
+
+
+# --- interceptors: building blocks (issue 18) -------------------------------------------------
+
+def intercept(mode: str, match: str = "-p tcp", families=(4, 6)) -> tuple[Rule, ...]:
+    """The client's TCP connections matching MATCH (any address) go to the censor's own box
+    (canned_proxy.py in MODE), which refuses those originally meant for a special-purpose range with a
+    RST, as real interceptors exempt them (filter INPUT, by the original destination: the censor has
+    no route there, so FORWARD never sees them)."""
+    port = T.PROXY_PORTS[mode]
+    out: list[Rule] = []
+    for fam in families:
+        out.append(RULE[fam]("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} {match} -j REDIRECT --to-ports {port}"))
+        out += [RULE[fam]("filter", f"-A INPUT -i {T.CENSOR_CLIENT_IF} -p tcp -m conntrack --ctorigdst {cidr} "
+                                    "-j REJECT --reject-with tcp-reset") for cidr in T.SPECIAL_RANGES[fam]]
+    return tuple(out)
+
+
+RESOLVERS = {4: T.DNS_V4, 6: T.DNS_V6}
+# The real network's DNS: the configured resolver never answers (udp and tcp 53 dropped; RETURN keeps its
+# tcp 53 from the interceptor's catch-all REDIRECT), and any other address answers NXDOMAIN for every name
+# (the catch-all dnsmasq, as in the walled garden).  Before the interceptor's rules: the first nat rule wins.
+RESOLVER_TIMES_OUT_ELSEWHERE_NXDOMAIN = tuple(
+    r for fam in (4, 6) for r in (
+        *[RULE[fam]("filter", f"-A FORWARD -d {RESOLVERS[fam]} -p {proto} --dport 53 -j DROP") for proto in ("udp", "tcp")],
+        *[RULE[fam]("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -d {RESOLVERS[fam]} -p {proto} --dport 53 -j RETURN")
+          for proto in ("udp", "tcp")],
+        *dnat_all_dns(fam, T.CATCHALL_DNS["garden"][0])))
+EVERYWHERE = {4: "0.0.0.0/0", 6: "::/0"}
+
+
+def everywhere(*ports: int) -> tuple[tuple[str, int], ...]:
+    return tuple((EVERYWHERE[fam], port) for fam in (4, 6) for port in ports)
+
+
+I = T.INTERCEPT_TARGETS
+I_V4_TCP = [t for t in I.tcp_targets if _family(t) == 4]
+I_V6_TCP = [t for t in I.tcp_targets if _family(t) == 6]
+I_V4_ENDPOINTS = [e for e in I.endpoints if _family(e) == 4]
+I_V6_ENDPOINTS = [e for e in I.endpoints if _family(e) == 6]
+I_ENDPOINTS_80 = [e for e in I.endpoints if e.endswith(f":{T.DC_HTTP_PORT}")]
+I_PORTS = sorted({int(t.rpartition(":")[2]) for t in I.tcp_targets} | {80, 443})
+
+
+def intercepted_tcp(targets) -> list[Expect]:
+    """TCP to an address the box answers for: it connects (nmap: open), and proves nothing."""
+    return [Expect("tcp", t, "inconclusive", "tcp.intercepted", peer="open") for t in targets]
+
+
+def spared(endpoints, verdict: str = "reachable", reason=None) -> list[Expect]:
+    """netprobe's documentation-address negative controls, refused by the box: they fail, as in an open
+    network ("no interception" as far as they can tell: reachable), unless netprobe found no open access
+    at all (then every record is inconclusive); asserted where netprobe writes them."""
+    return [Expect("control", e, verdict, reason, stage="interception", required=False) for e in endpoints]
+
+
+# The far data centers: the client's packets to DC2 (both families) go through the delay line.
+FAR = T.FAR_TARGETS
+FAR_ADDRS = T.DC_ADDRS[T.FAR_DC]
+MARK_FAR = tuple(RULE[fam]("mangle", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -d {FAR_ADDRS[fam == 6]} "
+                                     f"-j MARK --set-mark {T.FAR_MARK:#x}") for fam in (4, 6))
+DC_HOSTS = {4: [a[0] for a in T.DC_ADDRS.values()], 6: [a[1] for a in T.DC_ADDRS.values()]}
+
+
+def box_for_dcs(mode: str) -> tuple[Rule, ...]:
+    """Every TCP connection to the data centres' addresses (both, both families) goes to the box."""
+    return tuple(RULE[fam]("nat", f"-A PREROUTING -i {T.CENSOR_CLIENT_IF} -p tcp -d {host} "
+                                  f"-j REDIRECT --to-ports {T.PROXY_PORTS[mode]}")
+                 for fam in (4, 6) for host in DC_HOSTS[fam])
+
+
+# The relay's own connections to DC2 go through the delay line too: the far data centre stays far.
+MARK_FAR_RELAYED = tuple(RULE[fam]("mangle", f"-A OUTPUT -d {FAR_ADDRS[fam == 6]} -j MARK --set-mark {T.FAR_MARK:#x}")
+                         for fam in (4, 6))
 
 
 # --- what the run's summary must say (finding prefixes, netprobe/diagnosis.py) -------------
 
 NO_BLOCKING = frozenset({"No blocking observed"})
-NO_OPEN_ACCESS = frozenset({"No open access:", "Interception:"})
+INTERCEPTED = "This vantage point is intercepted"    # the verdict block's first line (summary.intercepted)
+NO_OPEN_ACCESS = frozenset({INTERCEPTED, "No open access:", "Interception:"})
 OFFLINE = frozenset({"This vantage point looks offline"})
 DNS_LIAR = frozenset({"DNS:", "DNS injection:"})   # the liar answers the canary too
 DNS_ONLY = frozenset({"DNS:"})
@@ -475,7 +571,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "uplink, so every verdict is inconclusive.",
         rules=(rule4("filter", "-A FORWARD -j DROP"), rule6("filter", "-A FORWARD -j DROP")),
         expect=build(baseline(https=False, mtproto=False),
-                     *[Expect("control", c, "inconclusive", ANY, raw="tcp.timeout") for c in T.CONTROLS],
+                     *[Expect("control", c, "inconclusive", ANY, raw="tcp.timeout", stage="tcp") for c in T.CONTROLS],
                      *[Expect("dns", d, "inconclusive", ANY, raw="dns.timeout") for d in T.DOMAINS],
                      *[Expect("tcp", t, "inconclusive", ANY, raw="tcp.timeout") for t in TCP_TARGETS],
                      *[Expect("dns_injection", d, "inconclusive", ANY)
@@ -655,8 +751,8 @@ SCENARIOS: tuple[Scenario, ...] = (
                      *mtproto_all(T.ENDPOINTS, "inconclusive", ANY),
                      *negative([e for e in NEGATIVE_ENDPOINTS if e.endswith(":443")],
                                "inconclusive", "interception.accepted"),
-                     drop=(*[("control", c, None, None) for c in T.CONTROLS], control_name("tls"))),
-        curl=True, findings=frozenset({"No blocking observed", "Interception:"})),
+                     drop=(*TCP_CONTROLS, control_name("tls"))),
+        curl=True, findings=frozenset({INTERCEPTED, "Interception:"})),
 
     Scenario(
         "controls_blocked", "the control host is blocked, Telegram works",
@@ -666,7 +762,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         rules=(rule4("filter", f"-A FORWARD -d {T.CONTROL_V4} -j DROP"),
                rule6("filter", f"-A FORWARD -d {T.CONTROL_V6} -j DROP")),
         expect=build(baseline(http=True),
-                     drop=(*[("control", c, None, None) for c in T.CONTROLS],
+                     drop=(*TCP_CONTROLS,
                            control_name("tls"), control_name("http"))),
         findings=frozenset({"No blocking observed", "Controls:"})),
 
@@ -698,6 +794,133 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect=build(baseline(),
                      *[Expect("http", d, "blocked", "http.known_blockpage") for d in T.DOMAINS]),
         findings=frozenset({"HTTP:"})),
+
+    # --- interceptors that spare a few addresses (issue 18): not censorship of Telegram -------------------
+    # A careful reader signs no blocked, reset or reachable here: every completed connection was completed
+    # by the box, every answer is the box's, the same for Telegram as for the controls.
+
+    Scenario(
+        "intercept_spares_special", "transparent interceptor sparing special-purpose ranges (a real network)",
+        "The network that fooled netprobe (issue 18): every TCP connection from the client, to any address "
+        "and port, is REDIRECTed to a box in the censor (canned_proxy.py --mode peek) that answers a TLS "
+        f"ClientHello with its own certificate (rogue CA, for {T.PROXY_NAME}), a GET with its own "
+        "`HTTP/1.1 404 Not Found` (server: keryx, content-length 0), and any other bytes, MTProto included, "
+        "with `HTTP/1.1 400 Bad Request`; connections to the special-purpose ranges (192.0.2.0/24, "
+        "198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are refused with a RST, so netprobe's "
+        "documentation-address negative controls fail as on an open network.  The configured resolver never "
+        "answers; DNS to any other address (the canary included) is answered NXDOMAIN.  The client has no "
+        "IPv6 route.",
+        # A careful reader concludes: this vantage point is intercepted for every address and port (a closed
+        # port on the control host "connects", the control host's own HTTP page is the box's 404, the
+        # control name's certificate is the box's) and its resolver is dead; the 400 that every data centre
+        # "answers" on every port and transport is the box's answer to bytes it does not understand, the
+        # same as a non-Telegram host gets.  Nothing about Telegram can be concluded here: go elsewhere.
+        rules=RESOLVER_TIMES_OUT_ELSEWHERE_NXDOMAIN + intercept("peek"),
+        effects=("no_ipv6_route",), targets="intercept",
+        expect=build({},
+                     *[Expect("dns", d, "inconclusive", "dns.resolver_failing", raw="dns.timeout") for d in I.domains],
+                     *[Expect("dns_injection", d, "inconclusive", "dns.intercepted_all", raw="dns.injected")
+                       for d in I.domains],
+                     *intercepted_tcp(I_V4_TCP),
+                     *[Expect("tcp", t, "inconclusive", ANY, peer="filtered") for t in I_V6_TCP],  # no IPv6 route
+                     *https([WEB], 4, "inconclusive", "tls.untrusted_for_all"),
+                     *[Expect(p, d, "inconclusive", ANY) for p in ("https", "http") for d in I.domains],
+                     Expect("http", WEB, "inconclusive", "http.intercepted", family=4),
+                     *mtproto_all(I_V4_ENDPOINTS, "inconclusive", "mtproto.intercepted"),
+                     *mtproto_all(I_V6_ENDPOINTS, "inconclusive", ANY),
+                     *spared(NEGATIVE_ENDPOINTS, "inconclusive", ANY)),
+        all_inconclusive=True, intercepted=everywhere(*I_PORTS), interception_only=True,
+        findings=NO_OPEN_ACCESS),
+
+    Scenario(
+        "intercept_canned_all", "interceptor answering everything with the same canned bytes",
+        "Every TCP connection from the client, to any address and port, both families, is REDIRECTed to a box "
+        "in the censor (canned_proxy.py --mode canned) that sends `HTTP/1.1 400 Bad Request` the moment the "
+        "connection is accepted, whatever the client sends, a TLS ClientHello included; the special-purpose "
+        "ranges are refused with a RST.  DNS is untouched.",
+        # A careful reader concludes: every port of every address, Telegram's and the controls', answers the
+        # same fixed bytes before hearing the request: the box speaks, not the data centres nor the web hosts.
+        # TCP, TLS, HTTP and MTProto prove nothing either way; the genuine DNS answers stand.
+        rules=intercept("canned"), targets="intercept",
+        expect=build(baseline(https=False, mtproto=False, targets=I),
+                     *intercepted_tcp(I.tcp_targets),
+                     *[Expect("https", d, "inconclusive", ANY) for d in I.domains],
+                     *[Expect("http", d, "inconclusive", "http.intercepted") for d in I.domains],
+                     *mtproto_all(I.endpoints, "inconclusive", "mtproto.intercepted"),
+                     *spared(NEGATIVE_ENDPOINTS),
+                     drop=(*TCP_CONTROLS, control_name("dns"),
+                           control_name("tls"), control_name("http"))),
+        intercepted=everywhere(*I_PORTS), interception_only=True,
+        # TLS meets the 400 for the control name too: netprobe says "Not judged" there (tls.path_failing)
+        findings=frozenset({INTERCEPTED, "Interception:", "Not judged:"})),
+
+    Scenario(
+        "intercept_port80", "transparent HTTP proxy on port 80 only",
+        "Every TCP connection from the client to port 80, any address, both families, is REDIRECTed to the "
+        "peeking box (its own 404 to a GET, its own 400 to anything else; the special-purpose ranges refused "
+        "with a RST); every other port is untouched.",
+        # A careful reader concludes: port 80 is the box's (the control host's page is its 404, MTProto to a
+        # data centre's port 80 gets its 400): nothing on port 80 says anything about Telegram.  Port 443 is
+        # the genuine path, and everything measured there stands as in the baseline.
+        rules=intercept("peek", match=f"-p tcp --dport {T.DC_HTTP_PORT}"), targets="intercept",
+        expect=build(baseline(http=True, targets=I),
+                     *intercepted_tcp(I_ENDPOINTS_80),
+                     *[Expect("http", d, "inconclusive", "http.intercepted") for d in I.domains],
+                     *mtproto_all(I_ENDPOINTS_80, "inconclusive", "mtproto.intercepted"),
+                     drop=(control_name("http"),)),
+        intercepted=everywhere(T.DC_HTTP_PORT),
+        findings=frozenset({INTERCEPTED, "Interception:"})),
+
+    Scenario(
+        "far_genuine", "data centres far apart, genuine",
+        f"No censor; the target file says where the data centres are (DC1 Miami, DC2 Singapore: the speed of "
+        f"light puts the sum of their round trips at >= 113 ms), and the client's packets to DC2 go through a "
+        f"delay line in the censor (+{T.FAR_DELAY * 1000:.0f} ms, tests/lab/link_delay.py): physically "
+        "plausible, everything reachable.",
+        # A careful reader concludes: nothing is blocked; DC2's round trip is long, as a data centre on the
+        # other side of the planet's must be.
+        rules=MARK_FAR, targets="far",
+        expect=build(baseline(targets=FAR)), curl=True, findings=NO_BLOCKING),
+
+    Scenario(
+        "fast_far_away", "a box nearby answering for far-away data centres",
+        "The same delay line to DC2 as far_genuine, but every TCP connection to the data centres' addresses "
+        "(both, both families) is REDIRECTed to a box in the censor that accepts and never speaks "
+        "(canned_proxy.py --mode silent): DC1 and DC2 now answer within a millisecond, together far below "
+        "the 113 ms the speed of light allows between Miami and Singapore.  Nothing else is touched.",
+        # A careful reader concludes: no path reaches Miami and Singapore in a millisecond each: one box near
+        # the client answers for both data centres, so their completed handshakes prove nothing and their
+        # silence is the box's, not a block (the lead's brief for issue 18; netprobe now reads the IPv4 side
+        # as interception of the service alone, a block: see the report).  A bare handshake to a range
+        # address, on the path that answers for the service's data centres, proves nothing either; the
+        # web hosts (genuine certificates) and DNS stand as in the baseline.
+        rules=MARK_FAR + box_for_dcs("silent"),
+        targets="far",
+        expect=build(baseline(targets=FAR),
+                     *[Expect("tcp", e, "inconclusive", ANY, peer="open") for e in FAR.tcp_targets],
+                     *mtproto_all(FAR.endpoints, "inconclusive", ANY),
+                     drop=TCP_CONTROLS),
+        intercepted=tuple((h, T.DC_PORT) for fam in (4, 6) for h in DC_HOSTS[fam]), interception_only=True,
+        findings=frozenset({INTERCEPTED, "Interception:"})),
+
+    Scenario(
+        "fast_far_relay", "a split-TCP accelerator nearby, relaying to far-away data centres",
+        "The same delay line to DC2 as far_genuine; every TCP connection to the data centres' addresses is "
+        "REDIRECTed to a box in the censor that accepts at once and relays the bytes to the data centre "
+        "it was meant for (canned_proxy.py --mode relay; its own connections to DC2 go through the delay "
+        "line), as a satellite link's performance-enhancing proxy or a mobile TCP optimizer does.  The "
+        "handshakes are faster than light allows; the MTProto answers are the data centres' own.",
+        # A careful reader concludes: the handshakes to Miami and Singapore are a nearby box's (faster than
+        # light), so they prove nothing; but the resPQ that comes back carries our nonce and the lab's
+        # server nonce and fingerprint: only the data centre could give it, relayed.  Telegram is
+        # reachable over MTProto here, and nothing is blocked.  (Range addresses are not asserted.)
+        rules=MARK_FAR + MARK_FAR_RELAYED + box_for_dcs("relay"), targets="far",
+        expect=build(baseline(targets=FAR),
+                     *[Expect("tcp", e, "inconclusive", ANY, peer="open") for e in FAR.endpoints],
+                     drop=(*TCP_CONTROLS, *[("tcp", t, None, None) for t in FAR.tcp_targets
+                                            if t not in FAR.endpoints])),
+        # (not `intercepted`: the box answers the handshakes, but MTProto's bytes are the data centres')
+        findings=frozenset({"No blocking observed", "Interception:"})),
 )
 
 _BY_NAME = {s.name: s for s in SCENARIOS}

@@ -11,12 +11,14 @@ scenario costs one netprobe run whatever the number of assertions.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import canned_proxy as CP
 import pytest
 import runner as R
 import scenarios as S
@@ -71,11 +73,15 @@ SCENARIO_NAMES = [s.name for s in S.SCENARIOS]
 # --- the lab itself ---------------------------------------------------------------------
 
 def test_lab_is_isolated(lab):
-    """No lab namespace has a way out: only veths between lab namespaces, no default route on the censor."""
+    """No lab namespace has a way out: only veths between lab namespaces (and the censor's delay line, a
+    TUN device whose packets link_delay.py hands back to the censor), no default route on the censor."""
     for ns in T.NAMESPACES:
         links = lab.exec_in(ns, ["ip", "-o", "link", "show"]).stdout
         for line in links.splitlines():
             name = line.split(":")[1].strip().split("@")[0]
+            if ns == T.NS_CENSOR and name == T.FAR_DEV:
+                assert "tun" in lab.exec_in(ns, ["ip", "-d", "link", "show", name]).stdout, line
+                continue
             assert name in ("lo", "eth0", T.CENSOR_CLIENT_IF, T.CENSOR_SRV_IF, T.CENSOR_DC_IF), (ns, line)
             if name != "lo":
                 assert "veth" in lab.exec_in(ns, ["ip", "-d", "link", "show", name]).stdout
@@ -139,6 +145,38 @@ def _connect(lab, host: str, port: int, timeout: float = 1) -> str:
             "except OSError as e: print(errno.errorcode.get(e.errno, e.errno))\n")
     return lab.exec_in(T.NS_CLIENT, [sys.executable, "-c", code, host, str(port), str(timeout)],
                        timeout=10).stdout.strip()
+
+
+def _exchange(lab, host: str, port: int, send: bytes = b"", timeout: float = 1) -> dict:
+    """A TCP connection from the client: connect, send SEND (if any), read until EOF or TIMEOUT.
+    {'state': 'connected' | 'timeout' | errno name, 'connect_ms': float, 'got': bytes, 'eof': bool}"""
+    code = ("import errno, json, socket, sys, time\n"
+            "host, port, send, timeout = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3]), float(sys.argv[4])\n"
+            "out = {'state': 'connected', 'got': '', 'eof': False}\n"
+            "t = time.monotonic()\n"
+            "try:\n"
+            "    s = socket.create_connection((host, port), timeout=timeout)\n"
+            "    out['connect_ms'] = (time.monotonic() - t) * 1000\n"
+            "    s.sendall(send)\n"
+            "    got = b''\n"
+            "    try:\n"
+            "        while len(got) < 65536:\n"
+            "            chunk = s.recv(4096)\n"
+            "            if not chunk:\n"
+            "                out['eof'] = True\n"
+            "                break\n"
+            "            got += chunk\n"
+            "    except (TimeoutError, OSError):\n"
+            "        pass\n"
+            "    out['got'] = got.hex()\n"
+            "    s.close()\n"
+            "except TimeoutError: out['state'] = 'timeout'\n"
+            "except OSError as e: out['state'] = errno.errorcode.get(e.errno, str(e.errno))\n"
+            "print(json.dumps(out))\n")
+    res = lab.exec_in(T.NS_CLIENT, [sys.executable, "-c", code, host, str(port), send.hex(), str(timeout)], timeout=15)
+    out = json.loads(res.stdout)
+    out["got"] = bytes.fromhex(out["got"])
+    return out
 
 
 def _at_once(*calls):
@@ -268,11 +306,109 @@ def _check_http_blockpage_200(lab) -> None:
     assert code == 0 and "not the service" in out, out
 
 
+GET = b"GET / HTTP/1.1\r\nHost: control.lab\r\n\r\n"
+MTPROTO_LIKE = b"\xef" + bytes(range(40))   # an abridged-transport opening: not HTTP, not TLS
+REFUSED = "ECONNREFUSED"
+NO_ROUTE = ("EHOSTUNREACH", "ENETUNREACH")
+
+
+def _exchanges(lab, *calls: tuple) -> list[dict]:
+    """Several _exchange calls (host, port[, send[, timeout]]) at once; results in order."""
+    return _at_once(*[lambda c=c: _exchange(lab, *c) for c in calls])
+
+
+def _check_intercept_spares_special(lab) -> None:
+    assert _dig(lab, T.DNS_V4, T.CONTROL_NAME, "A") == ("TIMEOUT", [])          # the resolver is dead
+    for server in (T.DNS_CANARY, "192.0.2.53", T.CONTROL_V4):                     # anywhere else: NXDOMAIN
+        assert _dig(lab, server, "web.telegram.lab", "A") == ("NXDOMAIN", []), server
+    spared, closed, dc443, dc80, control80, v6 = _exchanges(
+        lab, ("192.0.2.1", 443), (T.CONTROL_V4, 12345), (T.DC_ADDRS[1][0], 443, MTPROTO_LIKE),
+        (T.DC_ADDRS[2][0], T.DC_HTTP_PORT, GET), (T.CONTROL_V4, 80, GET), (T.CONTROL_V6, 443))
+    assert spared["state"] == REFUSED, spared
+    others = _exchanges(lab, ("198.51.100.7", 80), ("203.0.113.9", 5222))
+    assert [o["state"] for o in others] == [REFUSED, REFUSED], others
+    assert closed["state"] == "connected", closed                       # a closed port of the control host
+    assert (dc443["got"], dc443["eof"]) == (CP.BAD_REQUEST, True), dc443  # MTProto: the box's 400
+    assert dc80["got"] == CP.NOT_FOUND, dc80                            # a GET: the box's 404 ...
+    assert control80["got"] == CP.NOT_FOUND, control80                  # ... the control host's page too
+    assert v6["state"] == "ENETUNREACH", v6                             # no IPv6 route
+    ca = ["--cacert", str(lab.ca_file), "--resolve", f"{T.CONTROL_NAME}:443:{T.CONTROL_V4}"]
+    assert _curl(lab, f"https://{T.CONTROL_NAME}/", *ca)[0] == 60
+    code, out = _curl(lab, f"https://{T.PROXY_NAME}/", "--cacert", str(lab.rogue_ca_file),
+                      "--resolve", f"{T.PROXY_NAME}:443:{T.WEB_HOSTS['web.telegram.lab'][0]}")
+    assert code == 0 and out.endswith("404 "), out                      # its own TLS, then its own 404
+
+
+def _check_intercept_canned_all(lab) -> None:
+    unasked = _exchanges(lab, (T.DC_ADDRS[1][0], 443), (T.DC_ADDRS[2][1], T.DC_HTTP_PORT), (T.CONTROL_V4, 12345),
+                         (T.CONTROL_V6, 443, MTPROTO_LIKE))
+    assert all((u["got"], u["eof"]) == (CP.BAD_REQUEST, True) for u in unasked), unasked
+    spared = _exchanges(lab, ("192.0.2.1", 443), ("203.0.113.1", 80), ("2001:db8::1", 443))
+    assert [x["state"] for x in spared] == [REFUSED] * 3, spared
+    ca = ["--cacert", str(lab.ca_file), "--resolve", f"{T.CONTROL_NAME}:443:{T.CONTROL_V4}"]
+    assert _curl(lab, f"https://{T.CONTROL_NAME}/", *ca)[0] == 35            # TLS meets an HTTP answer
+    assert _dig(lab, T.DNS_V4, T.CONTROL_NAME, "A") == ("NOERROR", [T.CONTROL_V4])  # DNS untouched
+
+
+def _check_intercept_port80(lab) -> None:
+    control80, dc80, spared4, spared6, closed = _exchanges(
+        lab, (T.CONTROL_V4, 80, GET), (T.DC_ADDRS[1][1], T.DC_HTTP_PORT, MTPROTO_LIKE), ("192.0.2.1", 80),
+        ("2001:db8::1", 80), (T.CONTROL_V4, 12345))
+    assert control80["got"] == CP.NOT_FOUND and dc80["got"] == CP.BAD_REQUEST, (control80, dc80)
+    assert (spared4["state"], spared6["state"]) == (REFUSED, REFUSED), (spared4, spared6)
+    assert closed["state"] == REFUSED, closed                            # other ports: genuine
+    assert _exchange(lab, "192.0.2.1", 443, timeout=2)["state"] in NO_ROUTE
+    ca = ["--cacert", str(lab.ca_file), "--resolve", f"{T.CONTROL_NAME}:443:{T.CONTROL_V4}"]
+    assert _curl(lab, f"https://{T.CONTROL_NAME}/", *ca)[0] == 0             # 443 genuine
+
+
+def _connect_ms(lab, hosts: list[str], port: int = T.DC_PORT, tries: int = 3) -> dict[str, float]:
+    """host -> the least of TRIES connects' times (ms), from the client, in one process."""
+    code = ("import json, socket, sys, time\n"
+            "port, tries, out = int(sys.argv[1]), int(sys.argv[2]), {}\n"
+            "for host in sys.argv[3:]:\n"
+            "    times = []\n"
+            "    for _ in range(tries):\n"
+            "        t = time.monotonic()\n"
+            "        socket.create_connection((host, port), timeout=2).close()\n"
+            "        times.append((time.monotonic() - t) * 1000)\n"
+            "    out[host] = min(times)\n"
+            "print(json.dumps(out))\n")
+    res = lab.exec_in(T.NS_CLIENT, [sys.executable, "-c", code, str(port), str(tries), *hosts], timeout=30)
+    return json.loads(res.stdout)
+
+
+def _check_far_genuine(lab) -> None:
+    far = _connect_ms(lab, list(T.DC_ADDRS[T.FAR_DC]))
+    near = _connect_ms(lab, [*T.DC_ADDRS[1], T.range_addresses(T.RANGE_V4)[1]])
+    assert all(ms >= T.FAR_DELAY * 1000 for ms in far.values()), far
+    assert all(ms < 20 for ms in near.values()), near
+
+
+def _check_fast_far_away(lab) -> None:
+    dcs = [a for addrs in T.DC_ADDRS.values() for a in addrs]
+    assert all(ms < 20 for ms in _connect_ms(lab, dcs).values())                 # a box nearby ...
+    said = _exchanges(lab, *[(a, T.DC_PORT, MTPROTO_LIKE, 0.5) for a in dcs])
+    assert all(x["got"] == b"" and not x["eof"] for x in said), said             # ... that never speaks
+    assert _exchange(lab, "192.0.2.1", 443, timeout=2)["state"] in NO_ROUTE     # nothing else intercepted
+
+
+def _check_fast_far_relay(lab) -> None:
+    dcs = [a for addrs in T.DC_ADDRS.values() for a in addrs]
+    assert all(ms < 20 for ms in _connect_ms(lab, dcs).values())                 # a box nearby ...
+    said = _exchanges(lab, *[(a, T.DC_PORT, MTPROTO_LIKE, 1) for a in dcs])    # ... relaying to the DCs:
+    assert all(x["got"] and x["got"] != CP.BAD_REQUEST for x in said), said     # their own answer (-404)
+
+
 BROKEN_NETWORK_CHECKS = {
     "walled_garden": _check_walled_garden, "captive_portal": _check_captive_portal,
     "dead_resolver": _check_dead_resolver, "tls_intercept_all": _check_tls_intercept_all,
     "controls_blocked": _check_controls_blocked, "aaaa_dropped": _check_aaaa_dropped,
     "http_blockpage_200": _check_http_blockpage_200,
+    "intercept_spares_special": _check_intercept_spares_special,
+    "intercept_canned_all": _check_intercept_canned_all, "intercept_port80": _check_intercept_port80,
+    "far_genuine": _check_far_genuine, "fast_far_away": _check_fast_far_away,
+    "fast_far_relay": _check_fast_far_relay,
 }
 
 
@@ -284,6 +420,7 @@ def test_scenario_network_does_what_it_says(lab, name):
         lab.apply(S.by_name(name))
         BROKEN_NETWORK_CHECKS[name](lab)
     finally:
+        lab.clear_effects()
         lab.apply_rules([], name="none")
 
 
@@ -393,6 +530,20 @@ def test_summary_names_exactly_the_techniques(result_of, name):
           f"{name} [{res.scenario.technique}]: the summary should name {sorted(res.scenario.findings)}")
 
 
+# --- interceptors (issue 18) -------------------------------------------------------------
+
+INTERCEPTED = [s.name for s in S.SCENARIOS if s.intercepted or s.interception_only]
+
+
+@pytest.mark.parametrize("name", INTERCEPTED)
+def test_interception_is_neither_access_nor_blocking(result_of, name):
+    """Where a box on the path answers for every destination, a completed handshake or an answer is
+    the box's (never reachable), and a failure is not a block that a control backed (never blocked or
+    reset); the summary says so first."""
+    res = result_of(name)
+    _fail(R.interception_problems(res), f"{name} [{res.scenario.technique}]: read as access or blocking")
+
+
 # --- misbehaving servers: every probe ends within its deadline ---------------------------
 
 BOUNDED = [s.name for s in S.SCENARIOS if s.bounded]
@@ -437,12 +588,16 @@ def test_dns_injection_race_keeps_the_genuine_late_answer(result_of):
     assert digs and all(T.INJECTED_ANSWERS[0] in o.raw for o in digs), [o.raw for o in digs]
 
 
-def test_scenario_effects_are_undone(result_of, lab):
-    """After a scenario with effects: no injector or relay process, no nat rule left in nplab-srv."""
-    result_of("dns_injection_race")
+@pytest.mark.parametrize("name", [s.name for s in S.SCENARIOS if s.effects])
+def test_scenario_effects_are_undone(result_of, lab, name):
+    """After a scenario with effects: no injector or relay process, no nat rule left in nplab-srv, the
+    client's IPv6 default route back."""
+    result_of(name)
     state = lab.effect_state()
-    assert state == {"pids": {T.NS_CENSOR: [], T.NS_SRV: []}, "srv_nat": [], "servers": []}, state
-    # The resolver answers at once again, and honestly.
+    assert state == {"pids": {T.NS_CENSOR: [], T.NS_SRV: []}, "srv_nat": [], "servers": [],
+                     "client_v6_default": True}, state
+    # The resolver answers at once again, and honestly (under no rules: only the effects are undone here).
+    lab.apply_rules([], name="none")
     dig = lab.exec_in(T.NS_CLIENT, ["dig", f"@{T.DNS_V4}", "+short", "+time=1", "+tries=1", "t.lab", "A"])
     assert dig.stdout.split() == [T.WEB_HOSTS["t.lab"][0]], dig.stdout
 
