@@ -413,8 +413,8 @@ class Diagnosis:
             stages = sorted({*stages, "TCP"})
         if not stages:
             return None
-        return (f"This vantage point is intercepted ({', '.join(stages)}): something on this network answers in "
-                "the service's place for every name or address, the controls' included, so what it answers says "
+        return (f"This vantage point is intercepted ({', '.join(stages)}): at those stages something on this "
+                "network answers in the service's place, not only for the service, so what it answers there says "
                 "nothing about whether the service itself is blocked, and those results are marked "
                 "inconclusive. To measure the service, run from another network (another ISP, mobile data, a "
                 "VPS) or from RIPE Atlas probes (`netprobe atlas submit`).")
