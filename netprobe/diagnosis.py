@@ -14,7 +14,7 @@ from typing import Callable
 
 from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET
 from netprobe.records import Result
-from netprobe.vantage import NO_OPEN_ACCESS, OFFLINE, UNDECIDED, ControlBoard
+from netprobe.vantage import NO_OPEN_ACCESS, OFFLINE, UNDECIDED, ControlBoard, address_family, address_port
 
 FAILED = (BLOCKED, RESET)
 MAX_EXAMPLES = 3
@@ -34,8 +34,9 @@ INTERCEPTION_REASONS = {
                                "not the service",
 }
 # Inconclusive reasons that say a whole stage or port is answered by the path for every name or address.
-INTERCEPTED_FOR_ALL = ("tcp.intercepted", "mtproto.intercepted", "http.intercepted", "tls.untrusted_for_all",
-                       "dns.intercepted_all", "dns.same_for_all")
+# (TCP and MTProto are named by the ports the ControlBoard found intercepted, less those that carried
+# the service's own answers: a relay that completes handshakes for it is not in its place.)
+INTERCEPTED_FOR_ALL = ("http.intercepted", "tls.untrusted_for_all", "dns.intercepted_all", "dns.same_for_all")
 # What each signal of a port's interception (ControlBoard.port_state) shows, in words.
 _SIGNALS = {
     "negative_controls_accepted": "connections that must fail were accepted",
@@ -161,6 +162,9 @@ class Diagnosis:
         self.http_failed: dict[str, str] = {}
         self.mtproto: dict[str, _Tally] = defaultdict(_Tally)
         self.mtproto_verdicts: dict[str, dict[str, str]] = defaultdict(dict)
+        # (family, port) where the service itself answered (a resPQ with our nonce): a relay that
+        # completes handshakes there still carries the service's own bytes.
+        self.genuine_ports: set[tuple] = set()
         self.inconclusive = Counter()
         self.reachable_seen = False
         self.offline_families: set[int] = set()
@@ -252,6 +256,8 @@ class Diagnosis:
             self.endpoints.add(result.target, result)
             return
         transport = result.evidence.get("transport", result.probe)
+        if result.verdict == REACHABLE:
+            self.genuine_ports.add((address_family(result.address), address_port(result.address)))
         self.mtproto[transport].add(result.target, result)
         self.mtproto_verdicts[result.target][transport] = result.verdict
 
@@ -406,10 +412,11 @@ class Diagnosis:
         return "; and on port ".join(f"{', '.join(where)}: {why}" for why, where in by_why.items())
 
     def intercepted_line(self) -> str | None:
-        """The verdict block's first line when a stage is intercepted for every name or address."""
+        """The verdict block's first line when a stage is intercepted for every name or address and
+        none of the service's answers was genuine (else the "Interception:" lines say where)."""
         stages = sorted({STAGE_NAMES.get(why.partition(".")[0], why) for why in INTERCEPTED_FOR_ALL
                          if self.interception.get(why)})
-        if self.board is not None and self.board.intercepted_ports():
+        if self.board is not None and set(self.board.intercepted_ports()) - self.genuine_ports:
             stages = sorted({*stages, "TCP"})
         if not stages:
             return None

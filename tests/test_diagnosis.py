@@ -165,7 +165,7 @@ def test_no_open_access_is_said_plainly_and_is_no_blocking():
     assert (summary.verdict, summary.reason) == ("inconclusive", "summary.no_open_access")
     findings = summary.evidence["findings"]
     # The interception is said first, with what the researcher can do; then that there is no way out.
-    assert findings[0].startswith("This vantage point is intercepted (TCP, TLS)")
+    assert findings[0].startswith("This vantage point is intercepted (TLS)")
     assert "another network" in findings[0] and "atlas submit" in findings[0]
     assert findings[1].startswith("No open access:")
     assert any(f.startswith("Interception: TLS fails verification for every name") for f in findings)
@@ -249,7 +249,7 @@ def test_a_vantage_point_intercepted_for_all_is_said_first_and_is_no_blocking():
                           tcp("91.108.8.17:443", None), dns("telegram.org", None))
     assert (summary.verdict, summary.reason) == ("inconclusive", "summary.intercepted")
     findings = summary.evidence["findings"]
-    assert findings[0].startswith("This vantage point is intercepted (MTProto, TCP)")
+    assert findings[0].startswith("This vantage point is intercepted (TCP)")
     assert not any(f.startswith(("MTProto:", "IP:")) for f in findings)
     assert any("connections that must fail were accepted" in f for f in findings)
 
