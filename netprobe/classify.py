@@ -167,6 +167,11 @@ REASONS: dict[str, tuple[str, str]] = {
                                 "OONI's test helper measured from elsewhere, which says whether the site is up, not "
                                 "what this path does to it; the observed reason is in the evidence")
        for stage in ("dns", "tcp", "tls", "http")},
+    **{f"{stage}.unproven": (INCONCLUSIVE, "the connection completed (or a data center answered a POST), but "
+                             "nothing in the imported measurement shows the answer was the service's: a box that "
+                             "accepts every connection gives the same, and no connection that must fail was tried "
+                             "on the same path")
+       for stage in ("tcp", "http")},
     "summary.unjudged": (INCONCLUSIVE, "no blocking can be signed: failures were seen that nothing in the same "
                          "measurement can judge (no control through the same path, nothing confirming a block), "
                          "and the rest got through"),

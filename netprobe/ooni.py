@@ -737,9 +737,27 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
         records.append(record)
     for record in records:
         _judged(record, confirmations.get(id(record)), "no_control")
+        _unproven(record, dc_ips)
         if record["reason"] and record["reason"].endswith("no_control"):
             record["evidence"]["why"] = TELEGRAM_NO_CONTROL
     return records
+
+
+def _unproven(record: dict, dc_ips: set[str]) -> dict:
+    """A completed handshake, or any HTTP answer to a POST, from a data-center address is
+    not Telegram's own until something shows it: a box that accepts every connection (and
+    answers any request) gives the same, and OONI tries no connection that must fail.  So
+    it is `*.unproven`, inconclusive, the observation kept; a verified TLS handshake or a
+    page from web.telegram.org is judged as before."""
+    if record["verdict"] != REACHABLE or record["probe"] not in ("tcp", "http"):
+        return record
+    host = (record.get("address") or "").rpartition(":")[0].strip("[]")
+    if record["probe"] == "http" and host not in dc_ips:
+        return record
+    reason = f"{record['probe']}.unproven"
+    record["evidence"].update(observed_reason=None, observed_verdict=REACHABLE)
+    record.update(reason=reason, verdict=verdict_for(reason))
+    return record
 
 
 def _telegram_web(tk: dict, context: Context, requests: list[Request], connects: list[Connect],
@@ -971,7 +989,8 @@ def _summary(records: list[dict], context: Context, service: str) -> dict:
                              measured_at=record["measured_at"]))
     summary = diagnosis.result()
     findings = _import_findings(records, context) + summary.evidence["findings"]
-    unjudged = [r for r in records if r["verdict"] == INCONCLUSIVE]
+    unjudged = [r for r in records if r["verdict"] == INCONCLUSIVE
+                and r["evidence"].get("observed_verdict", BLOCKED) in (BLOCKED, RESET)]  # failures, not unproven successes
     if summary.reason is None and unjudged:
         # "No blocking observed" would say the failures were looked at and cleared; they could not be.
         summary = replace(summary, reason="summary.unjudged", verdict=verdict_for("summary.unjudged"))

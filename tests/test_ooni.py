@@ -219,15 +219,17 @@ EXPECTED = {
         ("https", "web.telegram.org"): (None, REACHABLE, None),
         ("http", "web.telegram.org"): (None, REACHABLE, None),  # 301 to https://web.telegram.org/, on the service
         ("dns", "web.telegram.org"): (None, REACHABLE, None),  # 149.154.167.99 lies in Telegram's networks
-        ("tcp", "149.154.175.50:443"): (None, REACHABLE, None),
-        ("http", "149.154.167.91:443"): (None, REACHABLE, None),  # a 501 from the DC is an answer
+        # A completed handshake, or a 501 to a POST, is what a box accepting every connection gives too, and
+        # OONI tries no connection that must fail: not shown to be Telegram's (the page above is).
+        ("tcp", "149.154.175.50:443"): ("tcp.unproven", INCONCLUSIVE, None),
+        ("http", "149.154.167.91:443"): ("http.unproven", INCONCLUSIVE, None),
     },
     "telegram-DE-20170407.json": {
         # One DC silent while the others connect: an outage, a lost route or a block of one address;
         # the test has nothing but Telegram to compare with, so nothing tells them apart.
         ("tcp", "149.154.175.50:443"): ("tcp.no_control", INCONCLUSIVE, "tcp.timeout"),
         ("tcp", "149.154.175.50:80"): ("tcp.no_control", INCONCLUSIVE, "tcp.timeout"),
-        ("tcp", "149.154.167.51:443"): (None, REACHABLE, None),
+        ("tcp", "149.154.167.51:443"): ("tcp.unproven", INCONCLUSIVE, None),
         ("http", "149.154.175.50:80"): ("tcp.no_control", INCONCLUSIVE, "tcp.timeout"),
         # web.telegram.org refused: no other site was tried through the same path, so a refusal of
         # Telegram's web server and one of the path cannot be told apart (it was a reset before).
@@ -236,7 +238,7 @@ EXPECTED = {
     },
     "telegram-IT-20191203.json": {  # early engine: requests without URLs; OONI's "ok" is all there is
         ("https", "web.telegram.org"): (None, REACHABLE, None),
-        ("tcp", "149.154.171.5:443"): (None, REACHABLE, None),
+        ("tcp", "149.154.171.5:443"): ("tcp.unproven", INCONCLUSIVE, None),
     },
     "web_connectivity-IR-20220815-facebook-nontelegram.json": {
         # 10.10.34.36 is Iran's blockpage address (OONI's DNS fingerprint ooni.ir_10dot10_ipv4_1): blocked.
@@ -778,7 +780,8 @@ def test_oonis_test_helper_says_whether_the_site_is_up_and_no_more(name, site_up
 # careful reader signs.  "Blocking observed" only where a block is confirmed.
 SUMMARIES = {
     "telegram-RU-20221109.json": (None, "No control: OONI's telegram test"),  # all answered, the web page too
-    "telegram-DE-20170407.json": ("summary.unjudged", "No control: OONI's telegram test"),  # 6 failures, none signed
+    # 6 failures, none signed; the connects that completed are not shown to be Telegram's: nothing concluded.
+    "telegram-DE-20170407.json": ("summary.nothing_concluded", "No control: OONI's telegram test"),
     "ts020-spec-example.json": (None, "No control: OONI's telegram test"),
     "web_connectivity-ID-20250527-archive-302-blockpage.json": ("summary.blocking_observed",
                                                                  "Confirmed: http archive.org http.known_blockpage"),
