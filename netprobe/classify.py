@@ -111,6 +111,8 @@ REASONS: dict[str, tuple[str, str]] = {
     "http.no_control": (INCONCLUSIVE, "no control name was fetched over plain HTTP in the same run (or "
                         "measurement): nothing shows the path carries other names' HTTP, so the failure (observed "
                         "reason in the evidence) is no evidence of blocking"),
+    "mtproto.path_failing": (INCONCLUSIVE, "MTProto's request to hosts that are not the service, on the same "
+                             "port, ended the same way (reset, timeout, closed): the path ends it for everyone"),
     "mtproto.no_control": (INCONCLUSIVE, "no control connection of this address family and no path check on "
                            "this port were measured in the same run: nothing shows the MTProto failure is the "
                            "service's, not the path's (observed reason in the evidence)"),

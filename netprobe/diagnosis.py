@@ -36,7 +36,8 @@ INTERCEPTION_REASONS = {
 # Inconclusive reasons that say a whole stage or port is answered by the path for every name or address.
 # (TCP and MTProto are named by the ports the ControlBoard found intercepted, less those that carried
 # the service's own answers: a relay that completes handshakes for it is not in its place.)
-INTERCEPTED_FOR_ALL = ("http.intercepted", "tls.untrusted_for_all", "dns.intercepted_all", "dns.same_for_all")
+INTERCEPTED_FOR_ALL = ("mtproto.intercepted", "http.intercepted", "tls.untrusted_for_all", "dns.intercepted_all",
+                       "dns.same_for_all")
 # What each signal of a port's interception (ControlBoard.port_state) shows, in words.
 _SIGNALS = {
     "negative_controls_accepted": "connections that must fail were accepted",
@@ -48,6 +49,7 @@ _SIGNALS = {
 NOT_JUDGED_REASONS = {
     "dns.resolver_failing": "DNS",
     "tcp.path_failing": "TCP",
+    "mtproto.path_failing": "MTProto",
     "tls.path_failing": "TLS",
     "http.path_failing": "HTTP",
     "http.not_service": "HTTP",

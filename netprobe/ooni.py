@@ -797,17 +797,34 @@ def _telegram_web(tk: dict, context: Context, requests: list[Request], connects:
             reason, confirmation = "http.known_blockpage", page
         elif reason is None and decisive.code == 451:
             reason = "http.blockpage"
+        if reason is None and scheme == "http" and not _redirect_to_service(decisive):
+            # Plain HTTP has no certificate: any page could be a portal's. Only Telegram's own
+            # redirect to its HTTPS site shows the answer was Telegram's.
+            reason = "http.unproven"
+            evidence.update(observed_reason=None, observed_verdict=REACHABLE)
         record = _record(context, scheme, host, decisive.address or _address_of(decisive, connects, host_ips),
                          reason, evidence, decisive.t, decisive.t0)
         found.append((record, confirmation))
     if ("https", WEB_HOST) not in groups and status in ("ok", "blocked"):
         # Nothing readable about the request itself (early engines wrote no URL): OONI's
         # word is all there is, and a word confirms nothing.
-        reason = None if status == "ok" else (ooni_reason(flag_failure, "http") if flag_failure else "http.blockpage")
+        # "ok" without a readable request proves nothing either: nothing shows whose answer it was.
+        reason = "http.unproven" if status == "ok" else (ooni_reason(flag_failure, "http") if flag_failure
+                                                         else "http.blockpage")
         evidence = {**said, "note": "from OONI's telegram_web_status: no readable request to "
                                     f"https://{WEB_HOST}/ in the measurement", "unreadable_requests": unreadable}
         found.append((_record(context, "https", WEB_HOST, None, reason, evidence), None))
     return found
+
+
+def _redirect_to_service(request: Request) -> bool:
+    """A redirect to an https:// URL on a Telegram web host: what web.telegram.org answers plain
+    HTTP with (OONI's 2022 US and RU measurements: 301 to https://web.telegram.org/)."""
+    location = dict(request.headers).get("location") or ""
+    if request.code not in (301, 302, 307, 308) or not location.startswith("https://"):
+        return False
+    host = location[len("https://"):].split("/", 1)[0].split(":", 1)[0].lower()
+    return host == "telegram.org" or host.endswith(".telegram.org")
 
 
 def _known_dns_answer(record: dict) -> dict | None:

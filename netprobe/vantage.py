@@ -110,11 +110,19 @@ SERVICE = "service"  # something answers for the service's addresses alone, whil
 
 
 def _answer_bytes(record: Result) -> str | None:
-    """The first bytes an MTProto exchange got back (hex), or None when nothing came."""
+    """What an MTProto exchange got back, as compared across hosts, or None when nothing came:
+    an HTTP answer by its status line (its headers may carry a Date that differs from one
+    second to the next), any other answer by its first bytes (hex)."""
     first = record.evidence.get("first_bytes")
-    if isinstance(first, dict) and first.get("length"):
-        return first.get("hex") or None
-    return None
+    if not isinstance(first, dict) or not first.get("length") or not isinstance(first.get("hex"), str):
+        return None
+    try:
+        raw = bytes.fromhex(first["hex"])
+    except ValueError:
+        return None
+    if raw.startswith(b"HTTP/"):
+        return raw.split(b"\r\n", 1)[0].decode("ascii", "replace")
+    return first["hex"]
 
 
 def _http_signature(evidence: dict[str, Any]) -> tuple | None:
@@ -125,6 +133,11 @@ def _http_signature(evidence: dict[str, Any]) -> tuple | None:
     headers = http.get("headers") or {}
     body = http.get("body_prefix") or {}
     return (http.get("status"), headers.get("server"), headers.get("content-length", body.get("length")))
+
+
+def _loopback(address: str | None) -> bool:
+    host = (address or "").rpartition(":")[0].strip("[]")
+    return host.startswith("127.") or host == "::1"
 
 
 def address_family(address: str | None) -> int | None:
@@ -211,6 +224,7 @@ class ControlBoard:
         # Path checks (Plan.path_checks), per (family, port): what non-MTProto control hosts
         # answered our MTProto request, and how each data center answered it.
         self.path_answers: dict[tuple, set[str]] = defaultdict(set)
+        self.path_ends: dict[tuple, list[str | None]] = defaultdict(list)  # how each path check ended
         self.identity: dict[tuple, list[Result]] = defaultdict(list)
         self.answered = False  # something on the path answered a control (not only silence)
         self.count = 0
@@ -250,9 +264,18 @@ class ControlBoard:
             self.answered = True
 
     def _path_answer(self, record: Result) -> None:
+        key = (address_family(record.address), address_port(record.address))
         answer = _answer_bytes(record)
         if answer is not None:
-            self.path_answers[(address_family(record.address), address_port(record.address))].add(answer)
+            self.path_answers[key].add(answer)
+        self.path_ends[key].append(None if answer is not None else record.evidence.get("observed_reason"))
+
+    def path_ended_alike(self, family: int | None, port: int | None, reason: str | None) -> bool:
+        """Whether every path check on this port ended as `reason` (a reset, a timeout, the
+        stream closed) with nothing answered: the path ends MTProto's request that way, for
+        every host, whoever it is addressed to."""
+        ends = self.path_ends.get((family, port))
+        return bool(ends) and reason is not None and all(end == reason for end in ends)
 
     def _identity(self, record: Result) -> None:
         self.identity[(address_family(record.address), address_port(record.address))].append(record)
@@ -633,6 +656,11 @@ def _judged_failure(record: Result, board: ControlBoard) -> Result:
         return _judged_dns(record, board)
     if stage == "tcp":
         tally, scope = board.tcp_tally(family, port)
+        if scope != "port" and not _loopback(record.address):
+            # Controls on other ports say nothing of this one: a hotel network that allows only 80
+            # and 443 fails every connection to 5222, Telegram's or not.  (Loopback has no path
+            # that filters by port, as it has none to intercept: Plan.path_families.)
+            return _with_controls(record, {"stage": "tcp", "state": NONE, "scope": f"no control on port {port}"})
         if tally.state == FAILED:
             return _changed(record, "tcp.path_failing", controls=tally.evidence("tcp", scope=scope))
         return _with_controls(record, tally.evidence("tcp", scope=scope))
@@ -646,6 +674,9 @@ def _judged_failure(record: Result, board: ControlBoard) -> Result:
         if _answer_bytes(record) in board.path_answers.get((family, port), ()):
             return _changed(record, "mtproto.intercepted", controls={"stage": "mtproto", "state": "answered alike"},
                             interception={"answered_as_controls": True})
+        if _answer_bytes(record) is None and board.path_ended_alike(family, port, record.reason):
+            return _changed(record, "mtproto.path_failing",
+                            controls={"stage": "mtproto", "state": FAILED, "ended": record.reason})
         if found == SERVICE:
             return _with_controls(record, {"stage": "interception", "state": "service only", **signals})
         if board.tcp_tally(family, port)[0].state == NONE and not board.path_answers.get((family, port)):
@@ -666,6 +697,9 @@ def _judged_failure(record: Result, board: ControlBoard) -> Result:
                             controls=tally.evidence("tls", bad_certificates=board.tls_bad_certificate))
         return _with_controls(record, tally.evidence("tls"))
     if stage == "http":
+        alike = board.http_alike(record)
+        if alike:  # a control name got the same answer: the path's, not a block of the service
+            return _changed(record, "http.intercepted", interception={"answered_as_controls": alike})
         tally = board.web_tally(board.http, family)
         if tally.state == FAILED:
             return _changed(record, "http.path_failing", controls=tally.evidence("http"))

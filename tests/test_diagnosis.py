@@ -249,7 +249,7 @@ def test_a_vantage_point_intercepted_for_all_is_said_first_and_is_no_blocking():
                           tcp("91.108.8.17:443", None), dns("telegram.org", None))
     assert (summary.verdict, summary.reason) == ("inconclusive", "summary.intercepted")
     findings = summary.evidence["findings"]
-    assert findings[0].startswith("This vantage point is intercepted (TCP)")
+    assert findings[0].startswith("This vantage point is intercepted (MTProto, TCP)")
     assert not any(f.startswith(("MTProto:", "IP:")) for f in findings)
     assert any("connections that must fail were accepted" in f for f in findings)
 
@@ -263,3 +263,15 @@ def test_an_impostor_for_telegram_alone_is_named_as_blocking():
     kinds = {t["kind"] for t in summary.evidence["techniques"]}
     assert "service_interception" in kinds
     assert any(f.startswith("Interception of the service: on port 443 (IPv4)") for f in summary.evidence["findings"])
+
+
+def test_a_relay_that_answers_some_data_centers_itself_is_no_all_clear():
+    # Found by a second review: DC1's resPQ is genuine, but DC2 got the path's own 400: the summary
+    # must not say "No blocking observed: every probe that could conclude got through".
+    from tests.test_vantage import (A_SPARED_ADDRESS_IS_NOT_ENOUGH, PROXY_400, RES_PQ, control_dns, control_tcp,
+                                    mtproto_answered)
+    summary = _judged_run([control_tcp("1.1.1.1:443"), control_dns("example.com"), *A_SPARED_ADDRESS_IS_NOT_ENOUGH],
+                          mtproto_answered("149.154.175.50:443", None, RES_PQ),
+                          mtproto_answered("149.154.167.51:443", "mtproto.bad_response", PROXY_400))
+    assert summary.reason == "summary.intercepted"
+    assert summary.evidence["findings"][0].startswith("This vantage point is intercepted (MTProto)")

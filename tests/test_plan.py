@@ -244,3 +244,36 @@ def test_sampling_a_large_ipv6_range():
     tasks = list(p.tasks())
     assert len(tasks) == 4 == len(p) - len(p.controls())
     assert all(t.endpoint.ip in ipaddress.ip_network("2001:db8::/64") for t in tasks)
+
+
+# --- path checks: who answers on the ports MTProto uses (netprobe/vantage.py) --------------------
+
+PATH_CHECK_FILE = """
+networks = ["149.154.160.0/20", "91.108.56.0/22"]
+controls = ["1.1.1.1:443", "8.8.8.8:443", "127.0.0.9:443"]
+endpoints = [
+  { address = "149.154.175.50:443", dc = 1 }, { address = "149.154.175.53:443", dc = 1 },
+  { address = "149.154.175.50:5222", dc = 1 }, { address = "91.108.56.130:443", dc = 5 },
+  "149.154.167.51:443", { address = "127.0.0.1:443", dc = 9 },
+]
+datacenters = [{ dc = 1, city = "Miami", lat = 25.77, lon = -80.19 }]
+"""
+
+
+@pytest.mark.parametrize("kinds, expected", [
+    # MTProto's request to every control host (not loopback) on every port the endpoints use, and to
+    # one endpoint per data center, family and port, with its published place where the file has one.
+    (("mtproto",), [("1.1.1.1:443", "mtproto", None), ("8.8.8.8:443", "mtproto", None),
+                    ("1.1.1.1:5222", "mtproto", None), ("8.8.8.8:5222", "mtproto", None),
+                    ("149.154.175.50:443", "identity", "Miami"), ("149.154.175.50:5222", "identity", "Miami"),
+                    ("91.108.56.130:443", "identity", None)]),
+    # No MTProto kind: no path check, so a TCP sweep stays on the connects-only loop.
+    (("tcp",), []),
+])
+def test_path_checks_by_table(kinds, expected):
+    from netprobe.plan import Plan
+    from netprobe.targets import parse_target_text
+    plan = Plan(parse_target_text(PATH_CHECK_FILE.encode(), "t.toml"), kinds, (), 1)
+    got = [(t.target, dict(t.context)["stage"], dict(t.context).get("city")) for t in plan.path_checks()]
+    assert sorted(got) == sorted(expected)
+    assert all(t in plan.controls() for t in plan.path_checks())

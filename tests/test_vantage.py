@@ -110,8 +110,11 @@ def verdict_reason(record: Result, controls: ControlBoard, vantage: str = ONLINE
     (tcp("149.154.167.51:443", "tcp.refused"), OPEN, ("reset", "tcp.refused")),
     (tcp("149.154.167.51:443", "tcp.timeout"), (control_tcp("1.1.1.1:443", "control.timeout"),
                                                   control_dns("example.com")), ("inconclusive", "tcp.path_failing")),
-    # ... a port with no control of its own falls back on the family's.
-    (tcp("149.154.167.51:5222", "tcp.timeout"), OPEN, ("blocked", "tcp.timeout")),
+    # ... a port with no control of its own has none: controls on 443 say nothing of 5222, which a hotel
+    # network that allows only 80 and 443 closes for everyone.
+    (tcp("149.154.167.51:5222", "tcp.timeout"), OPEN, ("inconclusive", "tcp.no_control")),
+    # ... loopback has no path that filters by port: the family's control speaks for it.
+    (tcp("127.0.0.1:5222", "tcp.refused"), (control_tcp("127.0.0.2:443"),), ("reset", "tcp.refused")),
     # DNS: the controls at the same resolver.
     (dns("web.telegram.org", "dns.nxdomain"), OPEN, ("blocked", "dns.nxdomain")),
     (dns("web.telegram.org", "dns.timeout"), (control_dns("example.com", "dns.timeout", ()), *OPEN[:3]),
@@ -531,3 +534,37 @@ def test_path_checks_are_neither_pass_nor_fail():
 
 def test_new_reasons_are_listed():
     assert {"tcp.service_intercepted", "control.path_check", "summary.intercepted"} <= set(REASONS)
+
+
+# Found by a second review: failures that the path gives every host alike are not Telegram's.
+PATH_ALIKE = [
+    # A firewall that resets anything not TLS on 443, whoever it goes to: our MTProto request to
+    # Cloudflare and Google was reset too, so a data center's reset is no block of Telegram.
+    ("MTProto reset at the controls too", (negative("192.0.2.1:443", False), path_check("1.1.1.1:443", "mtproto.reset"),
+                                            path_check("8.8.8.8:443", "mtproto.reset")),
+     mtproto("149.154.175.50:443", "mtproto.reset"), ("inconclusive", "mtproto.path_failing")),
+    # ... but where the controls' requests ended otherwise (the server closed), Telegram's reset stands.
+    ("MTProto reset where the controls closed", (negative("192.0.2.1:443", False),
+                                                  path_check("1.1.1.1:443", "mtproto.eof")),
+     mtproto("149.154.175.50:443", "mtproto.reset"), ("reset", "mtproto.reset")),
+    # An inline box answering non-HTTP with a 400 whose Date differs a second later: the status line decides.
+    ("the same 400 with another Date", (negative("192.0.2.1:80", False), path_check(
+        "1.1.1.1:80", "mtproto.bad_response", b"HTTP/1.1 400 Bad Request\r\nDate: Tue, 08 Dec 2026 01:00:00 GMT\r\n".hex())),
+     mtproto_answered("149.154.175.50:80", "mtproto.bad_response",
+                      b"HTTP/1.1 400 Bad Request\r\nDate: Tue, 08 Dec 2026 01:00:01 GMT\r\n".hex()),
+     ("inconclusive", "mtproto.intercepted")),
+]
+
+
+@pytest.mark.parametrize("case, controls, record, expected", PATH_ALIKE, ids=[c[0] for c in PATH_ALIKE])
+def test_a_failure_the_path_gives_everyone(case, controls, record, expected):
+    assert verdict_reason(record, board(control_tcp("1.1.1.1:443"), control_tcp("1.1.1.1:80"), *controls)) == expected
+
+
+def test_an_http_failure_a_control_also_got_is_the_paths():
+    # A walled garden's 302 for a control name and for web.telegram.org alike: not a blockpage of Telegram.
+    control = as_control(http_answer("1.1.1.1:80", 302, "portal", "0", kind="control"), "http")
+    out = judged(http_answer("149.154.167.99:80", 302, "portal", "0", reason="http.blockpage"),
+                 board(control_tcp("1.1.1.1:443"), negative("192.0.2.1:80", False), control))
+    assert (out.verdict, out.reason, out.evidence["observed_reason"]) == ("inconclusive", "http.intercepted",
+                                                                          "http.blockpage")
