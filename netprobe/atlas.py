@@ -730,6 +730,11 @@ def _tcp_record(prb: int, piece: Piece, port: int, role: str, index: TargetIndex
     evidence["atlas"] = _atlas_evidence(prb, [piece], context)
     if role == "control":
         evidence = {"stage": "tcp", **evidence}
+    elif reason is None:
+        # A SYN-ACK is what a box that accepts every connection sends too, and an Atlas probe tries
+        # no connection that must fail: the handshake is not shown to be the service's.
+        reason = "tcp.unproven"
+        evidence.update(observed_reason=None, observed_verdict="reachable")
     return Result("control" if role == "control" else "tcp", target, target, reason, 0.0, evidence,
                   measured_at=rfc3339(piece.ts))
 

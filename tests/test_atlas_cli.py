@@ -305,7 +305,7 @@ def test_from_file_json_lines_and_arrays_offline(capsys, api, tmp_path):
     records = [json.loads(line) for line in out.splitlines()]
     assert {(r["label"], r["probe"], r["reason"]) for r in records if r["probe"] != "summary"} == {
         ("atlas:10080", "dns", None), ("atlas:10024", "dns", "dns.resolver_no_control"),
-        ("atlas:11891", "dns", None), ("atlas:12320", "dns", None), ("atlas:99001", "tcp", None)}
+        ("atlas:11891", "dns", None), ("atlas:12320", "dns", None), ("atlas:99001", "tcp", "tcp.unproven")}
     assert "skipped 1 result(s) that could not be parsed" in err
     assert "measured no control in a run" in err and "*.no_control" in err
     assert len(api.calls) == 0

@@ -219,10 +219,13 @@ def test_tcp_traceroutes_as_observed(targets, store):
              "adapted-traceroute-tcp-neterror.json"]
     out = convert([r for f in files for r in load(f)], targets, store)
     syn_ack = one(out, 99001, "tcp")
-    assert (syn_ack.target, syn_ack.reason) == ("193.0.0.164:80", None)
+    # A SYN-ACK is what a box accepting every connection sends too, and Atlas tries no connection that
+    # must fail: not shown to be the service's (the observation kept).
+    assert (syn_ack.target, syn_ack.reason, syn_ack.verdict) == ("193.0.0.164:80", "tcp.unproven", "inconclusive")
+    assert syn_ack.evidence["observed_verdict"] == "reachable"
     assert syn_ack.evidence["traceroute"]["deciding_hop"]["replies"][0]["flags"] == "SA"
     assert one(out, 99002, "tcp").target == "[2001:67c:2e8:3::c100:a4]:80"
-    assert one(out, 99003, "tcp").reason is None
+    assert one(out, 99003, "tcp").reason == "tcp.unproven"
     assert observed(one(out, 99004, "tcp")) == "tcp.refused"
     silence = one(out, 11106, "tcp")
     assert (silence.target, observed(silence)) == ("91.198.174.225:443", "tcp.timeout")
