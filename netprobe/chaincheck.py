@@ -3,14 +3,44 @@
 RIPE Atlas `sslcert` results carry the chain a probe was sent, not a verified
 handshake, so netprobe verifies it here: against the trust store (the system's,
 or --ca-bundle), for the name that was asked (SNI), at the moment of the
-measurement.  cryptography's verifier decides first.  It refuses what today's
-browsers refuse, which old results fail for reasons that say nothing about
-interception (SHA-1 signatures before 2017), so a chain it refuses is walked
-again by hand: the name, each certificate's validity then, each signature by
-the next one's key, up to a root in the store.  What that walk finds is the
-verdict's evidence: `name_mismatch`, `expired`, `bad_signature`, `self_signed`
-and `unknown_issuer` (the chain leads to no CA in the store: a private CA — TLS
-interception — or a public one since removed from the store).
+measurement.  The verdict's evidence is one of `name_mismatch`, `expired`,
+`bad_signature` (a signature that does not verify, or one made with a hash the
+measurement's time no longer allowed), `invalid_chain` (a CA rule broken: a
+certificate that is no CA signing, a path too long, a name outside a CA's
+constraints, a leaf not for TLS servers), `self_signed`, `unreadable`, and for
+a chain that leads to no CA in the store `untrusted_root` or `unknown_issuer`
+(below).
+
+The validator is pyhanko-certvalidator, not a path builder of netprobe's own.  It
+was chosen over pyOpenSSL (`X509Store.set_time` + `X509StoreContext`, OpenSSL's
+own path builder) because judging an old result needs what only it gives:
+- a moment: `ValidationContext(moment=...)` validates at the measurement's time,
+  fetching nothing (OpenSSL's `set_time` does that too);
+- SHA-1 allowed explicitly, and only for the era that used it: its algorithm
+  policy names the hashes and the RSA sizes to refuse.  A bare OpenSSL store
+  runs at no security level and accepts SHA-1 for every chain (the 2014
+  torproject.org chain verifies with no setting), and pyOpenSSL exposes no way
+  to set one, so the era rule would be ours again;
+- typed failures (ExpiredError, PathBuildingError, DisallowedAlgorithmError...)
+  instead of OpenSSL error numbers to map by hand.
+It does RFC 5280 path validation in full (basicConstraints, keyUsage, path
+length, name constraints): a leaf placed as a CA is refused by the validator,
+not by a check of ours.  0.33 matches no names (it has no validate_tls); the
+name is matched by asn1crypto, which it is built on (`is_valid_domain_ip`: RFC
+6125 wildcards, the common name only without a subjectAltName).  pyOpenSSL has
+no name matcher at all, and each release pins cryptography to a narrow range
+(26.4: >=49,<51).  The cost, measured on the five real Atlas chains of
+tests/data/atlas against a store of 144 roots: 1-25 ms a chain (a private CA's,
+validated three times, is the slowest), as cryptography's verifier with the
+hand walk took (1-19 ms); about 0.07 s of import, paid only by the atlas
+commands (netprobe/atlas.py and commands/atlas.py import this module inside the
+functions that judge a chain or load a store); and ten more installed packages
+(asn1crypto, oscrypto, uritools, and aiohttp with its own, for fetching
+revocation data, which netprobe never asks for).
+
+Certificates issued before 2017 were still signed with SHA-1 (and keys of 1024
+bits were allowed until 2014) by public CAs: for a chain whose leaf was issued
+then, SHA-1 and RSA keys from 1024 bits are accepted; for later ones, neither.
 
 Judged as of the measurement: a root Mozilla's store held then but has dropped since
 (netprobe/data/retired_roots.pem, with when each was there) is trusted for a chain measured
@@ -24,8 +54,8 @@ checked, and says nothing either way.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import ipaddress
 import re
 import ssl
 import warnings
@@ -34,11 +64,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import (DisallowedAlgorithmError, ExpiredError, InvalidCertificateError,
+                                          NotYetValidError, PathBuildingError, ValidationError)
+from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
+
 MAX_CHAIN = 10  # certificates looked at; a hostile result may send hundreds
 MAX_PEM_CHARS = 32 * 1024  # one certificate's PEM text
 # Certificates issued before this were still signed with SHA-1 by public CAs (CA/Browser
 # Forum Baseline Requirements: no SHA-1 issuance from 2016-01-01, browsers distrusted it in 2017).
 SHA1_ERA_END = datetime(2017, 1, 1, tzinfo=timezone.utc)
+# What the SHA-1 era still allowed: SHA-1 (not MD5), RSA keys from 1024 bits (the Baseline
+# Requirements' 2048-bit minimum applied from 2014; Mozilla removed its 1024-bit roots in 2014-2015).
+SHA1_ERA_POLICY = DisallowWeakAlgorithmsPolicy(weak_hash_algos=frozenset({"md2", "md5"}), rsa_key_size_threshold=1024)
+# After it: the validator's defaults (MD2, MD5 and SHA-1 refused, RSA from 2048 bits).
+POLICY = DisallowWeakAlgorithmsPolicy()
+VALIDATOR = "pyhanko-certvalidator"
 RETIRED_ROOTS = Path(__file__).parent / "data" / "retired_roots.pem"
 # The first version of certifi's store in its history: a root already there was in the store
 # "at least since then", so it is trusted for any earlier measurement too.
@@ -52,14 +97,14 @@ class ChainCheck:
     """The outcome; `error` is None when the chain is the name's."""
 
     verified: bool
-    # name_mismatch | expired | bad_signature | self_signed | untrusted_root | unknown_issuer | unreadable
+    # name_mismatch | expired | bad_signature | invalid_chain | self_signed | untrusted_root
+    # | unknown_issuer | unreadable
     error: str | None = None
     detail: str = ""                  # one line for people
-    method: str | None = None         # "verifier" | "chain walk" (how a verified chain was accepted)
+    method: str | None = None         # the validator that accepted a verified chain
     certificates: list[dict[str, Any]] = field(default_factory=list)
     root_removed: str | None = None   # verified through a root Mozilla's store dropped on this date
     root: Any = field(default=None, repr=False)  # the trust anchor a verified chain reached
-    top: Any = field(default=None, repr=False)   # the last certificate an unverified walk reached
 
 
 @dataclass(frozen=True)
@@ -75,8 +120,6 @@ class RetiredRoot:
 @functools.lru_cache(maxsize=1)
 def retired_roots() -> tuple[RetiredRoot, ...]:
     """The roots Mozilla's store dropped, with when each was in it (netprobe/data/retired_roots.pem)."""
-    from cryptography import x509
-
     def day(text: str) -> datetime:
         return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
@@ -104,8 +147,6 @@ def _public_ca_names(store: tuple) -> frozenset:
 @functools.lru_cache(maxsize=4)
 def load_store(ca_bundle: str | None):
     """The trust store's certificates: --ca-bundle, else the system's default file, else certifi's."""
-    from cryptography import x509
-
     path = ca_bundle or ssl.get_default_verify_paths().cafile
     if not path:
         import certifi  # installed with ripe.atlas.cousteau
@@ -122,9 +163,6 @@ def _printable(text: str, limit: int = 200) -> str:
 
 def describe(cert) -> dict[str, Any]:
     """The evidence of one certificate: names, issuer, validity, fingerprint (capped text)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
     evidence: dict[str, Any] = {
         "subject": _printable(cert.subject.rfc4514_string()),
         "issuer": _printable(cert.issuer.rfc4514_string()),
@@ -140,86 +178,9 @@ def describe(cert) -> dict[str, Any]:
     return evidence
 
 
-def _dns_names(cert) -> list[str]:
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        return [str(n).lower() for n in san.get_values_for_type(x509.DNSName)]
-    except x509.ExtensionNotFound:
-        # RFC 6125 6.4.4: the common name only when there is no subjectAltName.
-        return [str(a.value).lower() for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    except ValueError:
-        return []
-
-
-def name_matches(cert, name: str) -> bool:
-    """RFC 6125: an exact name, or a wildcard standing for exactly the leftmost label."""
-    name = name.lower().rstrip(".")
-    try:
-        ipaddress.ip_address(name)
-        return False  # netprobe only asks for names
-    except ValueError:
-        pass
-    for pattern in _dns_names(cert):
-        pattern = pattern.rstrip(".")
-        if pattern == name:
-            return True
-        if pattern.startswith("*.") and "." in name:
-            if name.split(".", 1)[1] == pattern[2:] and pattern.count(".") >= 2:
-                return True
-    return False
-
-
-def _signed_by(cert, issuer) -> bool:
-    """`issuer` signed `cert`: cryptography's check, and for the SHA-1 signatures it no longer
-    accepts there, the same check through the issuer's public key."""
-    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-
-    if cert.issuer != issuer.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-        return True
-    except InvalidSignature:
-        return False
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        pass
-    try:
-        key, algorithm = issuer.public_key(), cert.signature_hash_algorithm
-        if algorithm is None:
-            return False
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
-        else:
-            return False
-        return True
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
-        return False
-
-
-def _is_ca(cert) -> bool:
-    """Only a CA certificate may sign another (basicConstraints): a leaf signing a leaf is forgery."""
-    from cryptography import x509
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except (x509.ExtensionNotFound, ValueError):
-        return False
-
-
-def _valid_at(cert, when: datetime) -> bool:
-    return cert.not_valid_before_utc <= when <= cert.not_valid_after_utc
-
-
 def check_chain(pems: Sequence[str], name: str, when: datetime, store: Sequence) -> ChainCheck:
     """Was this chain (leaf first, as the server sent it) the name's certificate at `when`,
     by the store of `when` (today's, plus the roots dropped since that were in it then)?"""
-    from cryptography import x509
-
     chain = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # old certificates trip cryptography's deprecation warnings
@@ -238,105 +199,109 @@ def check_chain(pems: Sequence[str], name: str, when: datetime, store: Sequence)
             described.append(describe(cert))
         except Exception:  # a certificate that parses but cannot be described: still evidence of a chain
             described.append({"unreadable": True})
-    store = tuple(store)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # old roots' names trip cryptography's warnings when compared
-        return _check_then(chain, described, name, when, store)
+        result = _check_then(chain, name, when, tuple(store))
+    result.certificates = described
+    return result
 
 
-def _check_then(chain: list, described: list, name: str, when: datetime, store: tuple) -> ChainCheck:
-    """The check against today's store; an unknown issuer again with the roots of `when`."""
-    from cryptography.hazmat.primitives import hashes
-
-    result = _check(chain, name, when, store)
+def _check_then(chain: list, name: str, when: datetime, store: tuple) -> ChainCheck:
+    """The name, then the chain against today's store; an unknown issuer again with the roots of
+    `when`; one still unknown is told apart: a private CA's chain, or one that cannot be checked."""
+    if not _name_matches(chain[0], name):
+        return ChainCheck(False, "name_mismatch", f"the certificate is not for {_printable(name, 100)}")
+    result = _check(chain, when, store)
     if result.error == "unknown_issuer":
         have = {c.fingerprint(hashes.SHA256()) for c in store}
         then = {r.cert.fingerprint(hashes.SHA256()): r for r in retired_roots() if r.trusted_at(when)}
         then = {fp: r for fp, r in then.items() if fp not in have}
         if then:
-            again = _check(chain, name, when, store + tuple(r.cert for r in then.values()))
+            again = _check(chain, when, store + tuple(r.cert for r in then.values()))
             if again.verified and again.root is not None:
                 retired = then.get(again.root.fingerprint(hashes.SHA256()))
                 if retired is not None:
                     again.root_removed = retired.removed.date().isoformat()
                     again.detail = (f"verified through {_printable(again.root.subject.rfc4514_string(), 100)}, a root "
                                     f"in Mozilla's store then, dropped on {again.root_removed}")
-            result = again
-    if result.error == "unknown_issuer" and result.top is not None and result.top is not chain[0] \
-            and result.top.issuer not in _public_ca_names(store):
-        result.error = "untrusted_root"
-        result.detail = (f"the chain the server sent leads to {_printable(result.top.issuer.rfc4514_string(), 100)}, "
-                         "a CA no public trust store held (today's, or Mozilla's since 2011): a private CA, such "
-                         "as a TLS-intercepting proxy's")
-    result.certificates = described
+            if again.error != "unknown_issuer":
+                return again
+    if result.error == "unknown_issuer":
+        return _unanchored(chain, when, store)
     return result
 
 
-def _check(chain: list, name: str, when: datetime, store: tuple) -> ChainCheck:
-    """The verifier, then the walk, against one store."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
-    result = ChainCheck(False)
-    leaf = chain[0]
-    strict_error = ""
+def _name_matches(leaf, name: str) -> bool:
+    """RFC 6125, as asn1crypto matches it (netprobe asks for names; a trailing dot is no label)."""
     try:
-        from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-        verifier = PolicyBuilder().store(Store(list(store))).time(when).build_server_verifier(x509.DNSName(name))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            built = verifier.verify(leaf, chain[1:])
-        result.verified, result.method = True, "verifier"
-        result.root = built[-1] if built else None
-        return result
-    except VerificationError as exc:
-        strict_error = _printable(str(exc).split(" (encountered", 1)[0], 160)
-    except Exception as exc:  # a malformed name or certificate: the walk below says what is wrong
-        strict_error = _printable(f"{type(exc).__name__}: {exc}", 160)
-    if not name_matches(leaf, name):
-        result.error, result.detail = "name_mismatch", f"the certificate is not for {name}"
-        return result
-    trusted = {c.fingerprint(hashes.SHA256()): c for c in store}
-    current, path = leaf, [leaf]
-    for _ in range(MAX_CHAIN):
-        if not _valid_at(current, when):
-            result.error = "expired"
-            result.detail = f"{_printable(current.subject.rfc4514_string(), 80)} was not valid at {when.isoformat()}"
-            return result
-        if current.fingerprint(hashes.SHA256()) in trusted:
-            result.root = current
-            break
-        root = next((r for r in store if _signed_by(current, r)), None)
-        if root is not None:
-            if not _valid_at(root, when):
-                result.error, result.detail = "expired", "the root was not valid then"
-                return result
-            result.root = root
-            break
-        issuer = next((c for c in chain if c is not current and c not in path and _is_ca(c)
-                       and _signed_by(current, c)), None)
-        if issuer is None:
-            if current.issuer == current.subject:
-                result.error = "self_signed" if _signed_by(current, current) else "bad_signature"
-                result.detail = "a self-signed certificate that is not in the trust store"
-            elif any(c.subject == current.issuer for c in (*chain, *store)):
-                result.error, result.detail = "bad_signature", "a signature in the chain does not verify"
-            else:
-                result.error, result.top = "unknown_issuer", current
-                result.detail = (f"the chain ends at {_printable(current.issuer.rfc4514_string(), 100)}, which "
-                                 "is not in the trust store (an intermediate the server left out, or a root this "
-                                 "store lacks): it cannot be checked")
-            return result
-        current = issuer
-        path.append(issuer)
-    else:
-        result.error, result.detail = "unknown_issuer", "the chain is longer than netprobe follows"
-        return result
-    if leaf.not_valid_before_utc < SHA1_ERA_END:
-        result.verified, result.method = True, "chain walk"
-        result.detail = f"accepted by a chain walk for a certificate issued before 2017 (verifier: {strict_error})"
-        return result
-    result.root = None
-    result.error = "unknown_issuer" if "exhausted" in strict_error else "bad_signature"
-    result.detail = f"the verifier refused the chain: {strict_error}"
-    return result
+        return _asn1(leaf).is_valid_domain_ip(name.rstrip("."))
+    except (ValueError, TypeError, UnicodeError):  # a name no DNS label can spell, a garbled extension
+        return False
+
+
+@functools.lru_cache(maxsize=2048)
+def _asn1(cert) -> asn1_x509.Certificate:
+    """The validator's form of a certificate (asn1crypto), made once per certificate."""
+    return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+def _validate(chain: list, anchors: Sequence, when: datetime):
+    """The validator's path from the leaf to one of `anchors` through the certificates the server
+    sent, valid at `when` under the algorithms of the leaf's era and usable by a TLS server."""
+    policy = SHA1_ERA_POLICY if chain[0].not_valid_before_utc < SHA1_ERA_END else POLICY
+    others = [_asn1(c) for c in chain[1:]]
+    context = ValidationContext(trust_roots=[_asn1(c) for c in anchors], other_certs=others, moment=when,
+                                algorithm_usage_policy=policy)
+    validator = CertificateValidator(_asn1(chain[0]), others, context)
+    # An old leaf may have no extendedKeyUsage; one that has it must allow serverAuth.
+    return asyncio.run(validator.async_validate_usage(set(), {"server_auth"}, extended_optional=True))
+
+
+def _check(chain: list, when: datetime, anchors: tuple) -> ChainCheck:
+    """The validator's verdict on the chain against one set of trust anchors."""
+    try:
+        path = _validate(chain, anchors, when)
+    except PathBuildingError:
+        return ChainCheck(False, "unknown_issuer")
+    except ValidationError as exc:
+        return _failure(exc)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:  # asn1crypto parses lazily: a garbled field
+        return ChainCheck(False, "unreadable", _printable(f"{type(exc).__name__}: {exc}", 160))
+    digest = path.trust_anchor.certificate.sha256  # trust_roots made of certificates: CertTrustAnchor
+    root = next((c for c in anchors if c.fingerprint(hashes.SHA256()) == digest), None)
+    return ChainCheck(True, method=VALIDATOR, root=root)
+
+
+def _failure(exc: ValidationError) -> ChainCheck:
+    """The validator's refusal in netprobe's words (its own message kept as the detail)."""
+    message = _printable(str(exc).split(" Reason: ", 1)[0], 200)
+    if isinstance(exc, (ExpiredError, NotYetValidError)):
+        return ChainCheck(False, "expired", message)
+    if isinstance(exc, InvalidCertificateError) and "self-signed" in str(exc):
+        return ChainCheck(False, "self_signed", message)
+    if isinstance(exc, DisallowedAlgorithmError) or "signature" in str(exc):
+        return ChainCheck(False, "bad_signature", message)
+    return ChainCheck(False, "invalid_chain", message)
+
+
+def _unanchored(chain: list, when: datetime, store: tuple) -> ChainCheck:
+    """A chain that reached no trusted root: where does what the server sent lead?  The top of
+    the sent chain (a certificate whose issuer it did not send, or a root) is taken as the anchor;
+    if the leaf validates up to it and its CA is one no public store held, it is a private CA's
+    chain (`untrusted_root`); if it does not validate, that is the failure; else it cannot be told."""
+    leaf = chain[0]
+    sent = {c.subject for c in chain}
+    top = next((c for c in chain[1:] if c != leaf and (c.issuer not in sent or c.issuer == c.subject)), None)
+    unknown = ChainCheck(False, "unknown_issuer", (
+        f"the chain ends at {_printable((top or leaf).issuer.rfc4514_string(), 100)}, which is not in the trust "
+        "store (an intermediate the server left out, or a root this store lacks): it cannot be checked"))
+    if top is None:
+        return unknown
+    sent_chain = _check(chain, when, (top,))
+    if not sent_chain.verified:
+        return unknown if sent_chain.error == "unknown_issuer" else sent_chain
+    if top.issuer in _public_ca_names(store):
+        return unknown
+    return ChainCheck(False, "untrusted_root", (
+        f"the chain the server sent leads to {_printable(top.issuer.rfc4514_string(), 100)}, a CA no public trust "
+        "store held (today's, or Mozilla's since 2011): a private CA, such as a TLS-intercepting proxy's"))

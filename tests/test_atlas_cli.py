@@ -22,6 +22,7 @@ from netprobe.targets import load_builtin
 
 DATA = Path(__file__).parent / "data" / "atlas"
 TARGETS = str(DATA / "targets.toml")
+ROOTS = str(DATA / "roots.pem")  # the tests' trust store, not the machine's (SOURCES.md)
 KEY = "0f6d3a2e-5b4c-4e1d-9a8b-7c6d5e4f3a2b"
 API = "https://atlas.ripe.net/api/v2"
 
@@ -216,7 +217,8 @@ def test_fetch_downloads_judges_and_appends_without_duplicates(capsys, api, tmp_
         (15418551, {"type": "sslcert", "target": "reviwiki.info", "hostname": "reviwiki.info", "port": 443}, "control"),
         (1443369, {"type": "sslcert", "target": "torproject.org", "hostname": "torproject.org", "port": 443}, "service")])
     output = tmp_path / "results.jsonl"
-    code, out, err = run(capsys, "atlas", "fetch", "--state", str(state), "--output", str(output), "--format", "jsonl")
+    code, out, err = run(capsys, "atlas", "fetch", "--state", str(state), "--output", str(output), "--format", "jsonl",
+                         "--ca-bundle", ROOTS)
     assert code == 0, err
     lines = output.read_text().splitlines()
     records = [json.loads(line) for line in lines]
@@ -239,7 +241,8 @@ def test_fetch_downloads_judges_and_appends_without_duplicates(capsys, api, tmp_
     assert not any(u.endswith("/measurements/1443369/") for u in urls)  # statuses came in one list request
     assert all("Authorization" not in c.request.headers for c in api.calls)  # public data: no key sent
     # Again: nothing new.
-    code, out, err = run(capsys, "atlas", "fetch", "--state", str(state), "--output", str(output), "--format", "jsonl")
+    code, out, err = run(capsys, "atlas", "fetch", "--state", str(state), "--output", str(output), "--format", "jsonl",
+                         "--ca-bundle", ROOTS)
     assert code == 0
     assert output.read_text().splitlines() == lines
     assert "0 new record(s)" in err and f"{len(records)} already there" in err
@@ -253,7 +256,7 @@ def test_fetch_says_when_a_measurement_is_still_running(capsys, api, tmp_path):
     state = state_with(tmp_path, [
         (15418551, {"type": "sslcert", "target": "reviwiki.info", "port": 443}, "control"),
         (1443369, {"type": "sslcert", "target": "torproject.org", "port": 443}, "service")])
-    code, out, err = run(capsys, "atlas", "fetch", "--state", str(state), "--format", "jsonl")
+    code, out, err = run(capsys, "atlas", "fetch", "--state", str(state), "--format", "jsonl", "--ca-bundle", ROOTS)
     assert code == 0
     assert "still running (15418551)" in err
     labels = {json.loads(line)["label"] for line in out.splitlines()}
@@ -320,7 +323,8 @@ def test_from_file_of_others_results_leads_the_report_with_a_diagnosis_and_claim
                                      "dns-www.ripe.net-1421267.json", "sslcert-torproject-1443369.json",
                                      "sslcert-torproject-opendns-1443162.json", "sslcert-google-15285836.json")]
     output = tmp_path / "atlas.jsonl"
-    code, out, err = run(capsys, "atlas", "fetch", "--targets", TARGETS, "--from-file", *files, "--format", "jsonl",
+    code, out, err = run(capsys, "atlas", "fetch", "--targets", TARGETS, "--from-file", *files, "--ca-bundle", ROOTS,
+                         "--format", "jsonl",
                          "--output", str(output), "--state", str(tmp_path / "none.json"))
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]

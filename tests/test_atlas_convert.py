@@ -35,7 +35,8 @@ def targets():
 
 @pytest.fixture(scope="module")
 def store():
-    return load_store(None)
+    """The tests' own trust store (roots.pem, SOURCES.md), not the machine's."""
+    return load_store(str(DATA / "roots.pem"))
 
 
 def convert(results, targets, store, **context):
@@ -493,7 +494,7 @@ def chain_of(name: str, prb: int):
 
 
 @pytest.mark.parametrize("name, prb, asked, shift_days, verified, error", [
-    # DigiCert's genuine torproject.org chain, 2014: the name's (a SHA-1 era chain, walked by hand).
+    # DigiCert's genuine torproject.org chain, 2014: the name's (its intermediate signed with SHA-1).
     ("sslcert-torproject-1443369.json", 1003, None, 0, True, None),
     # The same chain for another name: not that name's.
     ("sslcert-torproject-1443369.json", 1003, "example.org", 0, False, "name_mismatch"),
@@ -594,9 +595,9 @@ def test_probe_metadata_is_stated_only_when_known(targets, store):
     assert results[0]["from"] not in text and results[0]["src_addr"] not in text
 
 
-def test_a_chain_walk_never_lets_a_leaf_sign_a_leaf(store):
-    """The genuine 2014 torproject.org leaf of probe 1003 put behind itself: its issuer in the chain
-    is no CA, so the walk finds none, whatever the signatures say."""
+def test_a_leaf_never_signs_a_leaf(store):
+    """The genuine 2014 torproject.org leaf of probe 1003 put behind itself: no CA issued it in
+    the chain sent, so it cannot be checked, whatever the signatures say."""
     from datetime import datetime, timezone
 
     from netprobe.chaincheck import check_chain
@@ -604,5 +605,5 @@ def test_a_chain_walk_never_lets_a_leaf_sign_a_leaf(store):
     when = datetime.fromtimestamp(result["timestamp"], timezone.utc)
     assert check_chain(result["cert"], "torproject.org", when, store).verified
     leaf_only = check_chain([result["cert"][0], result["cert"][0]], "torproject.org", when, store)
-    assert not leaf_only.verified and leaf_only.error in ("unknown_issuer", "bad_signature")
+    assert (leaf_only.verified, leaf_only.error) == (False, "unknown_issuer")
     assert not check_chain(result["cert"], "example.org", when, store).verified
