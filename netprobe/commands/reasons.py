@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
@@ -34,4 +33,4 @@ def reasons(fmt):
             table.add_column(column, no_wrap=column != "meaning")
         for row in rows:
             table.add_row(row["reason"], f"[{VERDICT_STYLES[row['verdict']]}]{row['verdict']}[/]", row["meaning"])
-        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+        Console().print(table)
