@@ -26,6 +26,9 @@ BLOCKED = "blocked"
 RESET = "reset"
 INCONCLUSIVE = "inconclusive"
 VERDICTS = (REACHABLE, BLOCKED, RESET, INCONCLUSIVE)
+# Worst last: a run's records of one target fold into its worst verdict (netprobe/report/fold.py),
+# and the run's table lists the worst first (netprobe/render.py).
+VERDICT_RANK = {REACHABLE: 0, INCONCLUSIVE: 1, RESET: 2, BLOCKED: 3}
 
 # The failures that every connection-oriented stage can suffer.  A stage name
 # is prefixed to each (`tcp.timeout`, `tls.timeout`, `mtproto.reset`, ...).

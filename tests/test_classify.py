@@ -28,6 +28,7 @@ from netprobe.classify import (
     REACHABLE,
     REASONS,
     RESET,
+    VERDICT_RANK,
     VERDICTS,
     ConnectionClosed,
     DnsQueryOutcome,
@@ -66,6 +67,11 @@ def test_every_reason_maps_to_a_known_verdict_with_a_meaning(reason):
 def test_no_reason_means_reachable_and_only_no_reason_does():
     assert verdict_for(None) == REACHABLE
     assert all(verdict != REACHABLE for verdict, _ in REASONS.values())
+
+
+def test_the_verdict_rank_orders_every_verdict_worst_last():
+    assert sorted(VERDICT_RANK, key=VERDICT_RANK.get) == [REACHABLE, INCONCLUSIVE, RESET, BLOCKED]
+    assert set(VERDICT_RANK) == set(VERDICTS)
 
 
 def test_unknown_reason_is_rejected():

@@ -34,7 +34,7 @@ from functools import lru_cache
 from math import gcd
 from typing import Callable
 
-from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET
+from netprobe.classify import VERDICT_RANK
 from netprobe.report.timeutil import (
     BUCKET_LADDER,
     bucket_origin,
@@ -43,9 +43,8 @@ from netprobe.report.timeutil import (
     time_of,
 )
 
-# Fold precedence within a run: the worst verdict wins.
-RANK = {REACHABLE: 0, INCONCLUSIVE: 1, RESET: 2, BLOCKED: 3}
-BY_RANK = {rank: verdict for verdict, rank in RANK.items()}
+# Fold precedence within a run: the worst verdict (the highest VERDICT_RANK) wins.
+BY_RANK = {rank: verdict for verdict, rank in VERDICT_RANK.items()}
 
 # The techniques a summary names (its evidence.techniques[].kind, netprobe/diagnosis.py), as shown.
 TECHNIQUE_OF_KIND = {"dns": "DNS", "dns_injection": "DNS injection", "ip": "IP", "sni": "SNI",

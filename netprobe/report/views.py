@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from netprobe.classify import VERDICTS
-from netprobe.report.fold import BY_RANK, MAX_CELLS, RANK, TECHNIQUES, Fold, differing
+from netprobe.classify import VERDICT_RANK, VERDICTS
+from netprobe.report.fold import BY_RANK, MAX_CELLS, TECHNIQUES, Fold, differing
 from netprobe.report.timeutil import BUCKET_LADDER, HistoryError, bucket_origin, bucket_start, time_of
 
 
@@ -36,7 +36,7 @@ def current_state(fold: Fold) -> list[dict]:
         if track.n == 0:
             continue
         label, probe, name = key
-        counts = {verdict: track.counts[RANK[verdict]] for verdict in VERDICTS}
+        counts = {verdict: track.counts[VERDICT_RANK[verdict]] for verdict in VERDICTS}
         if fold.grouped:
             state = {"label": label, "probe": probe, "group": name, "targets": len(track.members)}
         else:
