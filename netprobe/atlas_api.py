@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 import requests
 
-DEFAULT_SERVER = "atlas.ripe.net"
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # one answer (a measurement's results); more is refused
 MAX_DETAIL = 200
 PROBE_FIELDS = "id,asn_v4,asn_v6,country_code"

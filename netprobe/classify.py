@@ -26,6 +26,9 @@ BLOCKED = "blocked"
 RESET = "reset"
 INCONCLUSIVE = "inconclusive"
 VERDICTS = (REACHABLE, BLOCKED, RESET, INCONCLUSIVE)
+# Worst last: a run's records of one target fold into its worst verdict (netprobe/report/fold.py),
+# and the run's table lists the worst first (netprobe/render.py).
+VERDICT_RANK = {REACHABLE: 0, INCONCLUSIVE: 1, RESET: 2, BLOCKED: 3}
 
 # The failures that every connection-oriented stage can suffer.  A stage name
 # is prefixed to each (`tcp.timeout`, `tls.timeout`, `mtproto.reset`, ...).
@@ -375,10 +378,7 @@ def _dns_exception_failures() -> tuple[tuple[type[BaseException], str], ...]:
     """dnspython's exceptions and the failure each means; dnspython is imported here,
     on the first DNS failure, so that a run without DNS probes never loads it."""
     import dns.exception
-    import dns.message
-    import dns.name
     import dns.query
-    import dns.rcode
     import dns.resolver
 
     return (
@@ -388,24 +388,9 @@ def _dns_exception_failures() -> tuple[tuple[type[BaseException], str], ...]:
         (dns.resolver.NoNameservers, "servfail"),
         (dns.resolver.YXDOMAIN, "bad_rcode"),
         (dns.query.UnexpectedSource, "unexpected_source"),
-        # Everything else dnspython raises while reading an answer means the bytes
-        # that came back were not a well-formed answer to our question.
-        (dns.exception.FormError, "malformed"),
-        (dns.exception.SyntaxError, "malformed"),
-        (dns.exception.TooBig, "malformed"),
-        (dns.message.UnknownHeaderField, "malformed"),
-        (dns.message.NotQueryResponse, "malformed"),
-        (dns.message.ChainTooLong, "malformed"),
-        (dns.message.AnswerForNXDOMAIN, "malformed"),
-        (dns.message.Truncated, "malformed"),
-        (dns.message.UnknownTSIGKey, "malformed"),
-        (dns.rcode.UnknownRcode, "malformed"),
-        (dns.name.BadEscape, "malformed"),
-        (dns.name.NameTooLong, "malformed"),
-        (dns.name.LabelTooLong, "malformed"),
-        (dns.name.IDNAException, "malformed"),
-        # Any other dnspython error met while reading an answer: not a well-formed
-        # answer to our question either.
+        # Anything else dnspython raises while reading an answer (FormError,
+        # Truncated, a bad name...): the bytes that came back were not a
+        # well-formed answer to our question.
         (dns.exception.DNSException, "malformed"),
     )
 

@@ -67,9 +67,6 @@ CONNECT_STAGES = frozenset({"tcp", "interception"})
 PATH_CHECK_STAGES = frozenset({"identity", "mtproto"})
 # A run longer than this measures its controls again at the end (the network may change under it).
 REMEASURE_AFTER_S = 60.0
-# The stage a probe kind's overrun is charged to (its reasons' prefix).
-STAGE_OF_KIND = {"mtproto_abridged": "mtproto", "mtproto_obfuscated2": "mtproto", "https": "tls",
-                 "dns_injection": "dns"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,6 @@ class RunOutcome:
     interrupted: bool = False
     concurrency: int = 0
     concurrency_note: str | None = None
-    elapsed_s: float = 0.0
     findings: list[str] = field(default_factory=list)
     offline_families: list[int] = field(default_factory=list)
 
@@ -281,7 +277,7 @@ class Runner:
             self.outcome.interrupted = True
             raise
         finally:
-            self.end(started)
+            self.stop()
         self.finish()
         return self.outcome
 
@@ -303,7 +299,7 @@ class Runner:
             self.outcome.interrupted = True
             raise
         finally:
-            self.end(started)
+            self.stop()
         self.finish()
         return self.outcome
 
@@ -324,10 +320,6 @@ class Runner:
             if ConnectPool.available:
                 self.pool = ConnectPool(loop, self.settings.timeout, self.done)
         return started
-
-    def end(self, started: float) -> None:
-        self.stop()
-        self.outcome.elapsed_s = time.monotonic() - started
 
     def remeasure_due(self, started: float) -> bool:
         return bool(self.controls) and time.monotonic() - started > self.settings.remeasure_after

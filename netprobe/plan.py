@@ -203,10 +203,6 @@ class Plan:
         """What a domain's records carry in their evidence (engine.run_task): the file's group."""
         return (("group", domain.group),) if domain.group else ()
 
-    def range_endpoints(self, index: int, rng: Range) -> Iterator[Endpoint]:
-        for endpoint, _ in self.range_targets(index, rng):
-            yield endpoint
-
     def range_targets(self, index: int, rng: Range) -> Iterator[tuple[Endpoint, str]]:
         """Each endpoint of a range with its `IP:PORT` text, made without the per-address
         overhead of indexing an ipaddress network (a /16 is 65,536 of them)."""

@@ -15,7 +15,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET
+from netprobe.classify import VERDICT_RANK
 from netprobe.report_lines import VERDICT_STYLES, count_segments, verdict_findings, verdict_headline
 from netprobe.text import printable
 
@@ -89,7 +89,6 @@ def group_of(record: dict[str, Any]) -> str:
     return str(record["target"])
 
 
-_RANK = {REACHABLE: 0, INCONCLUSIVE: 1, RESET: 2, BLOCKED: 3}
 MAX_DIFFERING = 2
 
 
@@ -107,13 +106,13 @@ def grouped_rows(records: Iterable[dict[str, Any]]) -> list[tuple[str, str, Coun
         rows.append((probe, group, verdicts, reasons, differing))
     order = {kind: i for i, kind in enumerate(("control", "dns", "dns_injection", "tcp", "https", "http", "mtproto",
                                                "mtproto_abridged", "mtproto_obfuscated2"))}
-    rows.sort(key=lambda row: (order.get(row[0], 99), -max(_RANK[v] for v in row[2]), row[1]))
+    rows.sort(key=lambda row: (order.get(row[0], 99), -max(VERDICT_RANK[v] for v in row[2]), row[1]))
     return rows
 
 
 def verdict_cell(verdicts: Counter) -> Text:
     cell = Text()
-    for verdict in sorted(verdicts, key=lambda v: -_RANK[v]):
+    for verdict in sorted(verdicts, key=lambda v: -VERDICT_RANK[v]):
         if cell:
             cell.append(" ")
         cell.append(f"{verdicts[verdict]} {verdict}", style=VERDICT_STYLES.get(verdict, ""))

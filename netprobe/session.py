@@ -67,7 +67,6 @@ def execute_plan(plan, options) -> int:
     from netprobe.output import FLUSH_INTERVAL_S, AppendFile, OutputError, StdoutWriter
     from netprobe.records import RunInfo, encode, to_json_line
 
-    no_color = bool(os.environ.get("NO_COLOR"))
     fmt = default_format(options["fmt"])
     quiet = options["quiet"]
     archive = None
@@ -88,9 +87,9 @@ def execute_plan(plan, options) -> int:
     err_console = None
     if fmt == "table" or _rich_stderr():
         from rich.console import Console
-        err_console = Console(stderr=True, no_color=no_color, highlight=False)
+        err_console = Console(stderr=True, highlight=False)
     progress = None
-    if err_console is not None and err_console.is_terminal and not quiet and not no_color:
+    if err_console is not None and err_console.is_terminal and not quiet and not err_console.no_color:
         from rich.progress import Progress
         progress = Progress(console=err_console, transient=True)
         progress_task = progress.add_task("probing", total=total)
@@ -200,7 +199,7 @@ def execute_plan(plan, options) -> int:
             from rich.console import Console
 
             from netprobe.render import print_report
-            out_console = Console(no_color=no_color, highlight=False, soft_wrap=False)
+            out_console = Console(highlight=False, soft_wrap=False)
             print_report(out_console, stdout.kept, outcome.counts, outcome.vantage, notes, outcome.findings,
                          details=options["details"], summary=summary[0] if summary else None)
         else:

@@ -28,10 +28,12 @@ from netprobe.classify import (
     REACHABLE,
     REASONS,
     RESET,
+    VERDICT_RANK,
     VERDICTS,
     ConnectionClosed,
     DnsQueryOutcome,
     classify_dns,
+    dns_failure,
     dns_reason,
     errno_failure,
     failure_of,
@@ -65,6 +67,11 @@ def test_every_reason_maps_to_a_known_verdict_with_a_meaning(reason):
 def test_no_reason_means_reachable_and_only_no_reason_does():
     assert verdict_for(None) == REACHABLE
     assert all(verdict != REACHABLE for verdict, _ in REASONS.values())
+
+
+def test_the_verdict_rank_orders_every_verdict_worst_last():
+    assert sorted(VERDICT_RANK, key=VERDICT_RANK.get) == [REACHABLE, INCONCLUSIVE, RESET, BLOCKED]
+    assert set(VERDICT_RANK) == set(VERDICTS)
 
 
 def test_unknown_reason_is_rejected():
@@ -352,24 +359,42 @@ def _instantiate(cls: type) -> BaseException:
         return exc
 
 
+# The dnspython exceptions whose failure is not "malformed"; every other one the
+# walk finds is a reply that was not a well-formed answer to our question.
+DNS_EXCEPTION_FAILURES = {
+    "dns.exception.Timeout": "timeout",
+    "dns.resolver.LifetimeTimeout": "timeout",
+    "dns.resolver.NXDOMAIN": "nxdomain",
+    "dns.resolver.NoAnswer": "no_answer",
+    "dns.resolver.NoNameservers": "servfail",
+    "dns.resolver.YXDOMAIN": "bad_rcode",
+    "dns.query.UnexpectedSource": "unexpected_source",
+}
+
+
+def _dns_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _dns_params():
     for cls in _dns_exception_classes():
-        name = f"{cls.__module__}.{cls.__qualname__}"
-        yield pytest.param(cls, id=name)
+        name = _dns_name(cls)
+        yield pytest.param(cls, DNS_EXCEPTION_FAILURES.get(name, "malformed"), id=name)
 
 
 def test_the_walk_finds_the_dnspython_exceptions():
-    names = {f"{c.__module__}.{c.__qualname__}" for c in _dns_exception_classes()}
-    assert {"dns.exception.Timeout", "dns.resolver.NXDOMAIN", "dns.message.ShortHeader",
-            "dns.query.UnexpectedSource", "dns.name.BadPointer"} <= names
+    names = {_dns_name(c) for c in _dns_exception_classes()}
+    assert {"dns.message.ShortHeader", "dns.name.BadPointer"} <= names
+    assert set(DNS_EXCEPTION_FAILURES) <= names, "a class of the table is no longer in dnspython"
     assert len(names) > 40
 
 
-@pytest.mark.parametrize("cls", list(_dns_params()))
-def test_no_dnspython_error_reaches_unknown(cls):
-    reason = dns_reason(_instantiate(cls))
-    assert reason in REASONS
-    assert not reason.endswith(".unknown")
+@pytest.mark.parametrize("cls, failure", list(_dns_params()))
+def test_each_dnspython_error_has_its_exact_failure(cls, failure):
+    """Per class, not 'anything but unknown': a lost mapping (NXDOMAIN read as
+    malformed, say) fails here, as does a new dnspython class under Timeout."""
+    assert dns_failure(_instantiate(cls)) == failure
+    assert f"dns.{failure}" in REASONS
 
 
 def test_fuzzed_dns_answers_never_reach_unknown():

@@ -406,6 +406,24 @@ def test_reasons_lists_every_reason_with_its_verdict_and_meaning():
     assert table.exit_code == 0 and "dns.resolver_failing" in table.output
 
 
+def test_reasons_writes_every_record_format_with_the_same_rows():
+    """`reasons` takes the one list of record formats; each machine format holds the same rows."""
+    from netprobe.commands.common import RECORD_FORMATS
+
+    def rows(fmt: str) -> list[dict]:
+        result = CliRunner().invoke(cli, ["reasons", "--format", fmt])
+        assert result.exit_code == 0, result.output
+        if fmt == "json":
+            return json.loads(result.output)
+        if fmt == "jsonl":
+            return [json.loads(line) for line in result.output.splitlines()]
+        return list(csv.DictReader(io.StringIO(result.output)))
+
+    machine = [f for f in RECORD_FORMATS if f != "table"]
+    assert machine == ["jsonl", "json", "csv"]
+    assert rows("jsonl") == rows("json") == rows("csv")
+
+
 # --- default controls: the plan shows them; nothing here probes beyond loopback -----------------
 
 def plan_rows(*args: str) -> tuple[list[dict], str]:

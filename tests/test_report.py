@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from netprobe.classify import VERDICT_RANK
 from netprobe.records import RECORD_FIELDS, to_json_line
 from netprobe.report import command, views
 from netprobe.report import fold as f
@@ -116,7 +117,7 @@ def fold_of(records: list[dict], *, grouped: bool = False, **options) -> f.Fold:
     for r in records:
         if r["probe"] not in ("control", "summary"):
             name = command.reading.group_of(r["probe"], r["target"], r["evidence"]) if grouped else r["target"]
-            fold.add(r["measured_at"], r["run_id"], r["label"], r["probe"], r["target"], f.RANK[r["verdict"]],
+            fold.add(r["measured_at"], r["run_id"], r["label"], r["probe"], r["target"], VERDICT_RANK[r["verdict"]],
                      r["reason"], name)
     fold.finish()
     return fold
@@ -558,8 +559,8 @@ def test_terminal_timeline(archive, bucket):
 def test_timeline_buckets_fold_to_the_worst_verdict(archive):
     line = views.timeline(fold_of(history_records(), buckets=(3600,)), bucket=3600)
     assert line.cells == 1
-    assert {key[2]: cells for key, cells in line.rows} == {"t.me": {0: f.RANK["blocked"]},
-                                                           "web.telegram.org": {0: f.RANK["reset"]}}
+    assert {key[2]: cells for key, cells in line.rows} == {"t.me": {0: VERDICT_RANK["blocked"]},
+                                                           "web.telegram.org": {0: VERDICT_RANK["reset"]}}
 
 
 def hostile_archive(tmp_path) -> Path:

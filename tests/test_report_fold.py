@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from netprobe.classify import VERDICT_RANK
 from netprobe.records import to_json_line
 from netprobe.report import command, spill, views
 from netprobe.report import fold as f
@@ -68,7 +69,7 @@ def fold_records(records, **options) -> f.Fold:
     fold = f.Fold(**options)
     for r in records:
         name = group_of(r["probe"], r["target"], r["evidence"]) if fold.grouped else r["target"]
-        fold.add(r["measured_at"], r["run_id"], r["label"], r["probe"], r["target"], f.RANK[r["verdict"]],
+        fold.add(r["measured_at"], r["run_id"], r["label"], r["probe"], r["target"], VERDICT_RANK[r["verdict"]],
                  r["reason"], name)
     fold.finish()
     return fold
@@ -82,7 +83,7 @@ def reference_observations(records, grouped=False):
     for r in records:
         name = group_of(r["probe"], r["target"], r["evidence"]) if grouped else r["target"]
         key = (r["label"], r["probe"], name)
-        rank, at = f.RANK[r["verdict"]], r["measured_at"]
+        rank, at = VERDICT_RANK[r["verdict"]], r["measured_at"]
         current = runs.setdefault(key, {}).get(r["run_id"])
         if current is None or rank > current[1] or (rank == current[1] and at < current[0]):
             runs[key][r["run_id"]] = (at, rank, r["reason"], r["run_id"])
@@ -105,7 +106,7 @@ def reference_state(records, grouped=False):
         if grouped:
             row["targets"] = len({t for run in members[key].values() for t in run})
         row.update(verdict=f.BY_RANK[seq[-1][1]], reason=seq[-1][2], since=seq[start][0], last_seen=seq[-1][0],
-                   counts={v: counts[f.RANK[v]] for v in VERDICTS})
+                   counts={v: counts[VERDICT_RANK[v]] for v in VERDICTS})
         if grouped:
             count, named = f.differing(members[key][seq[-1][3]])[1:]
             row.update(differing=[{"target": t, "verdict": f.BY_RANK[r], "reason": why} for t, r, why in named],

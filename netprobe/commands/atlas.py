@@ -614,4 +614,4 @@ def _print_table(records: list[dict[str, Any]]) -> None:
             continue
         table.add_row(*(Text(printable(record.get(c) or "")) for c in
                         ("label", "probe", "target", "address", "verdict", "reason")))
-    Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False).print(table)
+    Console(highlight=False).print(table)

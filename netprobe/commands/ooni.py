@@ -133,7 +133,7 @@ def _show(writer, fmt: str, counts: Counter) -> None:
     if fmt == "json":
         sys.stdout.write(writer.json_text())
     elif fmt == "table":
-        console = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=False)
+        console = Console(highlight=False, soft_wrap=False)
         print_report(console, writer.kept, counts, "imported")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -133,7 +132,7 @@ def targets(**options):
             table.add_column(column)
         for row in rows:
             table.add_row(*(Text(printable(row[c])) for c in ("probe", "target", "address")))
-        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+        Console().print(table)
         click.echo(f"{len(rows)} probes")
     else:
         import json

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
-import os
+import sys
 
 import click
 
-from netprobe.commands.common import default_format
+from netprobe.commands.common import RECORD_FORMATS, default_format
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(RECORD_FORMATS), default=None,
               help="Output format (default: table on a terminal, else json).")
 def reasons(fmt):
     """Every reason a record can carry, with its verdict and what it means."""
@@ -24,6 +25,10 @@ def reasons(fmt):
     elif fmt == "jsonl":
         for row in rows:
             click.echo(json.dumps(row))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     else:
         from rich.console import Console
         from rich.table import Table
@@ -34,4 +39,4 @@ def reasons(fmt):
             table.add_column(column, no_wrap=column != "meaning")
         for row in rows:
             table.add_row(row["reason"], f"[{VERDICT_STYLES[row['verdict']]}]{row['verdict']}[/]", row["meaning"])
-        Console(no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+        Console().print(table)

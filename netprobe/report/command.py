@@ -195,7 +195,7 @@ def report(request: Request, warn: Callable[[str], None]) -> None:
     console = None
     if request.show and (request.view == "timeline" or request.stdout_format() == "table"):
         from rich.console import Console
-        console = Console(no_color=bool(os.environ.get("NO_COLOR")), highlight=False, soft_wrap=False)
+        console = Console(highlight=False, soft_wrap=False)
     folding, stats = read(request, terminal_cells=console.width if console is not None else 0)
     try:
         if stats.corrupt:

@@ -34,7 +34,7 @@ from functools import lru_cache
 from math import gcd
 from typing import Callable
 
-from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET
+from netprobe.classify import VERDICT_RANK
 from netprobe.report.timeutil import (
     BUCKET_LADDER,
     bucket_origin,
@@ -43,9 +43,8 @@ from netprobe.report.timeutil import (
     time_of,
 )
 
-# Fold precedence within a run: the worst verdict wins.
-RANK = {REACHABLE: 0, INCONCLUSIVE: 1, RESET: 2, BLOCKED: 3}
-BY_RANK = {rank: verdict for verdict, rank in RANK.items()}
+# Fold precedence within a run: the worst verdict (the highest VERDICT_RANK) wins.
+BY_RANK = {rank: verdict for verdict, rank in VERDICT_RANK.items()}
 
 # The techniques a summary names (its evidence.techniques[].kind, netprobe/diagnosis.py), as shown.
 TECHNIQUE_OF_KIND = {"dns": "DNS", "dns_injection": "DNS injection", "ip": "IP", "sni": "SNI",
@@ -70,7 +69,7 @@ class Disorder(Exception):
 class Track:
     """One row's counters.  `pending`: open runs, run_id -> [at, rank, reason, last_at, members]."""
 
-    __slots__ = ("counts", "n", "first_at", "last_at", "last_epoch", "last_rank", "last_reason", "last_run", "since",
+    __slots__ = ("counts", "n", "first_at", "last_at", "last_epoch", "last_rank", "last_reason", "since",
                  "recent", "pending", "gaps", "cells", "members", "last_members")
 
     def __init__(self, grouped: bool, gaps: bool):
@@ -79,7 +78,7 @@ class Track:
         self.first_at = self.last_at = self.since = ""
         self.last_epoch = 0
         self.last_rank = -1
-        self.last_reason = self.last_run = None
+        self.last_reason = None
         self.recent = [None] * RECENT_RUNS  # the last runs observed, by observation count modulo RECENT_RUNS
         self.pending: dict[str, list] = {}
         self.gaps = [0] * (len(BUCKET_LADDER) + 1) if gaps else None
@@ -238,7 +237,7 @@ class Fold:
             track.last_epoch = epoch
             if self.levels:
                 self._cell(track, epoch, rank)
-        track.last_at, track.last_rank, track.last_reason, track.last_run = at, rank, reason, run_id
+        track.last_at, track.last_rank, track.last_reason = at, rank, reason
         track.recent[n % RECENT_RUNS] = run_id
         if members is not None:
             track.members.update(members)

@@ -27,7 +27,6 @@ VERDICT_COLOURS = {"reachable": "#2e7d32", "blocked": "#c62828", "reset": "#8e24
 NO_DATA_COLOUR = "#e6e6e6"
 # The diagnosis box, by what it says; colours used nowhere else on the page.
 ANSWER_COLOURS = {"blocked": "#fde8e8", "reachable": "#e6f4ea", "unknown": "#fff5d6"}
-MAX_HTML_CHANGES = 1000
 MAX_DIAGNOSIS_CHANGES = 50  # dates of diagnosis changes listed per vantage point
 SHOWN_CHANGES = 5  # of them in the first screen; the rest folded
 SHORT = {None: "no blocking observed", "summary.blocking_observed": "blocking observed",

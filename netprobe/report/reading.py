@@ -27,7 +27,8 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from netprobe.report.fold import RANK, TECHNIQUE_OF_KIND, TECHNIQUES, Disorder
+from netprobe.classify import VERDICT_RANK
+from netprobe.report.fold import TECHNIQUE_OF_KIND, TECHNIQUES, Disorder
 from netprobe.report.spill import ExternalSorter
 from netprobe.report.timeutil import normalise_time
 
@@ -118,7 +119,7 @@ def record_fields(record: dict | None) -> tuple | None:
     at = normalise_time(at)
     reason, label = record.get("reason"), record.get("label")
     if (type(run_id) is str and at is not None and type(probe) is str and type(target) is str
-            and verdict in RANK and (reason is None or type(reason) is str)
+            and verdict in VERDICT_RANK and (reason is None or type(reason) is str)
             and (label is None or type(label) is str)):
         return run_id, at, probe, target, verdict, reason, record.get("evidence"), label
     return None
@@ -209,7 +210,7 @@ def scan(path: str, query: Query, stats: Stats, emit: Emit | None, emit_summary:
         needles.append((b'"summary"',))
     since, until = query.since, query.until
     labels, probes, targets = query.labels, query.probes, query.targets
-    parse, rank_of = parse_line, RANK
+    parse, rank_of = parse_line, VERDICT_RANK
     for raw in archive_lines(path, stats):
         if needles and not all(any(n in raw for n in group) for group in needles):
             continue

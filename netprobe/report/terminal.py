@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from netprobe.classify import VERDICTS
+from netprobe.classify import VERDICT_RANK, VERDICTS
 from netprobe.render import VERDICT_STYLES
-from netprobe.report.fold import BY_RANK, RANK, TECHNIQUES
+from netprobe.report.fold import BY_RANK, TECHNIQUES
 from netprobe.report.timeutil import duration_text, short, time_of, when
 from netprobe.report.views import Timeline
 from netprobe.text import printable
@@ -82,7 +82,7 @@ def _details(row: dict, reason: object, counts: dict | None = None):
     cell = Text(printable(reason or ""))
     if counts:
         total = sum(counts.values()) or 1
-        seen = sorted((v for v, n in counts.items() if n), key=lambda v: -RANK[v])
+        seen = sorted((v for v, n in counts.items() if n), key=lambda v: -VERDICT_RANK[v])
         if len(seen) == 1:
             cell.append(("; " if cell else "") + "always")  # one verdict over the whole window
         for verdict in seen if len(seen) > 1 else ():

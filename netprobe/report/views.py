@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from netprobe.classify import VERDICTS
-from netprobe.report.fold import BY_RANK, MAX_CELLS, RANK, TECHNIQUES, Fold, differing
-from netprobe.report.timeutil import BUCKET_LADDER, HistoryError, bucket_origin, bucket_start, epoch_of, time_of
+from netprobe.classify import VERDICT_RANK, VERDICTS
+from netprobe.report.fold import BY_RANK, MAX_CELLS, TECHNIQUES, Fold, differing
+from netprobe.report.timeutil import BUCKET_LADDER, HistoryError, bucket_origin, bucket_start, time_of
 
 
 def sort_key(key: tuple) -> tuple:
@@ -36,7 +36,7 @@ def current_state(fold: Fold) -> list[dict]:
         if track.n == 0:
             continue
         label, probe, name = key
-        counts = {verdict: track.counts[RANK[verdict]] for verdict in VERDICTS}
+        counts = {verdict: track.counts[VERDICT_RANK[verdict]] for verdict in VERDICTS}
         if fold.grouped:
             state = {"label": label, "probe": probe, "group": name, "targets": len(track.members)}
         else:
@@ -143,16 +143,6 @@ def span(fold: Fold) -> tuple[str, str] | None:
 
 # --- shares -----------------------------------------------------------------------------------
 
-def shares_by_probe(states: Iterable[dict]) -> dict[str, dict[str, int]]:
-    """Per probe kind, the number of per-run observations with each verdict."""
-    shares: dict[str, dict[str, int]] = {}
-    for state in states:
-        counts = shares.setdefault(str(state["probe"]), dict.fromkeys(VERDICTS, 0))
-        for verdict, n in state["counts"].items():
-            counts[verdict] += n
-    return dict(sorted(shares.items()))
-
-
 def shares_by_label(states: Iterable[dict]) -> dict[str, dict[object, dict[str, int]]]:
     """Per probe kind and label (vantage point), the number of per-run observations with each verdict."""
     shares: dict[str, dict[object, dict[str, int]]] = {}
@@ -189,7 +179,3 @@ def diagnoses(fold: Fold) -> list[Diagnosis]:
         found.append(Diagnosis(label, track.latest, track.since, changes, track.changes_total - len(changes),
                                dict(track.runs)))
     return found
-
-
-def epoch_span(first: str, last: str) -> int:
-    return epoch_of(last) - epoch_of(first)
