@@ -10,7 +10,9 @@ moment it exists, so an interrupted run keeps everything it measured.
 
 A plan of TCP connects only (`connects_only`) runs on netprobe/sweep_loop.py's
 loop (`Runner.run_connects`), without asyncio; every other plan under asyncio
-(`Runner.run`).  Both drive the same scheduling below.
+(`Runner.run`).  Both loops implement sweep_loop.EventLoop, and `drive` picks
+one for the session and the tests alike; the two methods differ only in how
+they wait and in what interrupts them.
 
 Controls are started first and the other probes right behind them; until
 every control is in, results wait in a buffer that holds at most one
@@ -34,7 +36,7 @@ from netprobe.classify import choose_addresses, choose_control_addresses
 from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
 from netprobe.records import Result
-from netprobe.sweep_loop import Cancellable, EventLoop, Waitable
+from netprobe.sweep_loop import Cancellable, EventLoop, Interrupted, SweepLoop, Waitable
 from netprobe.vantage import (
     ONLINE,
     UNDECIDED,
@@ -48,8 +50,6 @@ from netprobe.vantage import (
 
 if TYPE_CHECKING:  # asyncio is imported only by the runs that use it (Runner.run)
     import asyncio
-
-    from netprobe.sweep_loop import SweepLoop
 
 # Grace beyond --timeout before the engine itself ends a probe that overran.
 PROBE_MARGIN_S = 0.5
@@ -150,10 +150,9 @@ def drive(runner: Runner, sweep: bool, signals: tuple[int, ...] = (),
 
     Each of `signals` calls on_signal(signum) and interrupts the run; on_start(loop, stop) gets
     the loop and what interrupts the run (for an output that fails) before the first probe;
-    make_executor() makes asyncio's default executor (not imported for a sweep).  An interrupted run returns its outcome too
-    (`outcome.interrupted`), with every result it measured already emitted."""
+    make_executor() makes asyncio's default executor (not imported for a sweep).  An interrupted
+    run returns its outcome too (`outcome.interrupted`), every result it measured emitted."""
     if sweep:
-        from netprobe.sweep_loop import Interrupted, SweepLoop
         loop = SweepLoop()
         try:
             if signals:
@@ -331,7 +330,6 @@ class Runner:
     def run_connects(self, loop: SweepLoop) -> RunOutcome:
         """The same run on a SweepLoop, for a plan that `connects_only`; SweepLoop's Interrupted
         (a signal, a failed output) ends it as cancellation ends run()."""
-        from netprobe.sweep_loop import Interrupted
         started = self.begin(loop)
         with self.ending(Interrupted):
             for future in self.rounds(started):

@@ -1,8 +1,8 @@
 """The engine: concurrency and deadlines that hold, --rate pacing, controls that cost no
 time of their own, records identical to the coroutine probe's, and memory that does
 not grow with the plan.  A plan of TCP connects only runs on sweep_loop.SweepLoop
-(Runner.run_connects), every other under asyncio (Runner.run): tests marked with
-`how` run on both.
+(Runner.run_connects), every other under asyncio (Runner.run), both through
+engine.drive as the session runs them: tests marked with `how` run on both.
 
 Every connect goes to 127.0.0.0/8: listeners the tests open (the whole of
 127.0.0.0/8 is local, so one listener on 0.0.0.0 answers a range of addresses),
