@@ -53,13 +53,14 @@ class ConnectFailed(Exception):
         self.immediate = immediate
 
 
-def start_connect(endpoint: Endpoint, socket_type=_raw_socket) -> tuple[object, bool]:
-    """A non-blocking socket of `socket_type` and whether its connect() is still under way
-    (False: connected at once); ConnectFailed(immediate) when it failed before sending."""
+def start_connect(endpoint: Endpoint, socket_type=_raw_socket) -> tuple[object, bool, ConnectFailed | None]:
+    """socket() and a non-blocking connect(): (sock, under_way, None), under_way False when it
+    connected at once, or (None, False, ConnectFailed(immediate)) when it failed before sending
+    (returned, not raised: a sweep of unroutable addresses would pay a raise per probe)."""
     try:
         sock = socket_type(socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET, _NONBLOCKING_STREAM)
     except OSError as exc:
-        raise ConnectFailed(exc, immediate=True) from None
+        return None, False, ConnectFailed(exc, immediate=True)
     if _SET_NONBLOCKING:
         sock.setblocking(False)
     ip = endpoint.ip
@@ -67,13 +68,13 @@ def start_connect(endpoint: Endpoint, socket_type=_raw_socket) -> tuple[object, 
         err = sock.connect_ex((inet_ntoa(ip.packed) if ip.version == 4 else ip.compressed, endpoint.port))
     except OSError as exc:  # connect_ex reports most failures as its value, a few by raising
         sock.close()
-        raise ConnectFailed(exc, immediate=True) from None
+        return None, False, ConnectFailed(exc, immediate=True)
     if err == 0:
-        return sock, False
+        return sock, False, None
     if err in _UNDER_WAY:
-        return sock, True
+        return sock, True, None
     sock.close()
-    raise ConnectFailed(OSError(err, os.strerror(err)), immediate=True)  # OSError picks the errno's subclass
+    return None, False, ConnectFailed(OSError(err, os.strerror(err)), immediate=True)  # OSError picks the subclass
 
 
 def connect_outcome(sock) -> ConnectFailed | None:
@@ -84,7 +85,9 @@ def connect_outcome(sock) -> ConnectFailed | None:
 
 async def open_socket(endpoint: Endpoint) -> socket.socket:
     """A connected non-blocking socket, or ConnectFailed; the caller bounds the time."""
-    sock, under_way = start_connect(endpoint, socket.socket)
+    sock, under_way, failure = start_connect(endpoint, socket.socket)
+    if failure is not None:
+        raise failure
     if under_way:
         try:
             await _wait_writable(sock)
@@ -201,23 +204,21 @@ class ConnectPool:
 
     def start(self, endpoint: Endpoint, target: str, kind: str, context, tag: object) -> None:
         started = time.monotonic()
-        try:
-            sock, under_way = start_connect(endpoint)
-            if under_way:
-                fd = sock.fileno()
-                try:
-                    self.epoll.register(fd, EPOLLOUT | EPOLLONESHOT)
-                except OSError as exc:  # out of memory or epoll watches: the SYN is out, the answer unseen
-                    sock.close()
-                    raise ConnectFailed(exc, immediate=False) from None
+        sock, under_way, failure = start_connect(endpoint)
+        if under_way:
+            fd = sock.fileno()
+            try:
+                self.epoll.register(fd, EPOLLOUT | EPOLLONESHOT)
+            except OSError as exc:  # out of memory or epoll watches: the SYN is out, the answer unseen
+                sock.close()
+                failure = ConnectFailed(exc, immediate=False)
+            else:
                 self.pending[fd] = _Connect(sock, target, kind, context, started, started + self.timeout, tag)
                 if self.timer is None:
                     self._arm(started + self.timeout)
                 return
+        elif sock is not None:
             sock.close()  # connected at once
-            failure = None
-        except ConnectFailed as exc:
-            failure = exc
         elapsed = (time.monotonic() - started) * 1000
         self.on_result(tag, connect_result(target, kind, context, failure, elapsed, self.timeout))
 
