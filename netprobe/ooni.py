@@ -45,6 +45,7 @@ from netprobe.classify import (
     BLOCKED, INCONCLUSIVE, REACHABLE, REASONS, RESET, VAGUE_BLOCKPAGE_SCOPE, VERDICTS, DnsQueryOutcome,
     classify_dns, failure_of, ooni_failure, ooni_reason, verdict_for,
 )
+from netprobe.probes.kinds import CONNECT, MTPROTO, WEB, bare_success, of_family
 from netprobe.records import RECORD_FIELDS, SCHEMA, Result, RunInfo, encode
 from netprobe.report.timeutil import canonical_time, normalise_time
 
@@ -749,7 +750,7 @@ def _unproven(record: dict, dc_ips: set[str]) -> dict:
     answers any request) gives the same, and OONI tries no connection that must fail.  So
     it is `*.unproven`, inconclusive, the observation kept; a verified TLS handshake or a
     page from web.telegram.org is judged as before."""
-    if record["verdict"] != REACHABLE or record["probe"] not in ("tcp", "http"):
+    if record["verdict"] != REACHABLE or not bare_success(record["probe"]):
         return record
     host = (record.get("address") or "").rpartition(":")[0].strip("[]")
     if record["probe"] == "http" and host not in dc_ips:
@@ -1127,9 +1128,9 @@ def _shallow(value: object, depth: int = 0) -> bool:
 
 # --- a netprobe run -> one OONI measurement ----------------------------------------------------
 
-TCP_KINDS = ("tcp",)
-WEB_KINDS = ("https", "http")
-MTPROTO_KINDS = ("mtproto", "mtproto_abridged", "mtproto_obfuscated2")
+TCP_KINDS = of_family(CONNECT)
+WEB_KINDS = of_family(WEB)
+MTPROTO_KINDS = of_family(MTPROTO)
 RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "REFUSED": 5}
 ENGINES = {"udp": "udp", "tcp": "tcp", "https": "doh"}
 USER_AGENT = f"netprobe/{__version__}"

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from netprobe.classify import (BLOCKED, REACHABLE, RESET, failure_of, http_answer_difference, negative_control_reason,
                                verdict_for)
+from netprobe.probes.kinds import bare_success, by_silence
 from netprobe.records import Result
 
 PASSED, FAILED, NONE = "passed", "failed", "none"
@@ -37,10 +38,6 @@ NO_OPEN_ACCESS = "no_open_access"  # something answers, but no control got throu
 UNDECIDED = "undecided"          # the run ended before the controls were in
 UNKNOWN = "unknown"              # no controls at all
 NOT_ONLINE = (OFFLINE, NO_OPEN_ACCESS, UNDECIDED)
-
-# Probe kinds whose "reachable" rests on silence (nothing injected an answer):
-# where the path is not known to be open, silence proves nothing.
-REACHABLE_BY_SILENCE = frozenset({"dns_injection"})
 
 # An HTTP control's answer against the one its genuine server gives (evidence.answer_check).
 GENUINE, DIFFERS, NO_ANSWER, WEAK = "genuine", "differs", "no answer", "weak"
@@ -538,9 +535,9 @@ def checked_http_control(record: Result, expected: dict[str, Any] | None) -> Res
 def genuine_success(record: Result, board: ControlBoard) -> bool:
     """A success that only the service gives: the vantage point is online even when
     every control failed (the control hosts may be the ones blocked)."""
-    if record.verdict != REACHABLE or record.probe in REACHABLE_BY_SILENCE or record.probe in ("control", "summary"):
+    if record.verdict != REACHABLE or by_silence(record.probe) or record.probe in ("control", "summary"):
         return False
-    if record.probe in ("tcp", "http"):
+    if bare_success(record.probe):
         # A bare handshake counts only where negative controls showed the port is not intercepted.
         family, port = address_family(record.address), address_port(record.address)
         tested = board.negative.get((family, port))
@@ -602,7 +599,7 @@ def judged(record: Result, board: ControlBoard, vantage: str = ONLINE,
     gate = vantage if vantage in NOT_ONLINE else None
     if gate is None and family in offline_families and record.probe != "control":
         gate = f"ipv{family}_offline"
-    silent_success = verdict == REACHABLE and record.probe in REACHABLE_BY_SILENCE
+    silent_success = verdict == REACHABLE and by_silence(record.probe)
     if verdict == REACHABLE and record.probe == "control" and record.evidence.get("stage") == "interception":
         silent_success = True
     if gate is not None and gate != NO_OPEN_ACCESS and (verdict in FAILED_VERDICTS or silent_success):

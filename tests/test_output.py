@@ -285,7 +285,8 @@ def test_the_built_in_set_fits_one_80_column_screen_with_names_whole():
     import ipaddress
 
     from netprobe.addresses import Endpoint
-    from netprobe.plan import PROBE_KINDS, Plan
+    from netprobe.plan import Plan
+    from netprobe.probes.kinds import NAMES as PROBE_KINDS
     from netprobe.targets import load_builtin
     plan = Plan(load_builtin(), PROBE_KINDS, (Endpoint(ipaddress.ip_address("10.0.0.1"), 53),), 1)
     records = [record(probe=t.kind, target=t.target, address=None, verdict="reachable", reason=None,

@@ -14,7 +14,9 @@ import tracemalloc
 import pytest
 
 from netprobe.addresses import Endpoint
-from netprobe.plan import MTPROTO_KINDS, PROBE_KINDS, Plan, PlanError, parse_probe_kinds
+from netprobe.plan import Plan, PlanError, parse_probe_kinds
+from netprobe.probes.kinds import MTPROTO, of_family
+from netprobe.probes.kinds import NAMES as PROBE_KINDS
 from netprobe.targets import parse_target_text
 
 RESOLVERS = (Endpoint(ipaddress.ip_address("127.0.0.1"), 53),
@@ -195,7 +197,7 @@ def test_kinds_of_all_tasks_follow_run_order():
     assert kinds == sorted(kinds, key=PROBE_KINDS.index)
 
 
-@pytest.mark.parametrize("kind", MTPROTO_KINDS)
+@pytest.mark.parametrize("kind", of_family(MTPROTO))
 def test_mtproto_kinds_probe_every_endpoint_with_its_dc(kind):
     tasks = list(plan(kinds=(kind,)).tasks())
     assert [t.target for t in tasks] == ["149.154.167.51:443", "149.154.175.50:443"]
