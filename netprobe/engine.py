@@ -182,7 +182,7 @@ async def execute(task: Task, plan: Plan, settings: Settings, prepared: dict) ->
     if kind is None:
         raise ValueError(f"no probe for kind {task.kind!r}")
     measure = kind.measure
-    probe = getattr(importlib.import_module(f"netprobe.probes.{measure.module}"), measure.function)
+    probe = getattr(importlib.import_module(measure.module), measure.function)
     args, keywords = measure.arguments(kind, task, plan, settings, prepared)
     return await probe(*args, **keywords)
 

@@ -17,7 +17,6 @@ from netprobe.addresses import Endpoint, IPAddress
 from netprobe.probes.kinds import (
     KINDS,
     MTPROTO,
-    NAMES,
     PER_CANARY,
     PER_DOMAIN,
     PER_ENDPOINT,
@@ -61,14 +60,14 @@ class Task:
 def parse_probe_kinds(text: str | None) -> tuple[str, ...]:
     """The kinds asked for, in run order (netprobe/probes/kinds.py); None: every kind."""
     if text is None:
-        return NAMES
+        return tuple(KINDS)
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     if not kinds:
         raise PlanError("--probes: no probe kind given")
     for kind in kinds:
         if kind not in KINDS:
-            raise PlanError(f"--probes: unknown probe kind {kind!r} (known: {', '.join(NAMES)})")
-    return tuple(k for k in NAMES if k in kinds)
+            raise PlanError(f"--probes: unknown probe kind {kind!r} (known: {', '.join(KINDS)})")
+    return tuple(k for k in KINDS if k in kinds)
 
 
 @dataclass(frozen=True)
@@ -90,9 +89,13 @@ class Plan:
                 endpoint = Endpoint(address, port)
                 tasks.append(Task("control", str(endpoint), endpoint=endpoint, context=(("stage", "interception"),)))
         names = self.targets.control_domains
-        # A control name per domain-planned kind, asked as that kind asks (its resolvers, its
-        # canaries, or directly), at the stage the kind is weighed against.
+        # The control names, asked as each domain-planned kind asks (its resolvers, its
+        # canaries, or directly), once per stage the kinds are weighed against.
+        stages: set[str] = set()
         for kind in self.planned_kinds():
+            if kind.board_stage in stages:
+                continue
+            stages.add(kind.board_stage)
             stage = (("stage", kind.board_stage),)
             if PER_RESOLVER in kind.planned:
                 tasks += [Task("control", d.name, domain=d, resolver=r, context=stage)
@@ -169,7 +172,7 @@ class Plan:
 
     def planned_kinds(self) -> list[Kind]:
         """The plan's kinds, in run order."""
-        return [KINDS[name] for name in NAMES if name in self.kinds]
+        return [kind for name, kind in KINDS.items() if name in self.kinds]
 
     def planned_units(self) -> set[str]:
         """What the plan's kinds are planned per (PER_ENDPOINT, PER_DOMAIN, ...)."""

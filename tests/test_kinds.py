@@ -86,7 +86,7 @@ def test_the_table_finder_finds_every_form(source, expected):
 @pytest.mark.parametrize("name", NAMES)
 def test_every_kind_measures_with_a_probe_that_takes_its_arguments(name):
     kind = KINDS[name]
-    probe = getattr(importlib.import_module(f"netprobe.probes.{kind.measure.module}"), kind.measure.function)
+    probe = getattr(importlib.import_module(kind.measure.module), kind.measure.function)
     assert inspect.iscoroutinefunction(probe)
     assert set(kind.measure.args + kind.measure.keywords) <= set(INPUTS)
     signature = inspect.signature(probe)
@@ -130,3 +130,34 @@ def test_every_kind_is_planned_per_a_known_unit_and_web_kinds_have_a_port():
     for kind in KINDS.values():
         assert kind.planned and set(kind.planned) <= units, kind.name
         assert (kind.port is not None) == (kind.family == kinds.WEB), kind.name
+
+
+async def probe_echo(endpoint, timeout: float, kind: str):
+    """A probe kind's module in one function (test_a_kind_is_one_registration_...)."""
+    from netprobe.records import Result
+    return Result(kind, str(endpoint), str(endpoint), None, 1.0, {"timeout_s": timeout})
+
+
+def test_a_kind_is_one_registration_planned_measured_and_folded(monkeypatch):
+    """The module docstring's promise: register a kind and `--probes` accepts it, the plan
+    makes its tasks, the engine measures it and the diagnosis folds it, with no other edit."""
+    import asyncio
+
+    from netprobe.diagnosis import Diagnosis
+    from netprobe.engine import Settings, execute
+    from netprobe.plan import Plan, parse_probe_kinds
+    from netprobe.targets import parse_target_text
+
+    monkeypatch.setitem(KINDS, "echo", kinds.Kind(
+        "echo", kinds.CONNECT, stage="tcp", board_stage="tcp", planned=(kinds.PER_ENDPOINT,),
+        measure=kinds.Measure(__name__, "probe_echo", args=("endpoint", "timeout"), keywords=("kind",))))
+    text = b'name = "t"\nnetworks = ["127.0.0.0/8"]\nendpoints = ["127.0.0.1:9"]\n'
+    plan = Plan(targets=parse_target_text(text, "t.toml"), kinds=parse_probe_kinds("echo,tcp"), resolvers=(), seed=1)
+    tasks = list(plan.tasks())
+    assert [(t.kind, t.target) for t in tasks] == [("tcp", "127.0.0.1:9"), ("echo", "127.0.0.1:9")]
+    assert len(plan) == len(plan.controls()) + 2
+    result = asyncio.run(execute(tasks[1], plan, Settings(timeout=1.5, concurrency=1), {}))
+    assert (result.probe, result.target, result.evidence) == ("echo", "127.0.0.1:9", {"timeout_s": 1.5})
+    diagnosis = Diagnosis("t")
+    diagnosis.add(result)  # its family has a rule
+    assert diagnosis.endpoints.tested == {"127.0.0.1:9"}

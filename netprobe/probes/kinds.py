@@ -13,16 +13,22 @@ kind names when it first measures one (`measure`).
 
 Adding a kind is one module plus one registration.  A QUIC handshake, say:
 
-    # netprobe/probes/quic.py
+    # netprobe/probes/quic.py: observe, return a records.Result named after the kind
     async def probe_quic(domain: str, timeout: float, networks=()) -> Result: ...
 
-    # here, in KINDS, where it should run in a plan's order:
-    Kind("quic", family=WEB, stage="quic", board_stage="tls", planned=(PER_DOMAIN,), port=443,
-         measure=Measure("quic", "probe_quic", args=("name", "timeout"), keywords=("networks",))),
+    # here, in KINDS, at its place in a run's order:
+    Kind("quic", WEB, stage="quic", board_stage="tls", planned=(PER_DOMAIN,), port=443,
+         measure=Measure("netprobe.probes.quic", "probe_quic", args=("name", "timeout"),
+                         keywords=("networks",))),
 
-then its reasons (`quic.*`) in classify.REASONS, and its family's rule in
-diagnosis.Diagnosis (`handlers`) if the family is new: the diagnosis refuses
-a kind whose family it has no rule for.
+The plan then makes its tasks (one per service domain) and its controls (the
+control names at its board stage, once per stage), `--probes quic` accepts it,
+the engine measures it, reports order it, and the diagnosis folds it with its
+family.  What is new about it goes where new things of that sort go
+(ARCHITECTURE.md): its reasons (`quic.*`) in classify.REASONS; a new family's
+rule in diagnosis.Diagnosis.handlers (which refuses a kind it has no rule
+for); a new board stage's control in engine.execute_control and
+vantage.ControlBoard.  tests/test_kinds.py registers a kind this way.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ PER_RANGE_ADDRESS = "range address"  # ... address and port of each range (sampl
 
 @dataclass(frozen=True)
 class Measure:
-    """The probe coroutine `netprobe.probes.<module>.<function>` and its arguments, each
+    """The probe coroutine `<module>.<function>` and its arguments, each
     named from INPUTS; `prepared` adds what the engine prepared for it (web probes: the
     addresses DNS gave) as keywords."""
 
@@ -107,26 +113,28 @@ def _mtproto(name: str, transport: str) -> Kind:
     # Each transport is a kind of its own, so that each keeps its own history: one that
     # gets through while another is reset is evidence of fingerprinting.
     return Kind(name, MTPROTO, stage="mtproto", board_stage="tcp", planned=(PER_ENDPOINT,), transport=transport,
-                measure=Measure("mtproto", "probe_mtproto", args=("endpoint", "transport", "timeout"),
+                measure=Measure(f"{_PROBES}.mtproto", "probe_mtproto", args=("endpoint", "transport", "timeout"),
                                 keywords=("context",)))
 
+
+_PROBES = "netprobe.probes"
 
 # Every kind, in the order a run performs them (and reports show them).
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("dns", DNS, stage="dns", board_stage="dns", planned=(PER_RESOLVER,),
-         measure=Measure("dns", "probe_dns", args=("name", "resolver", "networks", "timeout"),
+         measure=Measure(f"{_PROBES}.dns", "probe_dns", args=("name", "resolver", "networks", "timeout"),
                          keywords=("ca_bundle",))),
     Kind("dns_injection", INJECTION, stage="dns", board_stage="dns_injection", planned=(PER_CANARY,),
          by_silence=True,
-         measure=Measure("dns", "probe_dns_injection", args=("name", "resolver", "timeout", "networks"))),
+         measure=Measure(f"{_PROBES}.dns", "probe_dns_injection", args=("name", "resolver", "timeout", "networks"))),
     Kind("tcp", CONNECT, stage="tcp", board_stage="tcp", planned=(PER_ENDPOINT, PER_RANGE_ADDRESS),
          bare_success=True,
-         measure=Measure("tcp", "probe_tcp", args=("endpoint", "timeout"), keywords=("kind", "context"))),
+         measure=Measure(f"{_PROBES}.tcp", "probe_tcp", args=("endpoint", "timeout"), keywords=("kind", "context"))),
     Kind("https", WEB, stage="tls", board_stage="tls", planned=(PER_DOMAIN,), port=443,
-         measure=Measure("https", "probe_https", args=("name",),
+         measure=Measure(f"{_PROBES}.https", "probe_https", args=("name",),
                          keywords=("networks", "timeout", "ca_bundle", "service_domains"), prepared=True)),
     Kind("http", WEB, stage="http", board_stage="http", planned=(PER_DOMAIN,), port=80, bare_success=True,
-         measure=Measure("https", "probe_http", args=("name",),
+         measure=Measure(f"{_PROBES}.https", "probe_http", args=("name",),
                          keywords=("networks", "timeout", "service_domains"), prepared=True)),
     _mtproto("mtproto", "intermediate"),
     _mtproto("mtproto_abridged", "abridged"),
