@@ -49,7 +49,7 @@ CHECKED = (GENUINE, DIFFERS, NO_ANSWER)
 MIN_NAMES_FOR_ONE_ISSUER = 3
 
 # Control stages that check who answers (Plan.path_checks), not whether the way out is open.
-_PATH_CHECKS = frozenset({"mtproto", "identity"})
+PATH_CHECK_STAGES = frozenset({"path", "identity"})
 # A data center's answers to our MTProto request that no MTProto server gives.
 _NOT_THE_SERVICE = frozenset({"mtproto.bad_response", "mtproto.nonce_mismatch"})
 
@@ -236,7 +236,7 @@ class ControlBoard:
         self._ports: dict[tuple, tuple[str | None, dict]] | None = None  # port_state's cache
         self._fold = {"tcp": self._tcp, "interception": self._interception, "dns": self._dns,
                       "dns_injection": self._canary, "tls": self._web, "http": self._web,
-                      "mtproto": self._path_answer, "identity": self._identity}
+                      "path": self._path_answer, "identity": self._identity}
         for record in records:
             self.add(record)
 
@@ -245,7 +245,7 @@ class ControlBoard:
         self._ports = None
         stage = record.evidence.get("stage", "tcp")
         self._fold[stage](record)
-        if stage in _PATH_CHECKS:
+        if stage in PATH_CHECK_STAGES:
             return  # a path check says who answers, not whether the way out is open
         self.positive += stage != "interception"
         if record.reason and failure_of(record.reason) not in _SILENT and record.reason != "interception.accepted":
@@ -516,7 +516,7 @@ def as_control(record: Result, stage: str) -> Result:
         evidence["expected"] = "no connection"
         evidence["connect_reason"] = reason
         reason = negative_control_reason(reason)
-    elif stage in _PATH_CHECKS:
+    elif stage in PATH_CHECK_STAGES:
         evidence["observed_reason"] = reason  # what answered is the finding, not a pass or a fail
         reason = "control.path_check"
     return Result("control", record.target, record.address, reason, record.duration_ms, evidence,
@@ -695,11 +695,11 @@ def _judged_failure(record: Result, board: ControlBoard) -> Result:
             return _changed(record, "mtproto.intercepted", controls={"stage": "interception", "state": "intercepted"},
                             interception=signals)
         if _answer_bytes(record) in board.path_answers.get((family, port), ()):
-            return _changed(record, "mtproto.intercepted", controls={"stage": "mtproto", "state": "answered alike"},
+            return _changed(record, "mtproto.intercepted", controls={"stage": "path", "state": "answered alike"},
                             interception={"answered_as_controls": True})
         if _answer_bytes(record) is None and board.path_ended_alike(family, port, record.reason):
             return _changed(record, "mtproto.path_failing",
-                            controls={"stage": "mtproto", "state": FAILED, "ended": record.reason})
+                            controls={"stage": "path", "state": FAILED, "ended": record.reason})
         if found == SERVICE:
             return _with_controls(record, {"stage": "interception", "state": "service only", **signals})
         if board.tcp_tally(family, port)[0].state == NONE and not board.path_answers.get((family, port)):

@@ -400,9 +400,9 @@ def answer(hex_bytes: str | None) -> dict:
 
 
 def path_check(address: str, reason: str | None, hex_bytes: str | None = None) -> Result:
-    """Our MTProto request to a control host that does not speak MTProto (stage "mtproto")."""
+    """Our MTProto request to a control host that does not speak MTProto (stage "path")."""
     raw = Result("control", address, address, reason, 1.0, {"stage": "receive", **answer(hex_bytes)})
-    return as_control(raw, "mtproto")
+    return as_control(raw, "path")
 
 
 def identity(address: str, dc: int, place, reason: str | None, hex_bytes: str | None = None,
