@@ -35,6 +35,7 @@ from netprobe.plan import Plan, Task
 from netprobe.probes.kinds import CONNECT, DNS, KINDS, WEB, family_of
 from netprobe.records import Result
 from netprobe.vantage import (
+    PATH_CHECK_STAGES,
     ONLINE,
     UNDECIDED,
     ControlBoard,
@@ -62,8 +63,6 @@ START_BURST = 256
 
 # Controls that are one TCP connect, driven by the ConnectPool as the CONNECT kinds are.
 CONNECT_STAGES = frozenset({"tcp", "interception"})
-# Controls that send MTProto's first request (Plan.path_checks).
-PATH_CHECK_STAGES = frozenset({"identity", "mtproto"})
 # A run longer than this measures its controls again at the end (the network may change under it).
 REMEASURE_AFTER_S = 60.0
 
