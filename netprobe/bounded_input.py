@@ -12,9 +12,12 @@ error (InputError: one line, meant for the user).
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
+import os
+import stat
 import sys
 import zlib
 from collections import Counter
@@ -72,6 +75,32 @@ class _Capped:
         data = self.stream.readline(min(size, self.left))
         self.left -= len(data)
         return data
+
+
+def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, else OSError.
+
+    Opened non-blocking so that a FIFO nobody writes to is refused rather than
+    waited on forever; devices (/dev/zero) and oversized files are refused
+    before anything is read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # grew while we read it
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+    return data
 
 
 def open_input(path: str) -> tuple[BinaryIO, BinaryIO]:

@@ -192,7 +192,7 @@ def execute_plan(plan, options) -> int:
         notes.append(f"run deadline reached: {outcome.cut_by_deadline} probes cut short, "
                      f"{outcome.not_started} not started")
     if stdout is not None and fmt == "ooni":  # the run as one OONI measurement (netprobe.ooni)
-        from netprobe.ooni import runs_as_ooni
+        from netprobe.interop.ooni import runs_as_ooni
         sys.stdout.write(runs_as_ooni(stdout.kept, options.get("probe_cc"), options.get("probe_asn")))
     if stdout is not None:
         if fmt == "table":

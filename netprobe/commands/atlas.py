@@ -25,18 +25,11 @@ from netprobe.commands.common import RECORD_FORMATS, ExitCode, UserError, defaul
 from netprobe.text import one_line
 
 
-STATE_SCHEMA = "netprobe-atlas-state/1"
-MAX_STATE_BYTES = 16 * 1024 * 1024
 MAX_KEY_FILE_BYTES = 4096
 MAX_INPUT_BYTES = 256 * 1024 * 1024     # one --from-file file
 MAX_LINE_BYTES = 8 * 1024 * 1024        # one JSON line (a result, or a record in --output)
 MAX_RESULTS = 500_000                   # results converted in one go (memory: ~1 KB each)
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
-
-
-def default_state_path() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "netprobe" / "atlas.json"
 
 
 def api_options(func):
@@ -75,7 +68,7 @@ def atlas():
 def read_key(key_file: str | None, required: bool) -> str | None:
     """The API key from --key-file or RIPE_ATLAS_KEY; never echoed, not even in an error."""
     if key_file:
-        from netprobe.targets import read_regular_file
+        from netprobe.bounded_input import read_regular_file
         try:
             raw = read_regular_file(Path(key_file), MAX_KEY_FILE_BYTES)
         except OSError as exc:
@@ -97,7 +90,7 @@ def read_key(key_file: str | None, required: bool) -> str | None:
 
 
 def make_client(options: dict, key: str | None):
-    from netprobe.atlas_api import AtlasClient, AtlasError, Leash
+    from netprobe.interop.atlas_api import AtlasClient, AtlasError, Leash
     try:
         return AtlasClient(options["api_server"], key,
                            Leash(options["timeout"], time.monotonic() + options["deadline"]))
@@ -116,62 +109,17 @@ def api_failure(exc) -> int:
 # --- the state file -----------------------------------------------------------------------
 
 def state_path(options: dict) -> Path:
+    from netprobe.interop.atlas_state import default_state_path
     return Path(options["state_file"]) if options["state_file"] else default_state_path()
 
 
-def load_state(path: Path, missing_ok: bool = True) -> dict[str, Any]:
-    from netprobe.targets import read_regular_file
+def on_state(operation, *args, **kwargs):
+    """One operation on the state file (netprobe.interop.atlas_state); its failure is the user's to fix."""
+    from netprobe.interop.atlas_state import StateError
     try:
-        raw = read_regular_file(path, MAX_STATE_BYTES)
-    except FileNotFoundError:
-        if missing_ok:
-            return {"schema": STATE_SCHEMA, "submissions": []}
-        raise UserError(f"no state file at {path}: run `netprobe atlas submit` first, or name measurement ids") from None
-    except OSError as exc:
-        raise UserError(f"cannot read state file {path}: {exc.strerror or exc}") from None
-    try:
-        state = json.loads(raw)
-        if not isinstance(state, dict) or not isinstance(state.get("submissions"), list):
-            raise ValueError("no submissions list")
-    except ValueError as exc:
-        raise UserError(f"state file {path} is not netprobe's ({str(exc)[:80]}); move it away or give --state") from None
-    # A hand-edited or damaged entry is left out, not trusted: only well-formed measurements count.
-    for submission in state["submissions"]:
-        if isinstance(submission, dict):
-            submission["measurements"] = [
-                m for m in submission.get("measurements") or []
-                if isinstance(m, dict) and isinstance(m.get("id"), int) and not isinstance(m.get("id"), bool)
-                and isinstance(m.get("definition"), dict)]
-            if not isinstance(submission.get("targets_file"), (str, type(None))):
-                submission["targets_file"] = None
-    state["submissions"] = [s for s in state["submissions"] if isinstance(s, dict)]
-    return state
-
-
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Atomically: a crash leaves the old state or the new one, never half of either."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(state, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise UserError(f"cannot write state file {path}: {exc.strerror or exc}") from None
-
-
-def check_writable(path: Path) -> None:
-    """Fail before spending credits if the ids could not be kept afterwards."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.with_name(f".{path.name}.{os.getpid()}.check")
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write state file {path}: {exc.strerror or exc}; give --state FILE") from None
+        return operation(*args, **kwargs)
+    except StateError as exc:
+        raise UserError(str(exc)) from None
 
 
 # --- submit -------------------------------------------------------------------------------
@@ -189,7 +137,7 @@ def check_writable(path: Path) -> None:
 @api_options
 def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     """Schedule one-off measurements of the target set from RIPE Atlas probes."""
-    from netprobe import atlas as model
+    from netprobe.interop import atlas as model
 
     for cc in countries:
         if not _COUNTRY.match(cc):
@@ -218,11 +166,12 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
         click.echo(json.dumps(post, indent=2, sort_keys=True))
         _print_cost(cost)
         return 0
+    from netprobe.interop.atlas_state import STATE_SCHEMA, StateError, check_writable, load_state, save_state
     path = state_path(options)
     key = read_key(options["key_file"], required=True)
     client = make_client(options, key)
-    check_writable(path)
-    from netprobe.atlas_api import AtlasError
+    on_state(check_writable, path)
+    from netprobe.interop.atlas_api import AtlasError
     try:
         ids = client.create(definitions, sources)
     except AtlasError as exc:
@@ -233,7 +182,7 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     measurements = []
     for msm_id, definition in zip(ids, definitions):
         measurements.append({"id": msm_id, "definition": definition, "role": model.role_of(definition, targets)})
-    state = load_state(path)
+    state = on_state(load_state, path)
     state["schema"] = STATE_SCHEMA
     state["submissions"].append({
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -243,8 +192,8 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     })
     try:
         save_state(path, state)
-    except UserError as exc:
-        raise UserError(f"{exc.message}; the measurements were scheduled: fetch them with "
+    except StateError as exc:
+        raise UserError(f"{exc}; the measurements were scheduled: fetch them with "
                         f"`netprobe atlas fetch {' '.join(map(str, ids))}`") from None
     for msm_id in ids:
         click.echo(msm_id)
@@ -296,8 +245,8 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
 
     With --from-file, classify results downloaded by other means instead.
     """
-    from netprobe.atlas import Context
-    from netprobe.atlas_api import AtlasError
+    from netprobe.interop.atlas import Context
+    from netprobe.interop.atlas_api import AtlasError
 
     files, msm_ids = (), ()
     if from_file:
@@ -310,9 +259,9 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
             raise UserError(f"not a measurement id: {bad[:40]!r} (files need --from-file)")
         msm_ids = tuple(int(a) for a in args)
     store, ca_evidence = _trust_store(ca_bundle)
+    from netprobe.interop.atlas_state import load_state
     path = state_path(options)
-    state = load_state(path, missing_ok=True) if (files or msm_ids or options["state_file"] is None) \
-        else load_state(path, missing_ok=False)
+    state = on_state(load_state, path, missing_ok=bool(files or msm_ids or options["state_file"] is None))
     known = {m["id"]: (sub, m) for sub in state["submissions"] for m in sub.get("measurements", [])
              if isinstance(m, dict) and isinstance(m.get("id"), int)}
     key = read_key(options["key_file"], required=False)
@@ -355,7 +304,7 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
 
 
 def _trust_store(ca_bundle: str | None):
-    from netprobe.chaincheck import load_store
+    from netprobe.interop.chaincheck import load_store
     if ca_bundle and not os.path.isfile(ca_bundle):
         raise UserError(f"--ca-bundle: no such file: {ca_bundle}")
     try:
@@ -373,8 +322,8 @@ def _trust_store(ca_bundle: str | None):
 
 def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, notes):
     """One submission's (or the named) measurements: metadata, results, probes, conversion."""
-    from netprobe.atlas import Context
-    from netprobe.atlas_api import is_running, status_name
+    from netprobe.interop.atlas import Context
+    from netprobe.interop.atlas_api import is_running, status_name
 
     definitions: dict[int, dict] = {}
     running: set[int] = set()
@@ -384,7 +333,7 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
         subs = {known[i][0].get("targets_file") for i in ids if i in known}
         targets_file = next(iter(subs)) if len(subs) == 1 else None
     targets = load_targets(targets_file)
-    from netprobe.atlas_api import AtlasError
+    from netprobe.interop.atlas_api import AtlasError
 
     known_ids = [i for i in ids if i in known]
     metas: dict[int, dict] = {}
@@ -445,7 +394,7 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
 
 def _probe_metadata(client, prb_ids: list[int], notes: list[str]) -> dict[int, dict]:
     """ASN and country of the probes, when the API gives them; otherwise left out, never guessed."""
-    from netprobe.atlas_api import AtlasError
+    from netprobe.interop.atlas_api import AtlasError
     if not prb_ids:
         return {}
     try:
@@ -456,7 +405,7 @@ def _probe_metadata(client, prb_ids: list[int], notes: list[str]) -> dict[int, d
 
 
 def _convert(raws, context, notes):
-    from netprobe.atlas import convert
+    from netprobe.interop.atlas import convert
     result = convert(raws, context)
     if result.unparseable:
         notes.append(f"skipped {result.unparseable} result(s) that could not be parsed")
@@ -472,7 +421,7 @@ def _convert(raws, context, notes):
 
 def _read_files(files) -> list:
     """Results from JSON-array or JSON-lines files; a line that is no JSON is counted, not fatal."""
-    from netprobe.targets import read_regular_file
+    from netprobe.bounded_input import read_regular_file
     results: list = []
     for name in files:
         try:

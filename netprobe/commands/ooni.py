@@ -42,7 +42,7 @@ def import_ooni(files, fmt, output, quiet):
     """
     from netprobe.bounded_input import InputError, json_values
     from netprobe.commands.common import UserError
-    from netprobe.ooni import Skip, measurements_in, records_from_measurement
+    from netprobe.interop.ooni import Skip, measurements_in, records_from_measurement
     from netprobe.output import AppendFile, OutputError, StdoutWriter
     from netprobe.records import to_json_line
 
@@ -194,7 +194,7 @@ def export_ooni(files, probe_cc, probe_asn):
     """
     from netprobe.bounded_input import InputError, json_values
     from netprobe.commands.common import UserError
-    from netprobe.ooni import is_record, measurement_from_run
+    from netprobe.interop.ooni import is_record, measurement_from_run
     from netprobe.records import json_text
 
     for path in files:

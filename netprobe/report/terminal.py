@@ -12,7 +12,7 @@ from typing import Iterable
 from netprobe.classify import VERDICT_RANK, VERDICTS
 from netprobe.render import VERDICT_STYLES
 from netprobe.report.fold import BY_RANK, TECHNIQUES
-from netprobe.report.timeutil import duration_text, short, time_of, when
+from netprobe.timeutil import duration_text, short, time_of, when
 from netprobe.report.views import Timeline
 from netprobe.text import printable
 

@@ -46,7 +46,7 @@ from netprobe.classify import (
     classify_dns, failure_of, ooni_failure, ooni_reason, verdict_for,
 )
 from netprobe.records import RECORD_FIELDS, SCHEMA, Result, RunInfo, encode
-from netprobe.report.timeutil import canonical_time, normalise_time
+from netprobe.timeutil import canonical_time, normalise_time
 
 SUPPORTED_TESTS = ("telegram", "web_connectivity")
 # OONI's telegram test's data centers (probe-cli internal/experiment/telegram, ts-020).
@@ -484,7 +484,7 @@ def _judged(record: dict, confirmation: dict | None, why: str) -> dict:
     if confirmation:
         evidence["confirmed_by"] = confirmation
         return record
-    from netprobe.atlas import RESOLVER_FAILURES
+    from netprobe.interop.atlas import RESOLVER_FAILURES
 
     stage, _, failure = record["reason"].partition(".")
     reason = f"{stage if stage in JUDGED_STAGES else 'http'}.{why}"

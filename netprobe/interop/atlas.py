@@ -1,7 +1,7 @@
 """RIPE Atlas probes as vantage points: what to ask them, and what their answers say.
 
-Pure functions, no I/O (netprobe/atlas_api.py talks to the API, commands/atlas.py to
-files and the terminal):
+Pure functions, no I/O (interop/atlas_api.py talks to the API, interop/atlas_state.py keeps
+the submitted ids, commands/atlas.py reaches files and the terminal):
 
 - `definitions` turns a target set into Atlas measurement definitions: DNS A and
   AAAA with each probe's own resolver, `sslcert` with SNI for every name, and
@@ -627,7 +627,7 @@ def _dns_record(prb: int, name: str, resolver: str | None, parts: list[tuple[Pie
 
 def _sslcert_records(prb: int, piece: Piece, role: str, index: TargetIndex,
                      context: Context) -> list[tuple[Result, str, bool]]:
-    from netprobe.chaincheck import check_chain
+    from netprobe.interop.chaincheck import check_chain
 
     data = piece.data
     name = piece.target
