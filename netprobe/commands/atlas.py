@@ -492,26 +492,24 @@ def already_written(path: str, wanted: set[bytes]) -> set[bytes]:
 
 
 class _Sink:
-    """Records to --output (appended, skipping those already there) and to stdout, as `run` writes them."""
+    """Records through netprobe.output.RecordSink, as `run` writes them; with --output, a
+    record already in the file is neither written again nor shown."""
 
     def __init__(self, fmt: str | None, output: str | None, quiet: bool):
-        from netprobe.output import AppendFile, OutputError, StdoutWriter
+        from netprobe.output import OutputError, RecordSink
         self.fmt = default_format(fmt)
         self.output = output
-        self.archive = None
-        if output:
-            try:
-                self.archive = AppendFile(output)
-            except OutputError as exc:
-                raise UserError(str(exc)) from None
-        self.stdout = None if quiet else StdoutWriter(self.fmt)
+        try:
+            self.sink = RecordSink(self.fmt, output, quiet)
+        except OutputError as exc:
+            raise UserError(str(exc)) from None
         self.written = 0
         self.duplicates = 0
         self.counts: dict[str, int] = {}
 
     def take(self, conversion, notes: list[str]) -> None:
         from netprobe.output import OutputError
-        from netprobe.records import RunInfo, encode, to_json_line
+        from netprobe.records import RunInfo, encode
 
         records = [encode(result, RunInfo(label=label, run_id=run_id))
                    for result, run_id, label in conversion.records]
@@ -519,34 +517,30 @@ class _Sink:
         if self.output:
             present = already_written(self.output, {record_identity(r) for r in records})
         for record in records:
-            if self.archive is not None:
+            if self.output:
                 if record_identity(record) in present:
                     self.duplicates += 1
                     continue
-                try:
-                    self.archive.append(to_json_line(record))
-                except OutputError as exc:
-                    raise UserError(str(exc)) from None
                 self.written += 1
+            try:
+                self.sink.write(record)
+            except OutputError as exc:
+                raise UserError(str(exc)) from None
             self.counts[record["verdict"]] = self.counts.get(record["verdict"], 0) + 1
-            if self.stdout is not None:
-                self.stdout.write(record)
 
     def close(self) -> None:
-        if self.archive is not None:
-            self.archive.close()
-            self.archive = None
+        self.sink.close()
 
     def finish(self, notes: list[str]) -> None:
         if self.output:
             notes.insert(0, f"{self.written} new record(s) appended to {self.output}"
                          + (f"; {self.duplicates} already there were not written again" if self.duplicates else ""))
-        if self.stdout is None:
+        if self.sink.stdout is None:
             return
         if self.fmt == "json":
-            sys.stdout.write(self.stdout.json_text())
+            sys.stdout.write(self.sink.stdout.json_text())
         elif self.fmt == "table":
-            _print_table(self.stdout.kept)
+            _print_table(self.sink.kept)
 
 
 def _print_table(records: list[dict[str, Any]]) -> None:

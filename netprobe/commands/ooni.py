@@ -43,20 +43,16 @@ def import_ooni(files, fmt, output, quiet):
     from netprobe.bounded_input import InputError, json_values
     from netprobe.commands.common import UserError
     from netprobe.interop.ooni import Skip, measurements_in, records_from_measurement
-    from netprobe.output import AppendFile, OutputError, StdoutWriter
-    from netprobe.records import to_json_line
+    from netprobe.output import OutputError, RecordSink
 
     fmt = default_format(fmt)
     for path in files:
         if path != "-":
             _check_readable(path, json_values, InputError)  # before anything is written
-    archive = None
-    if output:
-        try:
-            archive = AppendFile(output)
-        except OutputError as exc:
-            raise UserError(str(exc)) from None
-    writer = None if quiet else StdoutWriter(fmt)
+    try:
+        sink = RecordSink(fmt, output, quiet)
+    except OutputError as exc:
+        raise UserError(str(exc)) from None
     skipped: Counter = Counter()
     counts: Counter = Counter()
     measurements = 0
@@ -75,10 +71,7 @@ def import_ooni(files, fmt, output, quiet):
                         continue
                     measurements += 1
                     for record in records:
-                        if archive is not None:
-                            archive.append(to_json_line(record))
-                        if writer is not None:
-                            writer.write(record)
+                        sink.write(record)
                         counts[(record["probe"], record["verdict"])] += 1
     except InputError as exc:
         raise UserError(str(exc)) from None
@@ -87,10 +80,9 @@ def import_ooni(files, fmt, output, quiet):
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     finally:
-        if archive is not None:
-            archive.close()
-    if writer is not None:
-        _show(writer, fmt, counts)
+        sink.close()
+    if sink.stdout is not None:
+        _show(sink.stdout, fmt, counts)
     total = sum(counts.values())
     click.echo(f"netprobe: imported {total} record{'s' * (total != 1)} from {measurements} "
                f"measurement{'s' * (measurements != 1)}{tally(skipped)}", err=True)
