@@ -420,34 +420,17 @@ def _convert(raws, context, notes):
 
 
 def _read_files(files) -> list:
-    """Results from JSON-array or JSON-lines files; a line that is no JSON is counted, not fatal."""
-    from netprobe.bounded_input import read_regular_file
+    """Results from JSON-array or JSON-lines files (bounded_input.json_array_or_lines); a line
+    that is no JSON is counted, not fatal."""
+    from netprobe.bounded_input import json_array_or_lines
     results: list = []
     for name in files:
         try:
-            raw = read_regular_file(Path(name), MAX_INPUT_BYTES)
+            results.extend(json_array_or_lines(Path(name), MAX_INPUT_BYTES, MAX_LINE_BYTES))
         except OSError as exc:
             raise UserError(f"--from-file: cannot read {name}: {exc.strerror or exc}") from None
-        text = raw.lstrip()
-        if text.startswith(b"["):
-            try:
-                data = json.loads(raw)
-            except ValueError as exc:
-                raise UserError(f"--from-file: {name} is not a JSON array of results ({str(exc)[:60]})") from None
-            results.extend(data if isinstance(data, list) else [data])
-        else:
-            for line in raw.splitlines():
-                if not line.strip():
-                    continue
-                if len(line) > MAX_LINE_BYTES:
-                    results.append(None)
-                    continue
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    results.append(None)  # counted as a result that could not be parsed
-                    continue
-                results.extend(value if isinstance(value, list) else [value])
+        except ValueError as exc:
+            raise UserError(f"--from-file: {name} is not a JSON array of results ({str(exc)[:60]})") from None
         if len(results) > MAX_RESULTS:
             raise UserError(f"--from-file: more than {MAX_RESULTS} results: split the files")
     return results
@@ -464,20 +447,14 @@ def record_identity(record: dict[str, Any]) -> bytes:
 
 def already_written(path: str, wanted: set[bytes]) -> set[bytes]:
     """Which of `wanted` are in the output file already; memory bounded by `wanted`, not by the file."""
+    from netprobe.bounded_input import whole_lines
     found: set[bytes] = set()
     try:
         f = open(path, "rb")
     except OSError:
         return found
     with f:
-        while True:
-            line = f.readline(MAX_LINE_BYTES)
-            if not line:
-                break
-            if not line.endswith(b"\n") and len(line) >= MAX_LINE_BYTES:
-                while line and not line.endswith(b"\n"):  # skip the rest of an oversized line
-                    line = f.readline(MAX_LINE_BYTES)
-                continue
+        for line in whole_lines(f, MAX_LINE_BYTES):
             if b'"label":"atlas:' not in line:
                 continue
             try:
