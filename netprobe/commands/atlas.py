@@ -1,12 +1,12 @@
 """`netprobe atlas submit` and `netprobe atlas fetch`: RIPE Atlas probes as vantage points.
 
-The edges only: options, the API key, the state file, the output file and the
-terminal.  What is asked of Atlas and what its answers mean is netprobe/atlas.py;
-the API calls are netprobe/atlas_api.py.  Exit codes as everywhere: 2 and one
-line on stderr for what the user can fix (no key, a rejected key, no credits,
-a bad option or file, an unknown measurement), 1 for an API that is down,
-slow or failing, 0 otherwise (also when a measurement is still running: what
-is ready is fetched, and the rest is said).
+The edges only: options, the API key, the output file and the terminal.  What
+is asked of Atlas and what its answers mean is netprobe/interop/atlas.py; the API
+calls are interop/atlas_api.py, the state file interop/atlas_state.py.  Exit
+codes as everywhere: 2 and one line on stderr for what the user can fix (no
+key, a rejected key, no credits, a bad option or file, an unknown measurement),
+1 for an API that is down, slow or failing, 0 otherwise (also when a
+measurement is still running: what is ready is fetched, and the rest is said).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The edges only: reading files (netprobe.bounded_input), writing records and
 measurements, the one-line tallies on stderr.  The conversions are in
-netprobe.ooni.  Each command imports what it uses, to keep `--help` fast.
+netprobe.interop.ooni; records go out through netprobe.output.RecordSink.
+Each command imports what it uses, to keep `--help` fast.
 """
 
 from __future__ import annotations
