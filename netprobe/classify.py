@@ -104,6 +104,9 @@ REASONS: dict[str, tuple[str, str]] = {
                            "on this port (evidence.observed_reason); the service's answers are weighed against it"),
     "tls.untrusted_for_all": (INCONCLUSIVE, "TLS fails verification for the control names too (a TLS-intercepting "
                               "proxy, a wrong clock or trust store)"),
+    "tls.intercepted_trusted": (INCONCLUSIVE, "the certificate verifies, but it has the issuer every control "
+                                "name's certificate has: a TLS-intercepting proxy whose root this machine trusts "
+                                "(a company's) answered, not the service"),
     "tls.path_failing": (INCONCLUSIVE, "TLS handshakes with the control names failed too"),
     "http.path_failing": (INCONCLUSIVE, "plain HTTP to the control names failed too"),
     "http.intercepted": (INCONCLUSIVE, "this port is intercepted: an answer on it cannot be shown to be the "

@@ -24,6 +24,8 @@ INTERCEPTION_REASONS = {
     "tcp.intercepted": "connections that must fail were accepted",
     "http.intercepted": "plain HTTP goes to whatever accepts every connection",
     "mtproto.intercepted": "MTProto was answered by whatever accepts every connection",
+    "tls.intercepted_trusted": "every name's certificate, the control names' included, has one issuer: a "
+                               "TLS-intercepting proxy whose root this machine trusts (a company's)",
     "tls.untrusted_for_all": "TLS fails verification for every name, the control names included "
                              "(a TLS-intercepting proxy, or a wrong clock or trust store)",
     "dns.intercepted_all": "an address that runs no DNS server answers every name alike (all DNS is "
@@ -36,8 +38,8 @@ INTERCEPTION_REASONS = {
 # Inconclusive reasons that say a whole stage or port is answered by the path for every name or address.
 # (TCP and MTProto are named by the ports the ControlBoard found intercepted, less those that carried
 # the service's own answers: a relay that completes handshakes for it is not in its place.)
-INTERCEPTED_FOR_ALL = ("mtproto.intercepted", "http.intercepted", "tls.untrusted_for_all", "dns.intercepted_all",
-                       "dns.same_for_all")
+INTERCEPTED_FOR_ALL = ("mtproto.intercepted", "http.intercepted", "tls.untrusted_for_all", "tls.intercepted_trusted",
+                       "dns.intercepted_all", "dns.same_for_all")
 # What each signal of a port's interception (ControlBoard.port_state) shows, in words.
 _SIGNALS = {
     "negative_controls_accepted": "connections that must fail were accepted",
@@ -371,7 +373,8 @@ class Diagnosis:
             lines.append(f"Interception: on port {self._ports_with_signals(board.intercepted_ports())}: something "
                          "on the path answers for every address there, so completed connections and the answers "
                          "on them prove nothing.")
-        for why in ("tls.untrusted_for_all", "dns.intercepted_all", "dns.same_for_all", "dns.resolver_untrusted"):
+        for why in ("tls.untrusted_for_all", "tls.intercepted_trusted", "dns.intercepted_all", "dns.same_for_all",
+                    "dns.resolver_untrusted"):
             if self.interception.get(why):
                 lines.append(f"Interception: {INTERCEPTION_REASONS[why]}; {len(self.interception[why])} targets "
                              "not judged.")

@@ -33,6 +33,7 @@ from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
 from netprobe.records import Result
 from netprobe.vantage import (
+    PATH_CHECK_STAGES,
     ONLINE,
     UNDECIDED,
     ControlBoard,
@@ -63,8 +64,6 @@ WEB_KINDS = ("https", "http")
 # Probe kinds that are one TCP connect, driven by the ConnectPool (controls: stages tcp, interception).
 CONNECT_KINDS = frozenset({"tcp", "control"})
 CONNECT_STAGES = frozenset({"tcp", "interception"})
-# Controls that send MTProto's first request (Plan.path_checks).
-PATH_CHECK_STAGES = frozenset({"identity", "mtproto"})
 # A run longer than this measures its controls again at the end (the network may change under it).
 REMEASURE_AFTER_S = 60.0
 

@@ -96,7 +96,7 @@ class Plan:
     def path_checks(self) -> list[Task]:
         """Who answers on the ports MTProto uses, before any verdict is given.
 
-        `mtproto`: our MTProto request to each control endpoint's address on each such
+        `path`: our MTProto request to each control endpoint's address on each such
         port: none of them speaks MTProto, so bytes they all answer alike, and that a
         data center answers too, are the path's own.  `identity`: the same request to
         one endpoint per data center, family and port; its connect time is weighed
@@ -115,7 +115,7 @@ class Plan:
             for ip in hosts:
                 if ip.version == family and not ip.is_loopback:
                     endpoint = Endpoint(ip, port)
-                    tasks.append(Task("control", str(endpoint), endpoint=endpoint, context=(("stage", "mtproto"),)))
+                    tasks.append(Task("control", str(endpoint), endpoint=endpoint, context=(("stage", "path"),)))
         places = {d.dc: (("city", d.city), ("lat", d.lat), ("lon", d.lon)) for d in self.targets.datacenters}
         seen: set[tuple] = set()
         for target in endpoints:
@@ -139,7 +139,7 @@ class Plan:
         return sorted(ports)
 
     def negative_controls(self) -> tuple[IPAddress, ...]:
-        """The file's negative_controls, else a documentation address per address family the
+        """The file's negative_controls, else DEFAULT_NEGATIVE_CONTROLS of each address family the
         plan connects to.  Loopback has no path to intercept, so a plan that only
         touches loopback gets none (and sends nothing off this machine)."""
         if self.targets.negative_controls is not None:

@@ -263,8 +263,8 @@ datacenters = [{ dc = 1, city = "Miami", lat = 25.77, lon = -80.19 }]
 @pytest.mark.parametrize("kinds, expected", [
     # MTProto's request to every control host (not loopback) on every port the endpoints use, and to
     # one endpoint per data center, family and port, with its published place where the file has one.
-    (("mtproto",), [("1.1.1.1:443", "mtproto", None), ("8.8.8.8:443", "mtproto", None),
-                    ("1.1.1.1:5222", "mtproto", None), ("8.8.8.8:5222", "mtproto", None),
+    (("mtproto",), [("1.1.1.1:443", "path", None), ("8.8.8.8:443", "path", None),
+                    ("1.1.1.1:5222", "path", None), ("8.8.8.8:5222", "path", None),
                     ("149.154.175.50:443", "identity", "Miami"), ("149.154.175.50:5222", "identity", "Miami"),
                     ("91.108.56.130:443", "identity", None)]),
     # No MTProto kind: no path check, so a TCP sweep stays on the connects-only loop.

@@ -300,7 +300,9 @@ def _unanchored(chain: list, when: datetime, store: tuple) -> ChainCheck:
     sent_chain = _check(chain, when, (top,))
     if not sent_chain.verified:
         return unknown if sent_chain.error == "unknown_issuer" else sent_chain
-    if top.issuer in _public_ca_names(store):
+    if top.issuer != top.subject or top.issuer in _public_ca_names(store):
+        # Only a root the server sent itself shows a private CA: a chain that stops at an
+        # intermediate whose issuer it left out may lead to a public CA all the same.
         return unknown
     return ChainCheck(False, "untrusted_root", (
         f"the chain the server sent leads to {_printable(top.issuer.rfc4514_string(), 100)}, a CA no public trust "
