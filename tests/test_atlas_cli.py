@@ -16,7 +16,7 @@ import pytest
 import requests
 import responses
 
-from netprobe import atlas
+from netprobe.interop import atlas
 from netprobe.commands import main
 from netprobe.targets import load_builtin
 
@@ -408,7 +408,7 @@ def test_an_api_that_serves_only_results(capsys, api, tmp_path):
 
 
 def test_an_answer_larger_than_the_cap_is_refused(capsys, api, monkeypatch, tmp_path):
-    from netprobe import atlas_api
+    from netprobe.interop import atlas_api
     monkeypatch.setattr(atlas_api, "MAX_RESPONSE_BYTES", 4096)
     serve(api, 1443369, load("sslcert-torproject-1443369.json"))  # about 63 KB
     code, _, err = run(capsys, "atlas", "fetch", "1443369", "--targets", TARGETS, "--state", str(tmp_path / "n.json"))

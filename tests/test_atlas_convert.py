@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from netprobe import atlas
-from netprobe.chaincheck import load_store
+from netprobe.interop import atlas
+from netprobe.interop.chaincheck import load_store
 from netprobe.classify import REASONS
 from netprobe.targets import load_builtin, load_target_file
 
@@ -514,7 +514,7 @@ def chain_of(name: str, prb: int):
 def test_chains_are_judged_as_of_their_measurement(store, name, prb, asked, shift_days, verified, error):
     from datetime import timedelta
 
-    from netprobe.chaincheck import check_chain
+    from netprobe.interop.chaincheck import check_chain
     pems, dst_name, when = chain_of(name, prb)
     check = check_chain(pems, asked or dst_name, when + timedelta(days=shift_days), store)
     assert (check.verified, check.error) == (verified, error), check.detail
@@ -523,7 +523,7 @@ def test_chains_are_judged_as_of_their_measurement(store, name, prb, asked, shif
 def test_a_dropped_root_counts_only_while_it_was_in_the_store():
     from datetime import datetime, timezone
 
-    from netprobe.chaincheck import retired_roots
+    from netprobe.interop.chaincheck import retired_roots
     r2 = next(r for r in retired_roots() if "GlobalSign Root CA - R2" in r.cert.subject.rfc4514_string())
     assert r2.removed == datetime(2022, 5, 18, tzinfo=timezone.utc) and r2.since is None
     assert r2.trusted_at(datetime(2018, 7, 19, tzinfo=timezone.utc))
@@ -601,7 +601,7 @@ def test_a_leaf_never_signs_a_leaf(store):
     the chain sent, so it cannot be checked, whatever the signatures say."""
     from datetime import datetime, timezone
 
-    from netprobe.chaincheck import check_chain
+    from netprobe.interop.chaincheck import check_chain
     result = pick("sslcert-torproject-1443369.json", 1003)[0]
     when = datetime.fromtimestamp(result["timestamp"], timezone.utc)
     assert check_chain(result["cert"], "torproject.org", when, store).verified

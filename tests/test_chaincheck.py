@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from netprobe import chaincheck
-from netprobe.chaincheck import RetiredRoot, check_chain
+from netprobe.interop import chaincheck
+from netprobe.interop.chaincheck import RetiredRoot, check_chain
 
 
 def day(text: str) -> datetime:

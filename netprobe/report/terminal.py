@@ -13,7 +13,7 @@ from netprobe.classify import VERDICT_RANK, VERDICTS
 from netprobe.probes.kinds import record_order
 from netprobe.render import VERDICT_STYLES
 from netprobe.report.fold import BY_RANK, TECHNIQUES
-from netprobe.report.timeutil import duration_text, short, time_of, when
+from netprobe.timeutil import duration_text, short, time_of, when
 from netprobe.report.views import Timeline
 from netprobe.text import printable
 
