@@ -67,6 +67,23 @@ def test_dry_run_prints_exactly_the_body_and_its_cost_and_sends_nothing(capsys, 
     assert len(api.calls) == 0
 
 
+def test_a_target_file_without_controls_gets_the_built_in_ones_for_atlas_too(capsys, api, tmp_path):
+    """Issue 18 item 5 for `atlas submit`: with no control measured from the same probe, every
+    failure of that probe would be inconclusive; the built-in controls are scheduled unless refused."""
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nnetworks = ["149.154.160.0/20"]\ndomains = ["telegram.org"]\n')
+    code, out, err = run(capsys, "atlas", "submit", "--dry-run", "--country", "VN", "--targets", str(path))
+    assert code == 0 and "names no controls or control_domains" in err
+    names = {d.get("target") or d.get("query_argument") for d in json.loads(out)["definitions"]}
+    assert "example.com" in names and "telegram.org" in names
+    code, out, err = run(capsys, "atlas", "submit", "--dry-run", "--country", "VN", "--targets", str(path),
+                         "--no-default-controls")
+    assert code == 0 and "names no controls" not in err
+    names = {d.get("target") or d.get("query_argument") for d in json.loads(out)["definitions"]}
+    assert "example.com" not in names and "telegram.org" in names
+    assert len(api.calls) == 0
+
+
 def test_submit_sends_the_definitions_and_the_probe_selection_and_keeps_the_ids(capsys, api, monkeypatch, tmp_path):
     monkeypatch.setenv("RIPE_ATLAS_KEY", KEY)
     definitions = atlas.definitions(load_builtin(), ["tls"])

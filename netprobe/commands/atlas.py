@@ -21,7 +21,8 @@ from typing import Any
 
 import click
 
-from netprobe.commands.common import RECORD_FORMATS, ExitCode, UserError, default_format, load_targets, positive_seconds
+from netprobe.commands.common import (RECORD_FORMATS, ExitCode, UserError, default_controls, default_format, load_targets,
+                                      positive_seconds)
 from netprobe.text import one_line
 
 
@@ -36,6 +37,10 @@ def api_options(func):
     options = [
         click.option("--targets", "targets_file", envvar="NETPROBE_TARGETS", type=click.Path(dir_okay=False),
                      default=None, help="TOML target file (default: the built-in Telegram set)."),
+        click.option("--no-default-controls", "no_default_controls", is_flag=True,
+                     envvar="NETPROBE_NO_DEFAULT_CONTROLS",
+                     help="Do not add the built-in set's controls to a target file that names none: failures at "
+                          "a stage with no control of its own are then inconclusive."),
         click.option("--state", "state_file", type=click.Path(dir_okay=False), default=None,
                      help="State file of submitted measurements (default: ~/.local/state/netprobe/atlas.json)."),
         click.option("--api-server", envvar="RIPE_ATLAS_SERVER", default="atlas.ripe.net", show_default=True,
@@ -154,7 +159,7 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     unknown = [k for k in kinds if k not in model.MEASURES]
     if unknown or not kinds:
         raise UserError(f"--measure: unknown kind {unknown[0] if unknown else ''!r} (known: {', '.join(model.MEASURES)})")
-    targets = load_targets(options["targets_file"])
+    targets = default_controls(load_targets(options["targets_file"]), options)
     definitions = model.definitions(targets, kinds)
     if not definitions:
         raise UserError(f"the target set {targets.name} gives nothing to measure for --measure {measure}")
@@ -271,7 +276,7 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
         if files:
             raws = _read_files(files)
             definitions = {msm: m["definition"] | {"netprobe_role": m.get("role")} for msm, (_, m) in known.items()}
-            targets = load_targets(options["targets_file"])
+            targets = default_controls(load_targets(options["targets_file"]), options)
             probes = {}
             if lookup_probes:
                 client = make_client(options, key)
@@ -332,7 +337,7 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
     if targets_file is None and not submission and ids:
         subs = {known[i][0].get("targets_file") for i in ids if i in known}
         targets_file = next(iter(subs)) if len(subs) == 1 else None
-    targets = load_targets(targets_file)
+    targets = default_controls(load_targets(targets_file), options)
     from netprobe.interop.atlas_api import AtlasError
 
     known_ids = [i for i in ids if i in known]
