@@ -1,4 +1,15 @@
-"""JSON values from files someone else wrote: plain or gzip, one document or JSON lines.
+"""Hostile input, read with bounds: files someone else wrote, and single values in them.
+
+The one home of netprobe's readers of other people's data (target files, OONI
+and RIPE Atlas downloads, the Atlas state file, an archive scanned for
+duplicates): `read_regular_file` (a capped regular file), `json_values` (plain
+or gzip, one document or JSON lines), `json_array_or_lines` (Atlas's two
+download forms), `whole_lines` (lines of an archive, oversized ones skipped),
+and the readers of single JSON values (`text_of`, `integer`, `finite_number`,
+`nonnegative`, `ip_text`): the wrong type or an absurd value is None, never an
+exception.
+
+JSON values from files someone else wrote: plain or gzip, one document or JSON lines.
 
 Downloads from OONI's API are one (often pretty-printed) JSON document; its bulk
 data are JSON lines, gzip-compressed.  Either may be damaged or hostile, so every
@@ -12,9 +23,14 @@ error (InputError: one line, meant for the user).
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
+import ipaddress
 import json
+import math
+import os
+import stat
 import sys
 import zlib
 from collections import Counter
@@ -72,6 +88,32 @@ class _Capped:
         data = self.stream.readline(min(size, self.left))
         self.left -= len(data)
         return data
+
+
+def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, else OSError.
+
+    Opened non-blocking so that a FIFO nobody writes to is refused rather than
+    waited on forever; devices (/dev/zero) and oversized files are refused
+    before anything is read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # grew while we read it
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes")
+    return data
 
 
 def open_input(path: str) -> tuple[BinaryIO, BinaryIO]:
@@ -226,3 +268,88 @@ def _size(limit: int) -> str:
 
 def _short(exc: ValueError) -> str:
     return " ".join(str(exc).split())[:120]
+
+
+# --- other readers of files -----------------------------------------------------------------
+
+def json_array_or_lines(path: str | os.PathLike, max_bytes: int, max_line: int) -> list:
+    """The values of a JSON-array file, or of a JSON-lines file (a line holding an array gives
+    its items): RIPE Atlas's two download forms.  A line that is no JSON or longer than
+    `max_line` is a None in the list (the caller counts it); a broken array is ValueError,
+    an unreadable file OSError (read_regular_file)."""
+    raw = read_regular_file(path, max_bytes)
+    if raw.lstrip().startswith(b"["):
+        data = json.loads(raw)
+        return data if isinstance(data, list) else [data]
+    values: list = []
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        if len(line) > max_line:
+            values.append(None)
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            values.append(None)
+            continue
+        values.extend(value if isinstance(value, list) else [value])
+    return values
+
+
+def whole_lines(f: BinaryIO, max_line: int) -> Iterator[bytes]:
+    """The lines of a binary file, each read at most `max_line` bytes at a time: a line that
+    long or longer is skipped whole, so memory is bounded by `max_line`, not by the file."""
+    while True:
+        line = f.readline(max_line)
+        if not line:
+            return
+        if not line.endswith(b"\n") and len(line) >= max_line:
+            while line and not line.endswith(b"\n"):  # skip the rest of an oversized line
+                line = f.readline(max_line)
+            continue
+        yield line
+
+
+# --- single values of hostile JSON ------------------------------------------------------------
+
+def text_of(value: object, limit: int) -> str | None:
+    """A string, cut at `limit` characters; anything else is None."""
+    return value[:limit] if isinstance(value, str) else None
+
+
+def integer(value: object, low: int | None = None, high: int | None = None) -> int | None:
+    """An int (not a bool) within [low, high] where given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    if low is not None and value < low or high is not None and value > high:
+        return None
+    return value
+
+
+def finite_number(value: object) -> float | None:
+    """An int or float (not a bool), as a float, when finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def nonnegative(value: object, below: float) -> float | None:
+    """A number or its text (RIPE Atlas writes some times as strings) in [0, below), to 3 decimals."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return round(number, 3) if 0 <= number < below else None
+
+
+def ip_text(value: object, strip: str | None = None) -> str | None:
+    """An IP address in its canonical text; `strip`: characters allowed around it (None:
+    whitespace; OONI writes "[::1]")."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip(strip)))
+    except ValueError:
+        return None

@@ -104,6 +104,9 @@ REASONS: dict[str, tuple[str, str]] = {
                            "on this port (evidence.observed_reason); the service's answers are weighed against it"),
     "tls.untrusted_for_all": (INCONCLUSIVE, "TLS fails verification for the control names too (a TLS-intercepting "
                               "proxy, a wrong clock or trust store)"),
+    "tls.intercepted_trusted": (INCONCLUSIVE, "the certificate verifies, but it has the issuer every control "
+                                "name's certificate has: a TLS-intercepting proxy whose root this machine trusts "
+                                "(a company's) answered, not the service"),
     "tls.path_failing": (INCONCLUSIVE, "TLS handshakes with the control names failed too"),
     "http.path_failing": (INCONCLUSIVE, "plain HTTP to the control names failed too"),
     "http.intercepted": (INCONCLUSIVE, "this port is intercepted: an answer on it cannot be shown to be the "
@@ -143,7 +146,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "summary.no_open_access": (INCONCLUSIVE, "no control got through at any stage while something on the path "
                                "answers: this network gives no open access to the Internet"),
     "run.deadline": (INCONCLUSIVE, "the run's deadline ended the probe before it finished"),
-    # --- RIPE Atlas only (netprobe/atlas.py): Atlas reports a certificate chain, not a verified handshake
+    # --- RIPE Atlas only (netprobe/interop/atlas.py): Atlas reports a certificate chain, not a verified handshake
     "tls.unknown_issuer": (INCONCLUSIVE, "the certificate is for the name, but its chain stops at an issuer the "
                            "server did not send and no trust store netprobe knows holds (an intermediate left out, "
                            "or a root this store lacks): it cannot be checked, so it says nothing of blocking"),
@@ -164,7 +167,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "tls.no_control": (INCONCLUSIVE, "no control name's TLS was measured in the same run (or its certificate "
                        "judged from the same probe in the same run): nothing shows the path carries genuine TLS, "
                        "so the failure is no evidence of blocking"),
-    # --- OONI measurements (netprobe/ooni.py): other people's data, judged by the same rule; a failure
+    # --- OONI measurements (netprobe/interop/ooni.py): other people's data, judged by the same rule; a failure
     # with no control in the measurement is dns/tcp/tls.no_control above ("probe" and "run" being
     # OONI's probe and measurement: OONI's telegram test measures no control at all)
     **{f"{stage}.unconfirmed": (INCONCLUSIVE, "a failure or a different answer that OONI flagged as an anomaly, "

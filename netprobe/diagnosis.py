@@ -13,6 +13,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from netprobe.classify import BLOCKED, INCONCLUSIVE, REACHABLE, RESET
+from netprobe.probes.kinds import (
+    CONNECT,
+    CONTROL,
+    DNS,
+    INJECTION,
+    MTPROTO,
+    WEB,
+    board_stage,
+    board_stage_of,
+    family_of,
+)
 from netprobe.records import Result
 from netprobe.vantage import NO_OPEN_ACCESS, OFFLINE, UNDECIDED, ControlBoard, address_family, address_port
 
@@ -24,6 +35,8 @@ INTERCEPTION_REASONS = {
     "tcp.intercepted": "connections that must fail were accepted",
     "http.intercepted": "plain HTTP goes to whatever accepts every connection",
     "mtproto.intercepted": "MTProto was answered by whatever accepts every connection",
+    "tls.intercepted_trusted": "every name's certificate, the control names' included, has one issuer: a "
+                               "TLS-intercepting proxy whose root this machine trusts (a company's)",
     "tls.untrusted_for_all": "TLS fails verification for every name, the control names included "
                              "(a TLS-intercepting proxy, or a wrong clock or trust store)",
     "dns.intercepted_all": "an address that runs no DNS server answers every name alike (all DNS is "
@@ -36,8 +49,8 @@ INTERCEPTION_REASONS = {
 # Inconclusive reasons that say a whole stage or port is answered by the path for every name or address.
 # (TCP and MTProto are named by the ports the ControlBoard found intercepted, less those that carried
 # the service's own answers: a relay that completes handshakes for it is not in its place.)
-INTERCEPTED_FOR_ALL = ("mtproto.intercepted", "http.intercepted", "tls.untrusted_for_all", "dns.intercepted_all",
-                       "dns.same_for_all")
+INTERCEPTED_FOR_ALL = ("mtproto.intercepted", "http.intercepted", "tls.untrusted_for_all", "tls.intercepted_trusted",
+                       "dns.intercepted_all", "dns.same_for_all")
 # What each signal of a port's interception (ControlBoard.port_state) shows, in words.
 _SIGNALS = {
     "negative_controls_accepted": "connections that must fail were accepted",
@@ -54,14 +67,6 @@ NOT_JUDGED_REASONS = {
     "http.path_failing": "HTTP",
     "http.not_service": "HTTP",
 }
-# The stage whose controls a probe kind is weighed against.
-STAGE_OF_KIND = {"dns": "dns", "dns_injection": "dns_injection", "tcp": "tcp", "https": "tls", "http": "http",
-                 "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp"}
-# The ControlBoard stage that backs a technique's stage (MTProto's control is the TCP stage).
-BOARD_STAGE = {"mtproto": "tcp"}
-# The stage a probe kind's success shows open (for "the controls failed, the service got through").
-REACHED_STAGE = {"https": "tls", "mtproto": "tcp", "mtproto_abridged": "tcp", "mtproto_obfuscated2": "tcp",
-                 "dns_injection": "dns_injection"}
 STAGE_NAMES = {"tcp": "TCP", "dns": "DNS", "dns_injection": "DNS at the canary", "tls": "TLS", "http": "HTTP",
                "interception": "interception", "mtproto": "MTProto"}
 
@@ -178,23 +183,22 @@ class Diagnosis:
         self.judged_stages: set[str] = set()                         # stages with failures the controls judged
         self.reached_stages: set[str] = set()                        # stages the service's probes got through
         self.stages_used: set[str] = set()                           # stages the service's probes measured
-        # Every probe kind has a handler: a new kind cannot silently count for nothing.
+        # Every family of probe kinds (netprobe/probes/kinds.py) has a handler: a new kind
+        # cannot silently count for nothing.
         self.handlers: dict[str, Callable[[Result], None]] = {
-            "control": self._add_control, "dns": self._add_dns, "dns_injection": self._add_dns_injection,
-            "tcp": self._add_tcp, "https": self._add_web, "http": self._add_web,
-            "mtproto": self._add_mtproto, "mtproto_abridged": self._add_mtproto,
-            "mtproto_obfuscated2": self._add_mtproto,
+            CONTROL: self._add_control, DNS: self._add_dns, INJECTION: self._add_dns_injection,
+            CONNECT: self._add_tcp, WEB: self._add_web, MTPROTO: self._add_mtproto,
         }
 
     # --- folding ---------------------------------------------------------------
 
     def add(self, result: Result) -> None:
-        handler = self.handlers.get(result.probe)
+        handler = self.handlers.get(CONTROL if result.probe == CONTROL else family_of(result.probe))
         if handler is None:
             raise ValueError(f"the diagnosis has no rule for probe kind {result.probe!r}")
         if result.probe != "control":
             self._weighed(result)
-            self.stages_used.add(STAGE_OF_KIND.get(result.probe, result.probe))
+            self.stages_used.add(board_stage(result.probe))
         handler(result)
 
     def _weighed(self, result: Result) -> None:
@@ -208,7 +212,7 @@ class Diagnosis:
                 self.judged_stages.add(str(result.evidence.get("controls", {}).get("stage", "")))
         if result.verdict == REACHABLE:
             self.reachable_seen = True
-            self.reached_stages.add(REACHED_STAGE.get(result.probe, result.probe))
+            self.reached_stages.add(board_stage(result.probe))
         if (result.reason or "").endswith(".no_control"):
             self.uncontrolled[result.reason.partition(".")[0]] += 1  # dns, tcp, tls, http, mtproto
 
@@ -371,7 +375,8 @@ class Diagnosis:
             lines.append(f"Interception: on port {self._ports_with_signals(board.intercepted_ports())}: something "
                          "on the path answers for every address there, so completed connections and the answers "
                          "on them prove nothing.")
-        for why in ("tls.untrusted_for_all", "dns.intercepted_all", "dns.same_for_all", "dns.resolver_untrusted"):
+        for why in ("tls.untrusted_for_all", "tls.intercepted_trusted", "dns.intercepted_all", "dns.same_for_all",
+                    "dns.resolver_untrusted"):
             if self.interception.get(why):
                 lines.append(f"Interception: {INTERCEPTION_REASONS[why]}; {len(self.interception[why])} targets "
                              "not judged.")
@@ -484,7 +489,7 @@ class Diagnosis:
         techniques = self.techniques()
         if techniques:
             changed = self.changed_stages()
-            if any(BOARD_STAGE.get(t["stage"], t["stage"]) not in changed for t in techniques):
+            if any(board_stage_of(t["stage"]) not in changed for t in techniques):
                 return "summary.blocking_observed"
             return "summary.network_changed"
         if self.vantage in ("offline", "undecided", NO_OPEN_ACCESS):

@@ -23,6 +23,7 @@ controls got through.  A dropped control costs at most one --timeout.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import resource
@@ -35,9 +36,11 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from netprobe.classify import choose_addresses, choose_control_addresses
 from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
+from netprobe.probes.kinds import CONNECT, DNS, KINDS, WEB, family_of
 from netprobe.records import Result
 from netprobe.sweep_loop import Cancellable, EventLoop, Interrupted, SweepLoop, Waitable
 from netprobe.vantage import (
+    PATH_CHECK_STAGES,
     ONLINE,
     UNDECIDED,
     ControlBoard,
@@ -63,13 +66,8 @@ FDS_PER_PROBE = 2
 # thousands of slots would otherwise delay (and inflate the measured time of) the first ones.
 START_BURST = 256
 
-# Probe kinds that contact a domain at the addresses DNS (or the target file) gave.
-WEB_KINDS = ("https", "http")
-# Probe kinds that are one TCP connect, driven by the ConnectPool (controls: stages tcp, interception).
-CONNECT_KINDS = frozenset({"tcp", "control"})
+# Controls that are one TCP connect, driven by the ConnectPool as the CONNECT kinds are.
 CONNECT_STAGES = frozenset({"tcp", "interception"})
-# Controls that send MTProto's first request (Plan.path_checks).
-PATH_CHECK_STAGES = frozenset({"identity", "mtproto"})
 # A run longer than this measures its controls again at the end (the network may change under it).
 REMEASURE_AFTER_S = 60.0
 
@@ -128,7 +126,7 @@ def connects_only(plan: Plan) -> bool:
     """Whether every probe of the plan, controls included, is one TCP connect (a sweep):
     such a run needs no coroutine, so it runs without asyncio (Runner.run_connects)."""
     from netprobe.probes.tcp import ConnectPool
-    return ConnectPool.available and set(plan.kinds) <= {"tcp"} and all(
+    return ConnectPool.available and all(family_of(kind) == CONNECT for kind in plan.kinds) and all(
         stage_of(task) in CONNECT_STAGES for task in plan.controls())
 
 
@@ -189,11 +187,16 @@ def stage_of(task: Task) -> str | None:
 
 
 def is_web(task: Task) -> bool:
-    return task.kind in WEB_KINDS or stage_of(task) in ("tls", "http")
+    return family_of(task.kind) == WEB or stage_of(task) in ("tls", "http")
 
 
 def is_dns_lookup(task: Task) -> bool:
-    return task.kind == "dns" or stage_of(task) == "dns"
+    return family_of(task.kind) == DNS or stage_of(task) == "dns"
+
+
+def is_connect(task: Task) -> bool:
+    """One TCP connect, which the ConnectPool can drive: a CONNECT kind, or a control of its stages."""
+    return family_of(task.kind) == CONNECT or stage_of(task) in CONNECT_STAGES
 
 
 async def execute_control(task: Task, plan: Plan, settings: Settings, prepared: dict) -> Result:
@@ -226,32 +229,17 @@ async def execute_control(task: Task, plan: Plan, settings: Settings, prepared: 
 
 
 async def execute(task: Task, plan: Plan, settings: Settings, prepared: dict) -> Result:
-    """Run one task's probe; the kinds' modules are imported only when used."""
+    """Run one task's probe as its kind's registration says (netprobe/probes/kinds.py);
+    the kinds' modules are imported only when used."""
     if task.kind == "control":
         return await execute_control(task, plan, settings, prepared)
-    if task.kind in WEB_KINDS:
-        from netprobe.probes.https import probe_http, probe_https
-        service_domains = tuple(d.name for d in plan.targets.domains)
-        if task.kind == "https":
-            return await probe_https(task.domain.name, networks=plan.targets.networks, timeout=settings.timeout,
-                                     ca_bundle=settings.ca_bundle, service_domains=service_domains, **prepared)
-        return await probe_http(task.domain.name, networks=plan.targets.networks, timeout=settings.timeout,
-                                service_domains=service_domains, **prepared)
-    if task.kind == "tcp":
-        from netprobe.probes.tcp import probe_tcp
-        return await probe_tcp(task.endpoint, settings.timeout, kind=task.kind, context=dict(task.context))
-    if task.kind.startswith("mtproto"):
-        from netprobe.probes.mtproto import MTPROTO_KINDS, probe_mtproto
-        return await probe_mtproto(task.endpoint, MTPROTO_KINDS[task.kind], settings.timeout,
-                                   context=dict(task.context))
-    if task.kind == "dns_injection":
-        from netprobe.probes.dns import probe_dns_injection
-        return await probe_dns_injection(task.domain.name, task.resolver, settings.timeout, plan.targets.networks)
-    if task.kind == "dns":
-        from netprobe.probes.dns import probe_dns
-        return await probe_dns(task.domain.name, task.resolver, plan.targets.networks, settings.timeout,
-                               ca_bundle=settings.ca_bundle)
-    raise ValueError(f"no probe for kind {task.kind!r}")
+    kind = KINDS.get(task.kind)
+    if kind is None:
+        raise ValueError(f"no probe for kind {task.kind!r}")
+    measure = kind.measure
+    probe = getattr(importlib.import_module(measure.module), measure.function)
+    args, keywords = measure.arguments(kind, task, plan, settings, prepared)
+    return await probe(*args, **keywords)
 
 
 def overrun_result(task: Task, reason: str, started: float, note: str) -> Result:
@@ -291,7 +279,7 @@ class Runner:
         self.coroutines: dict[int, asyncio.Task] = {}
         # The first resolver's DNS result per name (service and control), shared with the web probes.
         self.dns_answers: dict[str, asyncio.Future] = {}
-        self.dns_planned = "dns" in plan.kinds and bool(plan.resolvers)
+        self.dns_planned = any(family_of(k) == DNS for k in plan.kinds) and bool(plan.resolvers)
         self.pool = None
         self.loop: EventLoop | None = None  # asyncio's (run), or a SweepLoop (run_connects)
         self.controls: list[Task] = []
@@ -378,7 +366,7 @@ class Runner:
         self.controls_left = len(controls)
         self.deciding = bool(controls)
         self.tasks = _chain(controls, self.plan.tasks())
-        if "tcp" in self.plan.kinds or controls:
+        if any(family_of(k) == CONNECT for k in self.plan.kinds) or controls:
             from netprobe.probes.tcp import ConnectPool
             if ConnectPool.available:
                 self.pool = ConnectPool(loop, self.settings.timeout, self.done)
@@ -448,8 +436,7 @@ class Runner:
     def start(self, task: Task) -> None:
         token = self.tokens = self.tokens + 1
         self.in_flight[token] = (task, time.monotonic())
-        if (self.pool is not None and task.kind in CONNECT_KINDS and task.endpoint is not None
-                and (task.kind == "tcp" or stage_of(task) in CONNECT_STAGES)):
+        if self.pool is not None and task.endpoint is not None and is_connect(task):
             self.pool.start(task.endpoint, task.target, task.kind, task.context, token)
             return
         coroutine = self.loop.create_task(self.run_task(task))

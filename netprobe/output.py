@@ -1,5 +1,8 @@
 """Where records go: an append-only JSON-lines file shared with other runs, and stdout.
 
+RecordSink is the one writer of every command that writes records (`run`,
+`import ooni`, `atlas fetch`); AppendFile and StdoutWriter are its two halves.
+
 The file is the measurement archive: whole lines are written with one write()
 under an exclusive flock, so concurrent cron jobs never interleave, and a
 failed write is rolled back so that no partial record is left behind.
@@ -221,3 +224,65 @@ class StdoutWriter:
         buffer = io.StringIO()
         json.dump(self.kept, buffer, ensure_ascii=True, indent=2, default=str)
         return buffer.getvalue() + "\n"
+
+
+class RecordSink:
+    """Every record of one command, to the --output archive and to stdout: `run`,
+    `import ooni` and `atlas fetch` all write through this one object, so all three
+    append whole lines under the lock and (`flush_interval` > 0) in batches.
+
+    An archive that fails is written no more: its first error is kept in `failure`
+    and raised once, after stdout has the record (a run shows what it measured and
+    stops; a command turns the error into one line and exit 2).  close() writes
+    what is batched, so an interrupted command loses nothing it had written.
+    """
+
+    def __init__(self, fmt: str, output: str | None, quiet: bool, flush_interval: float = 0.0):
+        """The archive is opened first (OutputError: the user's to fix), before stdout's csv header."""
+        self.archive = AppendFile(output, flush_interval=flush_interval) if output else None
+        self.stdout = None if quiet else StdoutWriter(fmt, flush_interval=flush_interval)
+        self.failure: OutputError | None = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = error = None
+        if self.archive is not None and self.failure is None:
+            line = to_json_line(record)
+            try:
+                self.archive.append(line)
+            except OutputError as exc:
+                self.failure = error = exc
+        if self.stdout is not None:
+            self.stdout.write(record, line)
+        if error is not None:
+            raise error
+
+    @property
+    def pending(self) -> bool:
+        """Lines batched and not yet written: the caller's timer flushes them."""
+        return (self.archive is not None and self.archive.pending
+                or self.stdout is not None and self.stdout.pending)
+
+    @property
+    def kept(self) -> list[dict[str, Any]]:
+        """The records stdout prints at the end (json, table, ooni)."""
+        return self.stdout.kept if self.stdout is not None else []
+
+    def flush(self) -> None:
+        error = None
+        if self.archive is not None and self.failure is None:
+            try:
+                self.archive.flush()
+            except OutputError as exc:
+                self.failure = error = exc
+        if self.stdout is not None:
+            self.stdout.flush()
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        """Write what is batched, and close the archive (closed even when that write fails)."""
+        if self.stdout is not None:
+            self.stdout.close()
+        if self.archive is not None:
+            archive, self.archive = self.archive, None
+            archive.close()

@@ -14,11 +14,18 @@ from socket import inet_ntoa
 from typing import Iterator
 
 from netprobe.addresses import Endpoint, IPAddress
+from netprobe.probes.kinds import (
+    KINDS,
+    MTPROTO,
+    PER_CANARY,
+    PER_DOMAIN,
+    PER_ENDPOINT,
+    PER_RANGE_ADDRESS,
+    PER_RESOLVER,
+    WEB,
+    Kind,
+)
 from netprobe.targets import Domain, EndpointTarget, Range, TargetSet
-
-# Probe kinds in the order a run performs them.
-PROBE_KINDS = ("dns", "dns_injection", "tcp", "https", "http", "mtproto", "mtproto_abridged", "mtproto_obfuscated2")
-MTPROTO_KINDS = ("mtproto", "mtproto_abridged", "mtproto_obfuscated2")
 
 
 # Addresses that accept no connection on any port a plan uses, so that one that connects
@@ -51,15 +58,16 @@ class Task:
 
 
 def parse_probe_kinds(text: str | None) -> tuple[str, ...]:
+    """The kinds asked for, in run order (netprobe/probes/kinds.py); None: every kind."""
     if text is None:
-        return PROBE_KINDS
+        return tuple(KINDS)
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     if not kinds:
         raise PlanError("--probes: no probe kind given")
     for kind in kinds:
-        if kind not in PROBE_KINDS:
-            raise PlanError(f"--probes: unknown probe kind {kind!r} (known: {', '.join(PROBE_KINDS)})")
-    return tuple(k for k in PROBE_KINDS if k in kinds)
+        if kind not in KINDS:
+            raise PlanError(f"--probes: unknown probe kind {kind!r} (known: {', '.join(KINDS)})")
+    return tuple(k for k in KINDS if k in kinds)
 
 
 @dataclass(frozen=True)
@@ -81,29 +89,36 @@ class Plan:
                 endpoint = Endpoint(address, port)
                 tasks.append(Task("control", str(endpoint), endpoint=endpoint, context=(("stage", "interception"),)))
         names = self.targets.control_domains
-        if "dns" in self.kinds:
-            tasks += [Task("control", d.name, domain=d, resolver=r, context=(("stage", "dns"),))
-                      for d in names for r in self.resolvers]
-        if "dns_injection" in self.kinds:
-            tasks += [Task("control", d.name, domain=d, resolver=c, context=(("stage", "dns_injection"),))
-                      for d in names for c in self.canaries()]
-        for kind, stage in (("https", "tls"), ("http", "http")):
-            if kind in self.kinds:
-                tasks += [Task("control", d.name, domain=d, context=(("stage", stage),)) for d in names]
+        # The control names, asked as each domain-planned kind asks (its resolvers, its
+        # canaries, or directly), once per stage the kinds are weighed against.
+        stages: set[str] = set()
+        for kind in self.planned_kinds():
+            if kind.board_stage in stages:
+                continue
+            stages.add(kind.board_stage)
+            stage = (("stage", kind.board_stage),)
+            if PER_RESOLVER in kind.planned:
+                tasks += [Task("control", d.name, domain=d, resolver=r, context=stage)
+                          for d in names for r in self.resolvers]
+            elif PER_CANARY in kind.planned:
+                tasks += [Task("control", d.name, domain=d, resolver=c, context=stage)
+                          for d in names for c in self.canaries()]
+            elif PER_DOMAIN in kind.planned:
+                tasks += [Task("control", d.name, domain=d, context=stage) for d in names]
         tasks += self.path_checks()
         return tasks
 
     def path_checks(self) -> list[Task]:
         """Who answers on the ports MTProto uses, before any verdict is given.
 
-        `mtproto`: our MTProto request to each control endpoint's address on each such
+        `path`: our MTProto request to each control endpoint's address on each such
         port: none of them speaks MTProto, so bytes they all answer alike, and that a
         data center answers too, are the path's own.  `identity`: the same request to
         one endpoint per data center, family and port; its connect time is weighed
         against the data centers' published locations, and an answer that is not a
         resPQ where the controls' answers differ shows something answering for the
         service alone (netprobe/vantage.py)."""
-        if not set(MTPROTO_KINDS) & set(self.kinds):
+        if not any(kind.family == MTPROTO for kind in self.planned_kinds()):
             return []
         endpoints = [t for t in self.targets.endpoints if not t.endpoint.ip.is_loopback]
         ports = sorted({(t.endpoint.family, t.endpoint.port) for t in endpoints})
@@ -115,7 +130,7 @@ class Plan:
             for ip in hosts:
                 if ip.version == family and not ip.is_loopback:
                     endpoint = Endpoint(ip, port)
-                    tasks.append(Task("control", str(endpoint), endpoint=endpoint, context=(("stage", "mtproto"),)))
+                    tasks.append(Task("control", str(endpoint), endpoint=endpoint, context=(("stage", "path"),)))
         places = {d.dc: (("city", d.city), ("lat", d.lat), ("lon", d.lon)) for d in self.targets.datacenters}
         seen: set[tuple] = set()
         for target in endpoints:
@@ -130,16 +145,17 @@ class Plan:
     def ports(self) -> list[int]:
         """Every TCP port the plan connects to: one negative control each."""
         ports: set[int] = {ep.port for ep in self.targets.controls}
-        if "tcp" in self.kinds or set(MTPROTO_KINDS) & set(self.kinds):
+        planned = self.planned_units()
+        if PER_ENDPOINT in planned:
             ports.update(t.endpoint.port for t in self.targets.endpoints)
-        if "tcp" in self.kinds:
+        if PER_RANGE_ADDRESS in planned:
             ports.update(p for r in self.targets.ranges for p in r.ports)
         if self.targets.domains:
-            ports.update(port for kind, port in (("https", 443), ("http", 80)) if kind in self.kinds)
+            ports.update(kind.port for kind in self.planned_kinds() if kind.port is not None)
         return sorted(ports)
 
     def negative_controls(self) -> tuple[IPAddress, ...]:
-        """The file's negative_controls, else a documentation address per address family the
+        """The file's negative_controls, else DEFAULT_NEGATIVE_CONTROLS of each address family the
         plan connects to.  Loopback has no path to intercept, so a plan that only
         touches loopback gets none (and sends nothing off this machine)."""
         if self.targets.negative_controls is not None:
@@ -154,36 +170,43 @@ class Plan:
         destinations += [a for d in (*self.targets.domains, *self.targets.control_domains) for a in d.addresses]
         return {ip.version for ip in destinations if not ip.is_loopback}
 
+    def planned_kinds(self) -> list[Kind]:
+        """The plan's kinds, in run order."""
+        return [kind for name, kind in KINDS.items() if name in self.kinds]
+
+    def planned_units(self) -> set[str]:
+        """What the plan's kinds are planned per (PER_ENDPOINT, PER_DOMAIN, ...)."""
+        return {unit for kind in self.planned_kinds() for unit in kind.planned}
+
     def tasks(self) -> Iterator[Task]:
-        if "dns" in self.kinds:
+        for kind in self.planned_kinds():
+            yield from self.tasks_of(kind)
+
+    def tasks_of(self, kind: Kind) -> Iterator[Task]:
+        """One kind's tasks, made as the registry says it is planned."""
+        name = kind.name
+        if PER_RESOLVER in kind.planned:
             for domain in self.targets.domains:
                 for resolver in self.resolvers:
-                    yield Task("dns", domain.name, domain=domain, resolver=resolver,
+                    yield Task(name, domain.name, domain=domain, resolver=resolver,
                                context=self.domain_context(domain))
-        if "dns_injection" in self.kinds:
+        if PER_CANARY in kind.planned:
             for domain in self.targets.domains:
                 for canary in self.canaries():
-                    yield Task("dns_injection", domain.name, domain=domain, resolver=canary,
+                    yield Task(name, domain.name, domain=domain, resolver=canary,
                                context=self.domain_context(domain))
-        if "tcp" in self.kinds:
+        if PER_ENDPOINT in kind.planned:
             for target in self.targets.endpoints:
-                yield Task("tcp", str(target.endpoint), endpoint=target.endpoint,
+                yield Task(name, str(target.endpoint), endpoint=target.endpoint,
                            context=self.endpoint_context(target))
+        if PER_RANGE_ADDRESS in kind.planned:
             for index, rng in enumerate(self.targets.ranges):
                 context = (("range", str(rng.cidr)), ("seed", self.seed))
                 for endpoint, target in self.range_targets(index, rng):
-                    yield Task("tcp", target, endpoint=endpoint, context=context)
-        for kind in ("https", "http"):
-            if kind in self.kinds:
-                for domain in self.targets.domains:
-                    yield Task(kind, domain.name, domain=domain, context=self.domain_context(domain))
-        # Each transport is a kind of its own, so that each keeps its own history:
-        # one that gets through while another is reset is evidence of fingerprinting.
-        for kind in MTPROTO_KINDS:
-            if kind in self.kinds:
-                for target in self.targets.endpoints:
-                    yield Task(kind, str(target.endpoint), endpoint=target.endpoint,
-                               context=self.endpoint_context(target))
+                    yield Task(name, target, endpoint=endpoint, context=context)
+        if PER_DOMAIN in kind.planned:
+            for domain in self.targets.domains:
+                yield Task(name, domain.name, domain=domain, context=self.domain_context(domain))
 
     def canaries(self) -> tuple[Endpoint, ...]:
         """Addresses that run no DNS server: the file's dns_canary, else one data center."""
@@ -234,17 +257,13 @@ class Plan:
     @property
     def stages(self) -> int:
         """Probes that wait on another probe: web probes wait on DNS."""
-        return 2 if {"https", "http"} & set(self.kinds) else 1
+        return 2 if any(kind.family == WEB for kind in self.planned_kinds()) else 1
 
     def __len__(self) -> int:
         count = len(self.controls())
-        if "dns" in self.kinds:
-            count += len(self.targets.domains) * len(self.resolvers)
-        if "dns_injection" in self.kinds:
-            count += len(self.targets.domains) * len(self.canaries())
-        if "tcp" in self.kinds:
-            count += len(self.targets.endpoints)
-            count += sum(r.size * len(r.ports) for r in self.targets.ranges)
-        count += len(self.targets.endpoints) * sum(kind in self.kinds for kind in MTPROTO_KINDS)
-        count += len(self.targets.domains) * (("https" in self.kinds) + ("http" in self.kinds))
-        return count
+        per = {PER_RESOLVER: len(self.targets.domains) * len(self.resolvers),
+               PER_CANARY: len(self.targets.domains) * len(self.canaries()),
+               PER_DOMAIN: len(self.targets.domains),
+               PER_ENDPOINT: len(self.targets.endpoints),
+               PER_RANGE_ADDRESS: sum(r.size * len(r.ports) for r in self.targets.ranges)}
+        return count + sum(per[unit] for kind in self.planned_kinds() for unit in kind.planned)

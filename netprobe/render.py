@@ -16,21 +16,23 @@ from rich.table import Table
 from rich.text import Text
 
 from netprobe.classify import VERDICT_RANK
+from netprobe.probes.kinds import DNS, MTPROTO, WEB, family_of, record_order
 from netprobe.report_lines import VERDICT_STYLES, count_segments, verdict_findings, verdict_headline
 from netprobe.text import printable
 
 
 def detail_of(record: dict[str, Any]) -> str:
     evidence = record.get("evidence") or {}
-    if record["probe"] == "dns":
+    family = family_of(record["probe"])
+    if family == DNS:
         addresses = [a for q in evidence.get("queries", []) for a in q.get("addresses", [])]
         if addresses:
             return " ".join(addresses[:4]) + (" …" if len(addresses) > 4 else "")
         errors = [q.get("rcode") or q.get("error") for q in evidence.get("queries", [])]
         return " ".join(e for e in errors if e)
-    if record["probe"] in ("https", "http"):
+    if family == WEB:
         return web_detail(evidence)
-    if record["probe"].startswith("mtproto") and evidence.get("response"):
+    if family == MTPROTO and evidence.get("response"):
         return f"{evidence['response']}" + (f" (looks like {evidence['hint']})" if evidence.get("hint") else "")
     if "range" in evidence:
         return f"range {evidence['range']}"
@@ -104,9 +106,7 @@ def grouped_rows(records: Iterable[dict[str, Any]]) -> list[tuple[str, str, Coun
         common = verdicts.most_common(1)[0][0]
         differing = [f"{r['target']} {r['verdict']}" for r in members if r["verdict"] != common]
         rows.append((probe, group, verdicts, reasons, differing))
-    order = {kind: i for i, kind in enumerate(("control", "dns", "dns_injection", "tcp", "https", "http", "mtproto",
-                                               "mtproto_abridged", "mtproto_obfuscated2"))}
-    rows.sort(key=lambda row: (order.get(row[0], 99), -max(VERDICT_RANK[v] for v in row[2]), row[1]))
+    rows.sort(key=lambda row: (record_order(row[0]), -max(VERDICT_RANK[v] for v in row[2]), row[1]))
     return rows
 
 

@@ -64,18 +64,15 @@ def execute_plan(plan, options) -> int:
     import signal
 
     from netprobe.engine import Runner, Settings, default_deadline, drive, on_sweep_loop
-    from netprobe.output import FLUSH_INTERVAL_S, AppendFile, OutputError, StdoutWriter
-    from netprobe.records import RunInfo, encode, to_json_line
+    from netprobe.output import FLUSH_INTERVAL_S, OutputError, RecordSink
+    from netprobe.records import RunInfo, encode
 
     fmt = default_format(options["fmt"])
     quiet = options["quiet"]
-    archive = None
-    if options["output"]:
-        try:
-            archive = AppendFile(options["output"], flush_interval=FLUSH_INTERVAL_S)
-        except OutputError as exc:
-            raise UserError(str(exc)) from None
-    stdout = None if quiet else StdoutWriter(fmt, flush_interval=FLUSH_INTERVAL_S)
+    try:
+        sink = RecordSink(fmt, options["output"], quiet, flush_interval=FLUSH_INTERVAL_S)
+    except OutputError as exc:
+        raise UserError(str(exc)) from None
     run = RunInfo(label=options["label"])
     total = len(plan)
     settings = Settings(timeout=options["timeout"], concurrency=options["concurrency"], rate=options["rate"],
@@ -103,34 +100,25 @@ def execute_plan(plan, options) -> int:
     def emit(result):
         nonlocal flush_timer
         record = encode(result, run)
-        line = None
         if result.probe == "summary":
             summary.append(record)
-        if archive is not None and not failure:
-            line = to_json_line(record)
-            try:
-                archive.append(line)
-            except OutputError as exc:
-                failed(exc)
-        if stdout is not None:
-            stdout.write(record, line)
+        try:
+            sink.write(record)
+        except OutputError as exc:
+            failed(exc)
         if progress is not None:
             progress.advance(progress_task)
-        if flush_timer is None and (archive is not None and archive.pending
-                                    or stdout is not None and stdout.pending):
+        if flush_timer is None and sink.pending:
             # Batched lines wait at most FLUSH_INTERVAL_S, also when no further record comes.
             flush_timer = loop.call_later(FLUSH_INTERVAL_S, flush)
 
     def flush():
         nonlocal flush_timer
         flush_timer = None
-        if archive is not None and not failure:
-            try:
-                archive.flush()
-            except OutputError as exc:
-                failed(exc)
-        if stdout is not None:
-            stdout.flush()
+        try:
+            sink.flush()
+        except OutputError as exc:
+            failed(exc)
 
     def failed(exc):
         failure.append(str(exc))
@@ -150,13 +138,10 @@ def execute_plan(plan, options) -> int:
     finally:
         if progress is not None:
             progress.stop()
-        if stdout is not None:
-            stdout.close()
-        if archive is not None:
-            try:
-                archive.close()
-            except OutputError as exc:
-                failure.append(str(exc))
+        try:
+            sink.close()
+        except OutputError as exc:
+            failure.append(str(exc))
     if failure:
         raise UserError(failure[0])
     outcome = runner.outcome
@@ -171,8 +156,9 @@ def execute_plan(plan, options) -> int:
     elif outcome.cut_by_deadline or outcome.not_started:
         notes.append(f"run deadline reached: {outcome.cut_by_deadline} probes cut short, "
                      f"{outcome.not_started} not started")
-    if stdout is not None and fmt == "ooni":  # the run as one OONI measurement (netprobe.ooni)
-        from netprobe.ooni import runs_as_ooni
+    stdout = sink.stdout
+    if stdout is not None and fmt == "ooni":  # the run as one OONI measurement (netprobe.interop.ooni)
+        from netprobe.interop.ooni import runs_as_ooni
         sys.stdout.write(runs_as_ooni(stdout.kept, options.get("probe_cc"), options.get("probe_asn")))
     if stdout is not None:
         if fmt == "table":
@@ -195,7 +181,7 @@ def execute_plan(plan, options) -> int:
                     outcome.counts, outcome.vantage, notes, outcome.findings, summary[0] if summary else None)))
     if received:
         name = signal.Signals(received[0]).name
-        if archive is not None:
+        if options["output"]:
             kept = f"; finished results were kept in {one_line(options['output'])}"
         else:
             kept = "; finished results were shown" if stdout is not None else ""

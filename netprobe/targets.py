@@ -7,10 +7,7 @@ bad value so that a person can fix the file from the message alone.
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import stat
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +24,7 @@ from netprobe.addresses import (
     parse_network,
     parse_port,
 )
+from netprobe.bounded_input import read_regular_file
 
 # A range probed whole may hold at most this many addresses; beyond, `sample`.
 MAX_WHOLE_RANGE = 65536
@@ -224,32 +222,6 @@ def load_target_file(path: str | Path) -> TargetSet:
     except OSError as exc:
         raise TargetFileError(f"{path}: cannot read target file: {exc.strerror or exc}") from None
     return parse_target_text(raw, str(path))
-
-
-def read_regular_file(path: Path, limit: int) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes, else OSError.
-
-    Opened non-blocking so that a FIFO nobody writes to is refused rather than
-    waited on forever; devices (/dev/zero) and oversized files are refused
-    before anything is read.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise OSError(errno.EISDIR, "is a directory")
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if info.st_size > limit:
-            raise OSError(errno.EFBIG, f"larger than {limit} bytes")
-        os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
-    finally:
-        os.close(fd)
-    if len(data) > limit:  # grew while we read it
-        raise OSError(errno.EFBIG, f"larger than {limit} bytes")
-    return data
 
 
 def load_builtin() -> TargetSet:

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 from netprobe.classify import (BLOCKED, REACHABLE, RESET, failure_of, http_answer_difference, negative_control_reason,
                                verdict_for)
+from netprobe.probes.kinds import bare_success, by_silence
 from netprobe.records import Result
 
 PASSED, FAILED, NONE = "passed", "failed", "none"
@@ -38,15 +39,14 @@ UNDECIDED = "undecided"          # the run ended before the controls were in
 UNKNOWN = "unknown"              # no controls at all
 NOT_ONLINE = (OFFLINE, NO_OPEN_ACCESS, UNDECIDED)
 
-# Probe kinds whose "reachable" rests on silence (nothing injected an answer):
-# where the path is not known to be open, silence proves nothing.
-REACHABLE_BY_SILENCE = frozenset({"dns_injection"})
-
 # An HTTP control's answer against the one its genuine server gives (evidence.answer_check).
 GENUINE, DIFFERS, NO_ANSWER, WEAK = "genuine", "differs", "no answer", "weak"
 CHECKED = (GENUINE, DIFFERS, NO_ANSWER)
+# Verified control names needed before one issuer for all of them means an interceptor.
+MIN_NAMES_FOR_ONE_ISSUER = 3
+
 # Control stages that check who answers (Plan.path_checks), not whether the way out is open.
-_PATH_CHECKS = frozenset({"mtproto", "identity"})
+PATH_CHECK_STAGES = frozenset({"path", "identity"})
 # A data center's answers to our MTProto request that no MTProto server gives.
 _NOT_THE_SERVICE = frozenset({"mtproto.bad_response", "mtproto.nonce_mismatch"})
 
@@ -214,6 +214,7 @@ class ControlBoard:
         self.canary: dict[str, list[tuple | None]] = defaultdict(list)
         self.tls: dict[int | None, Tally] = defaultdict(Tally)     # family; passed = verified
         self.tls_bad_certificate = 0
+        self.tls_issuers: dict[int | None, dict[str, str]] = defaultdict(dict)  # family -> name -> issuer
         self.tls_via: dict[str, Tally] = defaultdict(Tally)        # resolver that gave the address
         # Plain HTTP, per family: controls whose genuine answer the target file states (passed = that
         # answer), and the weak ones that pass on any answer; `http` reads the first where there are any.
@@ -232,7 +233,7 @@ class ControlBoard:
         self._ports: dict[tuple, tuple[str | None, dict]] | None = None  # port_state's cache
         self._fold = {"tcp": self._tcp, "interception": self._interception, "dns": self._dns,
                       "dns_injection": self._canary, "tls": self._web, "http": self._web,
-                      "mtproto": self._path_answer, "identity": self._identity}
+                      "path": self._path_answer, "identity": self._identity}
         for record in records:
             self.add(record)
 
@@ -241,7 +242,7 @@ class ControlBoard:
         self._ports = None
         stage = record.evidence.get("stage", "tcp")
         self._fold[stage](record)
-        if stage in _PATH_CHECKS:
+        if stage in PATH_CHECK_STAGES:
             return  # a path check says who answers, not whether the way out is open
         self.positive += stage != "interception"
         if record.reason and failure_of(record.reason) not in _SILENT and record.reason != "interception.accepted":
@@ -309,6 +310,9 @@ class ControlBoard:
         if evidence.get("stage") == "tls":
             verified = stage != "tls"
             self.tls[family].add(verified)
+            issuer = ((evidence.get("tls") or {}).get("certificate") or {}).get("issuer")
+            if verified and issuer:
+                self.tls_issuers[family][record.target] = issuer
             if reason == "tls.bad_certificate":
                 self.tls_bad_certificate += 1
             if evidence.get("address_source") == "dns" and seen.get("resolver"):
@@ -425,9 +429,19 @@ class ControlBoard:
             return None
         return dict(zip(("status", "server", "length"), signature))
 
+    def trusted_interceptor(self, family: int | None) -> str | None:
+        """The one issuer of every verified control name's certificate, when there are enough of
+        them to tell: operators on different CDNs buy from different CAs, a TLS-intercepting proxy
+        whose root this machine trusts (a company's) signs every name itself."""
+        issuers = self.tls_issuers.get(family, {})
+        if len(issuers) >= MIN_NAMES_FOR_ONE_ISSUER and len(set(issuers.values())) == 1:
+            return next(iter(issuers.values()))
+        return None
+
     def controls_genuine(self, family: int | None, port: int | None) -> str | None:
         """Which control got through this port in a way no interceptor fakes, if any."""
-        if port == 443 and self.tls.get(family, _NO_TALLY).passed and not self.tls_bad_certificate:
+        if (port == 443 and self.tls.get(family, _NO_TALLY).passed and not self.tls_bad_certificate
+                and not self.trusted_interceptor(family)):
             return "tls verified"
         if port == 80 and self.http_checked.get(family, _NO_TALLY).passed:
             return "http genuine"  # a control name's stated genuine answer: weak ones take any answer
@@ -455,7 +469,7 @@ class ControlBoard:
 
     def genuine_pass(self) -> bool:
         """Some control got through in a way no interceptor fakes."""
-        if any(t.passed for t in self.tls.values()):
+        if any(t.passed for family, t in self.tls.items() if not self.trusted_interceptor(family)):
             return True
         if any(t.passed for (family, port), t in self.tcp.items() if not self.intercepted(family, port)):
             return True
@@ -499,7 +513,7 @@ def as_control(record: Result, stage: str) -> Result:
         evidence["expected"] = "no connection"
         evidence["connect_reason"] = reason
         reason = negative_control_reason(reason)
-    elif stage in _PATH_CHECKS:
+    elif stage in PATH_CHECK_STAGES:
         evidence["observed_reason"] = reason  # what answered is the finding, not a pass or a fail
         reason = "control.path_check"
     return Result("control", record.target, record.address, reason, record.duration_ms, evidence,
@@ -538,9 +552,9 @@ def checked_http_control(record: Result, expected: dict[str, Any] | None) -> Res
 def genuine_success(record: Result, board: ControlBoard) -> bool:
     """A success that only the service gives: the vantage point is online even when
     every control failed (the control hosts may be the ones blocked)."""
-    if record.verdict != REACHABLE or record.probe in REACHABLE_BY_SILENCE or record.probe in ("control", "summary"):
+    if record.verdict != REACHABLE or by_silence(record.probe) or record.probe in ("control", "summary"):
         return False
-    if record.probe in ("tcp", "http"):
+    if bare_success(record.probe):
         # A bare handshake counts only where negative controls showed the port is not intercepted.
         family, port = address_family(record.address), address_port(record.address)
         tested = board.negative.get((family, port))
@@ -602,7 +616,7 @@ def judged(record: Result, board: ControlBoard, vantage: str = ONLINE,
     gate = vantage if vantage in NOT_ONLINE else None
     if gate is None and family in offline_families and record.probe != "control":
         gate = f"ipv{family}_offline"
-    silent_success = verdict == REACHABLE and record.probe in REACHABLE_BY_SILENCE
+    silent_success = verdict == REACHABLE and by_silence(record.probe)
     if verdict == REACHABLE and record.probe == "control" and record.evidence.get("stage") == "interception":
         silent_success = True
     if gate is not None and gate != NO_OPEN_ACCESS and (verdict in FAILED_VERDICTS or silent_success):
@@ -622,6 +636,12 @@ def _judged_success(record: Result, board: ControlBoard) -> Result:
     family, port = address_family(record.address), address_port(record.address)
     kind = record.probe
     stage = record.evidence.get("stage") if kind == "control" else None
+    if kind == "https" or stage == "tls":
+        issuer = ((record.evidence.get("tls") or {}).get("certificate") or {}).get("issuer")
+        one = board.trusted_interceptor(family)
+        if one is not None and issuer == one:
+            return _changed(record, "tls.intercepted_trusted", interception={"one_issuer_for_all": one})
+        return record
     if kind == "tcp" or stage == "tcp":
         found, signals = board.port_state(family, port)
         if found == ALL:
@@ -672,11 +692,11 @@ def _judged_failure(record: Result, board: ControlBoard) -> Result:
             return _changed(record, "mtproto.intercepted", controls={"stage": "interception", "state": "intercepted"},
                             interception=signals)
         if _answer_bytes(record) in board.path_answers.get((family, port), ()):
-            return _changed(record, "mtproto.intercepted", controls={"stage": "mtproto", "state": "answered alike"},
+            return _changed(record, "mtproto.intercepted", controls={"stage": "path", "state": "answered alike"},
                             interception={"answered_as_controls": True})
         if _answer_bytes(record) is None and board.path_ended_alike(family, port, record.reason):
             return _changed(record, "mtproto.path_failing",
-                            controls={"stage": "mtproto", "state": FAILED, "ended": record.reason})
+                            controls={"stage": "path", "state": FAILED, "ended": record.reason})
         if found == SERVICE:
             return _with_controls(record, {"stage": "interception", "state": "service only", **signals})
         if board.tcp_tally(family, port)[0].state == NONE and not board.path_answers.get((family, port)):

@@ -18,12 +18,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "netprobe"
 
 # Layer of each module (dotted name under netprobe; a package's name covers its modules).
-# The most specific name wins: "report.timeutil" would beat "report".
+# The most specific name wins: "report.fold" would beat "report".
 LAYER_OF = {
     # base: no judgment, no I/O policy; imported by anyone
     "": "base",  # netprobe/__init__.py: the version
     "text": "base", "addresses": "base", "targets": "base", "resolvers": "base", "blockpages": "base",
-    "mtproto_wire": "base", "bounded_input": "base", "sweep_loop": "base",
+    "mtproto_wire": "base", "bounded_input": "base", "sweep_loop": "base", "timeutil": "base",
+    # the probe-kind registry: data every layer reads; it names probe functions, imports none
+    "probes.kinds": "base",
     # the vocabulary: reasons, verdicts, failure names
     "classify": "classify",
     # the record a measurement becomes (verdict derived from reason)
@@ -37,7 +39,7 @@ LAYER_OF = {
     # showing records: the run's table, the history report, the output files
     "output": "report", "render": "report", "report_lines": "report", "report": "report",
     # other tools' data
-    "ooni": "interop", "atlas": "interop", "atlas_api": "interop", "chaincheck": "interop",
+    "interop": "interop",
     # one run, start to end
     "session": "run",
     # the command line
@@ -64,8 +66,6 @@ KNOWN = {
     # observation (issue 19, item 2).
     ("probes.dns", "classify"), ("probes.https", "classify"), ("probes.mtproto", "classify"),
     ("probes.tcp", "classify"),
-    # Interop reaches into the report package for time parsing (item 5: a home both can use).
-    ("ooni", "report.timeutil"),
     # The run imports the command layer above it (ExitCode, UserError, default_format).
     ("session", "commands.common"),
 }
@@ -175,7 +175,11 @@ def test_the_reader_finds_every_form_of_import(tmp_path, source, expected):
     ("classify", "records", False),
     ("probes.tcp", "engine", False),
     ("engine", "probes.tcp", True),
-    ("ooni", "report.timeutil", False),
+    ("interop.ooni", "report.fold", False),
+    ("report.fold", "interop.ooni", False),
+    ("interop.ooni", "timeutil", True),
+    ("report.fold", "timeutil", True),
+    ("session", "interop.ooni", True),
     ("commands.probe", "session", True),
     ("report.terminal", "render", True),
 ])

@@ -16,7 +16,7 @@ import pytest
 import requests
 import responses
 
-from netprobe import atlas
+from netprobe.interop import atlas
 from netprobe.commands import main
 from netprobe.targets import load_builtin
 
@@ -64,6 +64,23 @@ def test_dry_run_prints_exactly_the_body_and_its_cost_and_sends_nothing(capsys, 
     assert [dict(sorted(d.items())) for d in body["definitions"]] == [dict(sorted(d.items())) for d in expected]
     cost = atlas.estimate_credits(expected, 5)
     assert f"= {cost['total']} credits" in err
+    assert len(api.calls) == 0
+
+
+def test_a_target_file_without_controls_gets_the_built_in_ones_for_atlas_too(capsys, api, tmp_path):
+    """Issue 18 item 5 for `atlas submit`: with no control measured from the same probe, every
+    failure of that probe would be inconclusive; the built-in controls are scheduled unless refused."""
+    path = tmp_path / "mine.toml"
+    path.write_text('name = "mine"\nnetworks = ["149.154.160.0/20"]\ndomains = ["telegram.org"]\n')
+    code, out, err = run(capsys, "atlas", "submit", "--dry-run", "--country", "VN", "--targets", str(path))
+    assert code == 0 and "names no controls or control_domains" in err
+    names = {d.get("target") or d.get("query_argument") for d in json.loads(out)["definitions"]}
+    assert "example.com" in names and "telegram.org" in names
+    code, out, err = run(capsys, "atlas", "submit", "--dry-run", "--country", "VN", "--targets", str(path),
+                         "--no-default-controls")
+    assert code == 0 and "names no controls" not in err
+    names = {d.get("target") or d.get("query_argument") for d in json.loads(out)["definitions"]}
+    assert "example.com" not in names and "telegram.org" in names
     assert len(api.calls) == 0
 
 
@@ -408,7 +425,7 @@ def test_an_api_that_serves_only_results(capsys, api, tmp_path):
 
 
 def test_an_answer_larger_than_the_cap_is_refused(capsys, api, monkeypatch, tmp_path):
-    from netprobe import atlas_api
+    from netprobe.interop import atlas_api
     monkeypatch.setattr(atlas_api, "MAX_RESPONSE_BYTES", 4096)
     serve(api, 1443369, load("sslcert-torproject-1443369.json"))  # about 63 KB
     code, _, err = run(capsys, "atlas", "fetch", "1443369", "--targets", TARGETS, "--state", str(tmp_path / "n.json"))

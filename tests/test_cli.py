@@ -236,7 +236,7 @@ def test_targets_prints_the_plan_as_jsonl(local):
 
 
 def test_targets_default_plan_has_every_kind_controls_first(local):
-    from netprobe.plan import PROBE_KINDS
+    from netprobe.probes.kinds import NAMES as PROBE_KINDS
     result = CliRunner().invoke(cli, ["targets", "--targets", local["path"], "--format", "jsonl"])
     assert result.exit_code == 0, result.output
     kinds = [json.loads(line)["probe"] for line in result.output.splitlines()]
@@ -315,7 +315,7 @@ def test_run_jsonl_against_loopback(local):
 
 
 def test_run_every_kind_against_loopback(local):
-    from netprobe.plan import PROBE_KINDS
+    from netprobe.probes.kinds import NAMES as PROBE_KINDS
     proc = netprobe("run", "--targets", local["path"], "--timeout", "0.5")
     assert proc.returncode == 0, proc.stderr
     records = records_of(proc.stdout)

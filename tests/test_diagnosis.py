@@ -135,9 +135,12 @@ def test_injection_and_racing_answers():
 def test_every_probe_kind_has_a_rule_and_an_unknown_kind_is_an_error():
     import pytest
 
-    from netprobe.plan import PROBE_KINDS
+    from netprobe.probes.kinds import KINDS
     d = Diagnosis("telegram")
-    assert set(PROBE_KINDS) | {"control"} <= set(d.handlers)
+    assert {kind.family for kind in KINDS.values()} | {"control"} <= set(d.handlers)
+    for probe in ("web", "connect"):  # a family's name is no probe kind
+        with pytest.raises(ValueError, match="no rule for probe kind"):
+            d.add(Result(probe, "t.me", None, None, 1.0, {}))
     with pytest.raises(ValueError, match="no rule for probe kind 'quic'"):
         d.add(Result("quic", "t.me", None, None, 1.0, {}))
 

@@ -21,7 +21,7 @@ import pytest
 from netprobe.classify import (
     BLOCKED, INCONCLUSIVE, OONI_FAILURES, REACHABLE, REASONS, RESET, VERDICTS, ooni_failure, ooni_reason,
 )
-from netprobe.ooni import (
+from netprobe.interop.ooni import (
     Meta, Skip, measurement_from_run, measurements_in, records_from_measurement, run_id_of,
 )
 from netprobe.records import RECORD_FIELDS, Result, RunInfo, encode, to_json_line

@@ -58,7 +58,7 @@ def compact(name: str) -> bytes:
 # --- import --------------------------------------------------------------------------------
 
 def test_import_every_real_file_and_say_what_was_skipped():
-    from netprobe.ooni import Skip, records_from_measurement
+    from netprobe.interop.ooni import Skip, records_from_measurement
 
     expected = 0
     for name in FILES:

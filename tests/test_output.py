@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from rich.console import Console
 
-from netprobe.output import AppendFile, OutputError, StdoutWriter
+from netprobe.output import AppendFile, OutputError, RecordSink, StdoutWriter
 from netprobe.records import RECORD_FIELDS, Result, RunInfo, encode, to_json_line
 from netprobe.render import print_report, results_table
 from netprobe.text import printable
@@ -118,6 +118,40 @@ def test_a_full_device_is_an_output_error():
     with pytest.raises(OutputError) as info:
         _open_and_append("/dev/full")
     assert "No space left" in str(info.value)
+
+
+# --- RecordSink: the one writer of run, import ooni and atlas fetch ----------------------
+
+def test_the_sink_shows_a_record_the_archive_refused_then_writes_the_archive_no_more(capsys):
+    sink = RecordSink("jsonl", "/dev/full", quiet=False)
+    first, second = record(), record(target="149.154.175.50:443")
+    with pytest.raises(OutputError, match="No space left"):
+        sink.write(first)
+    sink.write(second)  # the archive failed once: only stdout now, no second error
+    sink.close()
+    assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == [first, second]
+    assert "No space left" in str(sink.failure)
+
+
+def test_the_sink_batches_and_close_writes_the_batch(tmp_path, capsys):
+    path = tmp_path / "out.jsonl"
+    sink = RecordSink("jsonl", str(path), quiet=True, flush_interval=60.0)
+    records = [record(), record(target="149.154.175.50:443")]
+    for r in records:
+        sink.write(r)
+    assert sink.pending and path.read_bytes() == b""
+    sink.close()
+    assert path.read_bytes() == b"".join(map(to_json_line, records))
+    assert capsys.readouterr().out == "" and sink.kept == []
+
+
+@pytest.mark.parametrize("fmt, quiet, kept", [("json", False, 1), ("table", False, 1), ("jsonl", False, 0),
+                                               ("json", True, 0)])
+def test_the_sink_keeps_for_the_end_what_is_printed_at_the_end(fmt, quiet, kept, capsys):
+    sink = RecordSink(fmt, None, quiet)
+    sink.write(record())
+    sink.close()
+    assert len(sink.kept) == kept and not sink.pending
 
 
 # --- StdoutWriter --------------------------------------------------------------------
@@ -285,7 +319,8 @@ def test_the_built_in_set_fits_one_80_column_screen_with_names_whole():
     import ipaddress
 
     from netprobe.addresses import Endpoint
-    from netprobe.plan import PROBE_KINDS, Plan
+    from netprobe.plan import Plan
+    from netprobe.probes.kinds import NAMES as PROBE_KINDS
     from netprobe.targets import load_builtin
     plan = Plan(load_builtin(), PROBE_KINDS, (Endpoint(ipaddress.ip_address("10.0.0.1"), 53),), 1)
     records = [record(probe=t.kind, target=t.target, address=None, verdict="reachable", reason=None,

@@ -14,7 +14,9 @@ import tracemalloc
 import pytest
 
 from netprobe.addresses import Endpoint
-from netprobe.plan import MTPROTO_KINDS, PROBE_KINDS, Plan, PlanError, parse_probe_kinds
+from netprobe.plan import Plan, PlanError, parse_probe_kinds
+from netprobe.probes.kinds import MTPROTO, of_family
+from netprobe.probes.kinds import NAMES as PROBE_KINDS
 from netprobe.targets import parse_target_text
 
 RESOLVERS = (Endpoint(ipaddress.ip_address("127.0.0.1"), 53),
@@ -195,7 +197,7 @@ def test_kinds_of_all_tasks_follow_run_order():
     assert kinds == sorted(kinds, key=PROBE_KINDS.index)
 
 
-@pytest.mark.parametrize("kind", MTPROTO_KINDS)
+@pytest.mark.parametrize("kind", of_family(MTPROTO))
 def test_mtproto_kinds_probe_every_endpoint_with_its_dc(kind):
     tasks = list(plan(kinds=(kind,)).tasks())
     assert [t.target for t in tasks] == ["149.154.167.51:443", "149.154.175.50:443"]
@@ -263,8 +265,8 @@ datacenters = [{ dc = 1, city = "Miami", lat = 25.77, lon = -80.19 }]
 @pytest.mark.parametrize("kinds, expected", [
     # MTProto's request to every control host (not loopback) on every port the endpoints use, and to
     # one endpoint per data center, family and port, with its published place where the file has one.
-    (("mtproto",), [("1.1.1.1:443", "mtproto", None), ("8.8.8.8:443", "mtproto", None),
-                    ("1.1.1.1:5222", "mtproto", None), ("8.8.8.8:5222", "mtproto", None),
+    (("mtproto",), [("1.1.1.1:443", "path", None), ("8.8.8.8:443", "path", None),
+                    ("1.1.1.1:5222", "path", None), ("8.8.8.8:5222", "path", None),
                     ("149.154.175.50:443", "identity", "Miami"), ("149.154.175.50:5222", "identity", "Miami"),
                     ("91.108.56.130:443", "identity", None)]),
     # No MTProto kind: no path check, so a TCP sweep stays on the connects-only loop.

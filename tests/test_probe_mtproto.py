@@ -17,7 +17,7 @@ from netprobe import mtproto_wire as wire
 from netprobe.addresses import Endpoint
 from netprobe.classify import REASONS
 from netprobe.probes import mtproto
-from netprobe.probes.mtproto import MTPROTO_KINDS, probe_mtproto
+from netprobe.probes.mtproto import probe_mtproto
 from tests.support.mtproto_lab_server import LabServer
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
@@ -27,7 +27,7 @@ SLACK = 0.3  # a probe may overrun its timeout by at most this much
 TEST_BOUND = 10.0  # no test's event loop may run longer than this
 INTERMEDIATE_REQUEST = 4 + 4 + 40  # marker, length, req_pq_multi
 TRANSPORTS = ("intermediate", "abridged", "obfuscated2")
-KIND_OF = {transport: kind for kind, transport in MTPROTO_KINDS.items()}
+KIND_OF = {"intermediate": "mtproto", "abridged": "mtproto_abridged", "obfuscated2": "mtproto_obfuscated2"}
 
 
 def run(coro):

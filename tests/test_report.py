@@ -29,7 +29,7 @@ from netprobe.classify import VERDICT_RANK
 from netprobe.records import RECORD_FIELDS, to_json_line
 from netprobe.report import command, views
 from netprobe.report import fold as f
-from netprobe.report import timeutil as h
+from netprobe import timeutil as h
 from netprobe.report.html import VERDICT_COLOURS
 from netprobe.commands.report import cron, program, report
 

@@ -22,7 +22,7 @@ from netprobe.report import command, spill, views
 from netprobe.report import fold as f
 from netprobe.report.reading import Query, group_of
 from netprobe.report.spill import ExternalSorter
-from netprobe.report.timeutil import BUCKET_LADDER, bucket_start, epoch_of, time_of
+from netprobe.timeutil import BUCKET_LADDER, bucket_start, epoch_of, time_of
 
 START = 1748228400  # 2025-05-26 03:00 UTC
 

@@ -25,9 +25,9 @@ def imported(*args: str, tmp_path: Path | None = None) -> set[str]:
 
 
 HEAVY_FOR_VERSION = ("asyncio", "rich", "dns", "cryptography", "netprobe.engine", "netprobe.targets",
-                     "netprobe.report", "netprobe.probes")
+                     "netprobe.report", "netprobe.probes", "netprobe.interop")
 PROBE_MODULES = ("dns", "cryptography", "netprobe.probes.dns", "netprobe.probes.https", "netprobe.probes.mtproto",
-                 "netprobe.mtproto_wire", "requests")
+                 "netprobe.mtproto_wire", "requests", "netprobe.interop")
 
 
 def loaded(modules: set[str], prefix: str) -> list[str]:

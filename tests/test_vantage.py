@@ -400,9 +400,9 @@ def answer(hex_bytes: str | None) -> dict:
 
 
 def path_check(address: str, reason: str | None, hex_bytes: str | None = None) -> Result:
-    """Our MTProto request to a control host that does not speak MTProto (stage "mtproto")."""
+    """Our MTProto request to a control host that does not speak MTProto (stage "path")."""
     raw = Result("control", address, address, reason, 1.0, {"stage": "receive", **answer(hex_bytes)})
-    return as_control(raw, "mtproto")
+    return as_control(raw, "path")
 
 
 def identity(address: str, dc: int, place, reason: str | None, hex_bytes: str | None = None,
@@ -568,3 +568,26 @@ def test_an_http_failure_a_control_also_got_is_the_paths():
                  board(control_tcp("1.1.1.1:443"), negative("192.0.2.1:80", False), control))
     assert (out.verdict, out.reason, out.evidence["observed_reason"]) == ("inconclusive", "http.intercepted",
                                                                           "http.blockpage")
+
+
+def _verified(kind: str, name: str, issuer: str, address: str = "93.184.216.34:443") -> Result:
+    evidence = {"address_source": "dns", "stage": "http", "tls": {"certificate": {"issuer": issuer}}}
+    record = Result(kind, name, address, None, 1.0, evidence)
+    return as_control(record, "tls") if kind == "control" else record
+
+
+@pytest.mark.parametrize("issuers, telegram_issuer, expected", [
+    # A company's TLS proxy whose root this machine trusts signs every name itself: one issuer for all.
+    (["CN=Corp Inspection CA"] * 3, "CN=Corp Inspection CA", ("inconclusive", "tls.intercepted_trusted")),
+    # Operators on different CDNs buy from different CAs: Telegram's verified certificate is its own.
+    (["CN=DigiCert Global G2", "CN=Microsoft Azure RSA TLS Issuing CA 03", "CN=Apple Public EV Server RSA CA 1"],
+     "CN=Go Daddy Secure Certificate Authority - G2", ("reachable", None)),
+    # Two names are too few to tell a shared CA from an interceptor.
+    (["CN=DigiCert Global G2"] * 2, "CN=DigiCert Global G2", ("reachable", None)),
+])
+def test_one_issuer_for_every_name_is_a_trusted_interceptor(issuers, telegram_issuer, expected):
+    names = ("example.com", "www.microsoft.com", "www.apple.com")
+    controls = board(control_tcp("1.1.1.1:443"), *(_verified("control", n, i) for n, i in zip(names, issuers)))
+    record = _verified("https", "web.telegram.org", telegram_issuer, "149.154.167.99:443")
+    assert verdict_reason(record, controls) == expected
+    assert (controls.controls_genuine(4, 443) is None) == (expected[1] is not None)

@@ -1,12 +1,12 @@
 """`netprobe atlas submit` and `netprobe atlas fetch`: RIPE Atlas probes as vantage points.
 
-The edges only: options, the API key, the state file, the output file and the
-terminal.  What is asked of Atlas and what its answers mean is netprobe/atlas.py;
-the API calls are netprobe/atlas_api.py.  Exit codes as everywhere: 2 and one
-line on stderr for what the user can fix (no key, a rejected key, no credits,
-a bad option or file, an unknown measurement), 1 for an API that is down,
-slow or failing, 0 otherwise (also when a measurement is still running: what
-is ready is fetched, and the rest is said).
+The edges only: options, the API key, the output file and the terminal.  What
+is asked of Atlas and what its answers mean is netprobe/interop/atlas.py; the API
+calls are interop/atlas_api.py, the state file interop/atlas_state.py.  Exit
+codes as everywhere: 2 and one line on stderr for what the user can fix (no
+key, a rejected key, no credits, a bad option or file, an unknown measurement),
+1 for an API that is down, slow or failing, 0 otherwise (also when a
+measurement is still running: what is ready is fetched, and the rest is said).
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ from typing import Any
 
 import click
 
-from netprobe.commands.common import RECORD_FORMATS, ExitCode, UserError, default_format, load_targets, positive_seconds
+from netprobe.commands.common import (RECORD_FORMATS, ExitCode, UserError, default_controls, default_format, load_targets,
+                                      positive_seconds)
 from netprobe.text import one_line
 
 
-STATE_SCHEMA = "netprobe-atlas-state/1"
-MAX_STATE_BYTES = 16 * 1024 * 1024
 MAX_KEY_FILE_BYTES = 4096
 MAX_INPUT_BYTES = 256 * 1024 * 1024     # one --from-file file
 MAX_LINE_BYTES = 8 * 1024 * 1024        # one JSON line (a result, or a record in --output)
@@ -34,15 +33,14 @@ MAX_RESULTS = 500_000                   # results converted in one go (memory: ~
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 
 
-def default_state_path() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "netprobe" / "atlas.json"
-
-
 def api_options(func):
     options = [
         click.option("--targets", "targets_file", envvar="NETPROBE_TARGETS", type=click.Path(dir_okay=False),
                      default=None, help="TOML target file (default: the built-in Telegram set)."),
+        click.option("--no-default-controls", "no_default_controls", is_flag=True,
+                     envvar="NETPROBE_NO_DEFAULT_CONTROLS",
+                     help="Do not add the built-in set's controls to a target file that names none: failures at "
+                          "a stage with no control of its own are then inconclusive."),
         click.option("--state", "state_file", type=click.Path(dir_okay=False), default=None,
                      help="State file of submitted measurements (default: ~/.local/state/netprobe/atlas.json)."),
         click.option("--api-server", envvar="RIPE_ATLAS_SERVER", default="atlas.ripe.net", show_default=True,
@@ -75,7 +73,7 @@ def atlas():
 def read_key(key_file: str | None, required: bool) -> str | None:
     """The API key from --key-file or RIPE_ATLAS_KEY; never echoed, not even in an error."""
     if key_file:
-        from netprobe.targets import read_regular_file
+        from netprobe.bounded_input import read_regular_file
         try:
             raw = read_regular_file(Path(key_file), MAX_KEY_FILE_BYTES)
         except OSError as exc:
@@ -97,7 +95,7 @@ def read_key(key_file: str | None, required: bool) -> str | None:
 
 
 def make_client(options: dict, key: str | None):
-    from netprobe.atlas_api import AtlasClient, AtlasError, Leash
+    from netprobe.interop.atlas_api import AtlasClient, AtlasError, Leash
     try:
         return AtlasClient(options["api_server"], key,
                            Leash(options["timeout"], time.monotonic() + options["deadline"]))
@@ -116,62 +114,17 @@ def api_failure(exc) -> int:
 # --- the state file -----------------------------------------------------------------------
 
 def state_path(options: dict) -> Path:
+    from netprobe.interop.atlas_state import default_state_path
     return Path(options["state_file"]) if options["state_file"] else default_state_path()
 
 
-def load_state(path: Path, missing_ok: bool = True) -> dict[str, Any]:
-    from netprobe.targets import read_regular_file
+def on_state(operation, *args, **kwargs):
+    """One operation on the state file (netprobe.interop.atlas_state); its failure is the user's to fix."""
+    from netprobe.interop.atlas_state import StateError
     try:
-        raw = read_regular_file(path, MAX_STATE_BYTES)
-    except FileNotFoundError:
-        if missing_ok:
-            return {"schema": STATE_SCHEMA, "submissions": []}
-        raise UserError(f"no state file at {path}: run `netprobe atlas submit` first, or name measurement ids") from None
-    except OSError as exc:
-        raise UserError(f"cannot read state file {path}: {exc.strerror or exc}") from None
-    try:
-        state = json.loads(raw)
-        if not isinstance(state, dict) or not isinstance(state.get("submissions"), list):
-            raise ValueError("no submissions list")
-    except ValueError as exc:
-        raise UserError(f"state file {path} is not netprobe's ({str(exc)[:80]}); move it away or give --state") from None
-    # A hand-edited or damaged entry is left out, not trusted: only well-formed measurements count.
-    for submission in state["submissions"]:
-        if isinstance(submission, dict):
-            submission["measurements"] = [
-                m for m in submission.get("measurements") or []
-                if isinstance(m, dict) and isinstance(m.get("id"), int) and not isinstance(m.get("id"), bool)
-                and isinstance(m.get("definition"), dict)]
-            if not isinstance(submission.get("targets_file"), (str, type(None))):
-                submission["targets_file"] = None
-    state["submissions"] = [s for s in state["submissions"] if isinstance(s, dict)]
-    return state
-
-
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Atomically: a crash leaves the old state or the new one, never half of either."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(state, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise UserError(f"cannot write state file {path}: {exc.strerror or exc}") from None
-
-
-def check_writable(path: Path) -> None:
-    """Fail before spending credits if the ids could not be kept afterwards."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.with_name(f".{path.name}.{os.getpid()}.check")
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write state file {path}: {exc.strerror or exc}; give --state FILE") from None
+        return operation(*args, **kwargs)
+    except StateError as exc:
+        raise UserError(str(exc)) from None
 
 
 # --- submit -------------------------------------------------------------------------------
@@ -189,7 +142,7 @@ def check_writable(path: Path) -> None:
 @api_options
 def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     """Schedule one-off measurements of the target set from RIPE Atlas probes."""
-    from netprobe import atlas as model
+    from netprobe.interop import atlas as model
 
     for cc in countries:
         if not _COUNTRY.match(cc):
@@ -206,7 +159,7 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     unknown = [k for k in kinds if k not in model.MEASURES]
     if unknown or not kinds:
         raise UserError(f"--measure: unknown kind {unknown[0] if unknown else ''!r} (known: {', '.join(model.MEASURES)})")
-    targets = load_targets(options["targets_file"])
+    targets = default_controls(load_targets(options["targets_file"]), options)
     definitions = model.definitions(targets, kinds)
     if not definitions:
         raise UserError(f"the target set {targets.name} gives nothing to measure for --measure {measure}")
@@ -218,11 +171,12 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
         click.echo(json.dumps(post, indent=2, sort_keys=True))
         _print_cost(cost)
         return 0
+    from netprobe.interop.atlas_state import STATE_SCHEMA, StateError, check_writable, load_state, save_state
     path = state_path(options)
     key = read_key(options["key_file"], required=True)
     client = make_client(options, key)
-    check_writable(path)
-    from netprobe.atlas_api import AtlasError
+    on_state(check_writable, path)
+    from netprobe.interop.atlas_api import AtlasError
     try:
         ids = client.create(definitions, sources)
     except AtlasError as exc:
@@ -233,7 +187,7 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     measurements = []
     for msm_id, definition in zip(ids, definitions):
         measurements.append({"id": msm_id, "definition": definition, "role": model.role_of(definition, targets)})
-    state = load_state(path)
+    state = on_state(load_state, path)
     state["schema"] = STATE_SCHEMA
     state["submissions"].append({
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -243,8 +197,8 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     })
     try:
         save_state(path, state)
-    except UserError as exc:
-        raise UserError(f"{exc.message}; the measurements were scheduled: fetch them with "
+    except StateError as exc:
+        raise UserError(f"{exc}; the measurements were scheduled: fetch them with "
                         f"`netprobe atlas fetch {' '.join(map(str, ids))}`") from None
     for msm_id in ids:
         click.echo(msm_id)
@@ -296,8 +250,8 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
 
     With --from-file, classify results downloaded by other means instead.
     """
-    from netprobe.atlas import Context
-    from netprobe.atlas_api import AtlasError
+    from netprobe.interop.atlas import Context
+    from netprobe.interop.atlas_api import AtlasError
 
     files, msm_ids = (), ()
     if from_file:
@@ -310,9 +264,9 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
             raise UserError(f"not a measurement id: {bad[:40]!r} (files need --from-file)")
         msm_ids = tuple(int(a) for a in args)
     store, ca_evidence = _trust_store(ca_bundle)
+    from netprobe.interop.atlas_state import load_state
     path = state_path(options)
-    state = load_state(path, missing_ok=True) if (files or msm_ids or options["state_file"] is None) \
-        else load_state(path, missing_ok=False)
+    state = on_state(load_state, path, missing_ok=bool(files or msm_ids or options["state_file"] is None))
     known = {m["id"]: (sub, m) for sub in state["submissions"] for m in sub.get("measurements", [])
              if isinstance(m, dict) and isinstance(m.get("id"), int)}
     key = read_key(options["key_file"], required=False)
@@ -322,7 +276,7 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
         if files:
             raws = _read_files(files)
             definitions = {msm: m["definition"] | {"netprobe_role": m.get("role")} for msm, (_, m) in known.items()}
-            targets = load_targets(options["targets_file"])
+            targets = default_controls(load_targets(options["targets_file"]), options)
             probes = {}
             if lookup_probes:
                 client = make_client(options, key)
@@ -355,7 +309,7 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
 
 
 def _trust_store(ca_bundle: str | None):
-    from netprobe.chaincheck import load_store
+    from netprobe.interop.chaincheck import load_store
     if ca_bundle and not os.path.isfile(ca_bundle):
         raise UserError(f"--ca-bundle: no such file: {ca_bundle}")
     try:
@@ -373,8 +327,8 @@ def _trust_store(ca_bundle: str | None):
 
 def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, notes):
     """One submission's (or the named) measurements: metadata, results, probes, conversion."""
-    from netprobe.atlas import Context
-    from netprobe.atlas_api import is_running, status_name
+    from netprobe.interop.atlas import Context
+    from netprobe.interop.atlas_api import is_running, status_name
 
     definitions: dict[int, dict] = {}
     running: set[int] = set()
@@ -383,8 +337,8 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
     if targets_file is None and not submission and ids:
         subs = {known[i][0].get("targets_file") for i in ids if i in known}
         targets_file = next(iter(subs)) if len(subs) == 1 else None
-    targets = load_targets(targets_file)
-    from netprobe.atlas_api import AtlasError
+    targets = default_controls(load_targets(targets_file), options)
+    from netprobe.interop.atlas_api import AtlasError
 
     known_ids = [i for i in ids if i in known]
     metas: dict[int, dict] = {}
@@ -445,7 +399,7 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
 
 def _probe_metadata(client, prb_ids: list[int], notes: list[str]) -> dict[int, dict]:
     """ASN and country of the probes, when the API gives them; otherwise left out, never guessed."""
-    from netprobe.atlas_api import AtlasError
+    from netprobe.interop.atlas_api import AtlasError
     if not prb_ids:
         return {}
     try:
@@ -456,7 +410,7 @@ def _probe_metadata(client, prb_ids: list[int], notes: list[str]) -> dict[int, d
 
 
 def _convert(raws, context, notes):
-    from netprobe.atlas import convert
+    from netprobe.interop.atlas import convert
     result = convert(raws, context)
     if result.unparseable:
         notes.append(f"skipped {result.unparseable} result(s) that could not be parsed")
@@ -471,34 +425,17 @@ def _convert(raws, context, notes):
 
 
 def _read_files(files) -> list:
-    """Results from JSON-array or JSON-lines files; a line that is no JSON is counted, not fatal."""
-    from netprobe.targets import read_regular_file
+    """Results from JSON-array or JSON-lines files (bounded_input.json_array_or_lines); a line
+    that is no JSON is counted, not fatal."""
+    from netprobe.bounded_input import json_array_or_lines
     results: list = []
     for name in files:
         try:
-            raw = read_regular_file(Path(name), MAX_INPUT_BYTES)
+            results.extend(json_array_or_lines(Path(name), MAX_INPUT_BYTES, MAX_LINE_BYTES))
         except OSError as exc:
             raise UserError(f"--from-file: cannot read {name}: {exc.strerror or exc}") from None
-        text = raw.lstrip()
-        if text.startswith(b"["):
-            try:
-                data = json.loads(raw)
-            except ValueError as exc:
-                raise UserError(f"--from-file: {name} is not a JSON array of results ({str(exc)[:60]})") from None
-            results.extend(data if isinstance(data, list) else [data])
-        else:
-            for line in raw.splitlines():
-                if not line.strip():
-                    continue
-                if len(line) > MAX_LINE_BYTES:
-                    results.append(None)
-                    continue
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    results.append(None)  # counted as a result that could not be parsed
-                    continue
-                results.extend(value if isinstance(value, list) else [value])
+        except ValueError as exc:
+            raise UserError(f"--from-file: {name} is not a JSON array of results ({str(exc)[:60]})") from None
         if len(results) > MAX_RESULTS:
             raise UserError(f"--from-file: more than {MAX_RESULTS} results: split the files")
     return results
@@ -515,20 +452,14 @@ def record_identity(record: dict[str, Any]) -> bytes:
 
 def already_written(path: str, wanted: set[bytes]) -> set[bytes]:
     """Which of `wanted` are in the output file already; memory bounded by `wanted`, not by the file."""
+    from netprobe.bounded_input import whole_lines
     found: set[bytes] = set()
     try:
         f = open(path, "rb")
     except OSError:
         return found
     with f:
-        while True:
-            line = f.readline(MAX_LINE_BYTES)
-            if not line:
-                break
-            if not line.endswith(b"\n") and len(line) >= MAX_LINE_BYTES:
-                while line and not line.endswith(b"\n"):  # skip the rest of an oversized line
-                    line = f.readline(MAX_LINE_BYTES)
-                continue
+        for line in whole_lines(f, MAX_LINE_BYTES):
             if b'"label":"atlas:' not in line:
                 continue
             try:
@@ -543,26 +474,24 @@ def already_written(path: str, wanted: set[bytes]) -> set[bytes]:
 
 
 class _Sink:
-    """Records to --output (appended, skipping those already there) and to stdout, as `run` writes them."""
+    """Records through netprobe.output.RecordSink, as `run` writes them; with --output, a
+    record already in the file is neither written again nor shown."""
 
     def __init__(self, fmt: str | None, output: str | None, quiet: bool):
-        from netprobe.output import AppendFile, OutputError, StdoutWriter
+        from netprobe.output import OutputError, RecordSink
         self.fmt = default_format(fmt)
         self.output = output
-        self.archive = None
-        if output:
-            try:
-                self.archive = AppendFile(output)
-            except OutputError as exc:
-                raise UserError(str(exc)) from None
-        self.stdout = None if quiet else StdoutWriter(self.fmt)
+        try:
+            self.sink = RecordSink(self.fmt, output, quiet)
+        except OutputError as exc:
+            raise UserError(str(exc)) from None
         self.written = 0
         self.duplicates = 0
         self.counts: dict[str, int] = {}
 
     def take(self, conversion, notes: list[str]) -> None:
         from netprobe.output import OutputError
-        from netprobe.records import RunInfo, encode, to_json_line
+        from netprobe.records import RunInfo, encode
 
         records = [encode(result, RunInfo(label=label, run_id=run_id))
                    for result, run_id, label in conversion.records]
@@ -570,34 +499,30 @@ class _Sink:
         if self.output:
             present = already_written(self.output, {record_identity(r) for r in records})
         for record in records:
-            if self.archive is not None:
+            if self.output:
                 if record_identity(record) in present:
                     self.duplicates += 1
                     continue
-                try:
-                    self.archive.append(to_json_line(record))
-                except OutputError as exc:
-                    raise UserError(str(exc)) from None
                 self.written += 1
+            try:
+                self.sink.write(record)
+            except OutputError as exc:
+                raise UserError(str(exc)) from None
             self.counts[record["verdict"]] = self.counts.get(record["verdict"], 0) + 1
-            if self.stdout is not None:
-                self.stdout.write(record)
 
     def close(self) -> None:
-        if self.archive is not None:
-            self.archive.close()
-            self.archive = None
+        self.sink.close()
 
     def finish(self, notes: list[str]) -> None:
         if self.output:
             notes.insert(0, f"{self.written} new record(s) appended to {self.output}"
                          + (f"; {self.duplicates} already there were not written again" if self.duplicates else ""))
-        if self.stdout is None:
+        if self.sink.stdout is None:
             return
         if self.fmt == "json":
-            sys.stdout.write(self.stdout.json_text())
+            sys.stdout.write(self.sink.stdout.json_text())
         elif self.fmt == "table":
-            _print_table(self.stdout.kept)
+            _print_table(self.sink.kept)
 
 
 def _print_table(records: list[dict[str, Any]]) -> None:

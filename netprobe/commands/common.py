@@ -26,7 +26,7 @@ class ExitCode(enum.IntEnum):
 
 # Formats of records on stdout: a table for people, one object per record for programs.
 RECORD_FORMATS = ("table", "jsonl", "json", "csv")
-# A run's stdout can also be one OONI measurement per run (netprobe/ooni.py).
+# A run's stdout can also be one OONI measurement per run (netprobe/interop/ooni.py).
 FORMATS = (*RECORD_FORMATS, "ooni")
 
 
@@ -166,6 +166,7 @@ def make_plan(targets, options, kinds=None, probe_controls=True):
     import random
 
     from netprobe.plan import Plan, PlanError, parse_probe_kinds
+    from netprobe.probes.kinds import DNS, WEB, family_of
     from netprobe.resolvers import ResolverError, choose_resolvers
     try:
         kinds = kinds or parse_probe_kinds(options["probe_kinds"])
@@ -173,7 +174,7 @@ def make_plan(targets, options, kinds=None, probe_controls=True):
         raise UserError(str(exc)) from None
     resolvers = ()
     try:
-        if options["resolvers"] or (targets.domains and {"dns", "https", "http"} & set(kinds)):
+        if options["resolvers"] or (targets.domains and any(family_of(kind) in (DNS, WEB) for kind in kinds)):
             resolvers = choose_resolvers(options["resolvers"])
     except ResolverError as exc:
         raise UserError(str(exc)) from None

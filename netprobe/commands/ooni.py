@@ -2,7 +2,8 @@
 
 The edges only: reading files (netprobe.bounded_input), writing records and
 measurements, the one-line tallies on stderr.  The conversions are in
-netprobe.ooni.  Each command imports what it uses, to keep `--help` fast.
+netprobe.interop.ooni; records go out through netprobe.output.RecordSink.
+Each command imports what it uses, to keep `--help` fast.
 """
 
 from __future__ import annotations
@@ -42,21 +43,17 @@ def import_ooni(files, fmt, output, quiet):
     """
     from netprobe.bounded_input import InputError, json_values
     from netprobe.commands.common import UserError
-    from netprobe.ooni import Skip, measurements_in, records_from_measurement
-    from netprobe.output import AppendFile, OutputError, StdoutWriter
-    from netprobe.records import to_json_line
+    from netprobe.interop.ooni import Skip, measurements_in, records_from_measurement
+    from netprobe.output import OutputError, RecordSink
 
     fmt = default_format(fmt)
     for path in files:
         if path != "-":
             _check_readable(path, json_values, InputError)  # before anything is written
-    archive = None
-    if output:
-        try:
-            archive = AppendFile(output)
-        except OutputError as exc:
-            raise UserError(str(exc)) from None
-    writer = None if quiet else StdoutWriter(fmt)
+    try:
+        sink = RecordSink(fmt, output, quiet)
+    except OutputError as exc:
+        raise UserError(str(exc)) from None
     skipped: Counter = Counter()
     counts: Counter = Counter()
     measurements = 0
@@ -75,10 +72,7 @@ def import_ooni(files, fmt, output, quiet):
                         continue
                     measurements += 1
                     for record in records:
-                        if archive is not None:
-                            archive.append(to_json_line(record))
-                        if writer is not None:
-                            writer.write(record)
+                        sink.write(record)
                         counts[(record["probe"], record["verdict"])] += 1
     except InputError as exc:
         raise UserError(str(exc)) from None
@@ -87,10 +81,9 @@ def import_ooni(files, fmt, output, quiet):
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     finally:
-        if archive is not None:
-            archive.close()
-    if writer is not None:
-        _show(writer, fmt, counts)
+        sink.close()
+    if sink.stdout is not None:
+        _show(sink.stdout, fmt, counts)
     total = sum(counts.values())
     click.echo(f"netprobe: imported {total} record{'s' * (total != 1)} from {measurements} "
                f"measurement{'s' * (measurements != 1)}{tally(skipped)}", err=True)
@@ -194,7 +187,7 @@ def export_ooni(files, probe_cc, probe_asn):
     """
     from netprobe.bounded_input import InputError, json_values
     from netprobe.commands.common import UserError
-    from netprobe.ooni import is_record, measurement_from_run
+    from netprobe.interop.ooni import is_record, measurement_from_run
     from netprobe.records import json_text
 
     for path in files:

@@ -27,7 +27,7 @@ def _split(values: tuple[str, ...]) -> frozenset | None:
 def _parsed(option: str, parse, *args, **kwargs):
     """parse(*args), a HistoryError becoming a user error that names the option."""
     from netprobe.commands.common import UserError
-    from netprobe.report.timeutil import HistoryError
+    from netprobe.timeutil import HistoryError
     try:
         return parse(*args, **kwargs)
     except HistoryError as exc:
@@ -72,7 +72,7 @@ def report(files, since, until, labels, probes, targets, changes, techniques, ti
     """
     from netprobe.commands.common import UserError
     from netprobe.report import command
-    from netprobe.report import timeutil as tu
+    from netprobe import timeutil as tu
     from netprobe.report.reading import Query
 
     views = [name for name, on in (("changes", changes), ("techniques", techniques), ("timeline", timeline)) if on]

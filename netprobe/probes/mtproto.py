@@ -24,13 +24,9 @@ import time
 from netprobe import mtproto_wire as wire
 from netprobe.addresses import Endpoint
 from netprobe.classify import ConnectionClosed, failure_of, mtproto_response_reason, stream_reason
+from netprobe.probes.kinds import by_transport, transports
 from netprobe.probes.tcp import ConnectFailed, connect_evidence, open_socket
 from netprobe.records import Result, printable_bytes
-
-# Probe kind -> transport.  The kind names the record; the transport is on the wire.
-MTPROTO_KINDS = {"mtproto": "intermediate", "mtproto_abridged": "abridged",
-                 "mtproto_obfuscated2": "obfuscated2"}
-_KIND_OF_TRANSPORT = {transport: kind for kind, transport in MTPROTO_KINDS.items()}
 
 # obfuscated2 wraps another transport; intermediate is the one the plain probe uses.
 OBFUSCATED2_INNER = "intermediate"
@@ -55,7 +51,7 @@ def _codec(transport: str):
         return wire.Abridged(MAX_PACKET)
     if transport == "obfuscated2":
         return wire.Obfuscated2(OBFUSCATED2_INNER, max_packet=MAX_PACKET)
-    raise ValueError(f"unknown MTProto transport {transport!r}; expected one of {sorted(_KIND_OF_TRANSPORT)}")
+    raise ValueError(f"unknown MTProto transport {transport!r}; expected one of {sorted(transports())}")
 
 
 def _ms(since: float) -> float:
@@ -130,9 +126,9 @@ async def probe_mtproto(endpoint: Endpoint, transport: str, timeout: float,
     Reachable means a genuine MTProto server answered: a resPQ echoing our nonce,
     or a transport error (-404/-429/-444), which only an MTProto server sends.
     """
-    kind = _KIND_OF_TRANSPORT.get(transport)
+    kind = by_transport(transport)  # the kind names the record; the transport is on the wire
     if kind is None:
-        raise ValueError(f"unknown MTProto transport {transport!r}; expected one of {sorted(_KIND_OF_TRANSPORT)}")
+        raise ValueError(f"unknown MTProto transport {transport!r}; expected one of {sorted(transports())}")
     codec = _codec(transport)
     nonce = os.urandom(wire.NONCE_SIZE)
     request = codec.initial() + codec.frame(wire.req_pq_multi(nonce, wire.new_message_id(time.time())))

@@ -20,7 +20,7 @@ from netprobe.report.fold import Fold
 from netprobe.report.machine import columns_of, write_machine
 from netprobe.report.reading import Query, Stats, fold_archives
 from netprobe.report.spill import ExternalSorter
-from netprobe.report.timeutil import BUCKET_LADDER, HistoryError, when
+from netprobe.timeutil import BUCKET_LADDER, HistoryError, when
 from netprobe.report.views import change_row, change_sort_key
 
 VIEWS = ("state", "changes", "techniques", "timeline")

@@ -35,7 +35,7 @@ from math import gcd
 from typing import Callable
 
 from netprobe.classify import VERDICT_RANK
-from netprobe.report.timeutil import (
+from netprobe.timeutil import (
     BUCKET_LADDER,
     bucket_origin,
     bucket_start,

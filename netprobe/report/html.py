@@ -19,7 +19,7 @@ from netprobe.classify import VERDICTS
 from netprobe.report_lines import HEADLINES
 from netprobe.report.fold import BY_RANK, TECHNIQUE_OF_KIND, TECHNIQUES
 from netprobe.report.terminal import differ_note, name_of, probe_order, segments, shares_text
-from netprobe.report.timeutil import duration_text, time_of, when
+from netprobe.timeutil import duration_text, time_of, when
 from netprobe.report.views import Diagnosis, Timeline, sort_key
 from netprobe.text import printable
 

@@ -30,7 +30,7 @@ import orjson
 from netprobe.classify import VERDICT_RANK
 from netprobe.report.fold import TECHNIQUE_OF_KIND, TECHNIQUES, Disorder
 from netprobe.report.spill import ExternalSorter
-from netprobe.report.timeutil import normalise_time
+from netprobe.timeutil import normalise_time
 
 GZIP_MAGIC = b"\x1f\x8b"
 _SAFE_NEEDLE = re.compile(r"[A-Za-z0-9 .:,;_+=@#$%&()*<>?!'\[\]{}|~^-]+").fullmatch

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Iterable
 
 from netprobe.classify import VERDICT_RANK, VERDICTS
+from netprobe.probes.kinds import record_order
 from netprobe.render import VERDICT_STYLES
 from netprobe.report.fold import BY_RANK, TECHNIQUES
-from netprobe.report.timeutil import duration_text, short, time_of, when
+from netprobe.timeutil import duration_text, short, time_of, when
 from netprobe.report.views import Timeline
 from netprobe.text import printable
 
@@ -140,11 +141,7 @@ def changes_table(changes: list[dict]):
 
 def probe_order(probe: str) -> tuple:
     """Probe kinds in the order a run measures them; unknown ones last."""
-    return (KIND_ORDER.index(probe) if probe in KIND_ORDER else len(KIND_ORDER), probe)
-
-
-KIND_ORDER = ("control", "dns", "dns_injection", "tcp", "https", "http", "mtproto", "mtproto_abridged",
-              "mtproto_obfuscated2", "summary")
+    return (record_order(probe), probe)
 
 
 def techniques_table(rows: list[dict], bucket: int):

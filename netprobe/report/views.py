@@ -13,7 +13,7 @@ from typing import Iterable
 
 from netprobe.classify import VERDICT_RANK, VERDICTS
 from netprobe.report.fold import BY_RANK, MAX_CELLS, TECHNIQUES, Fold, differing
-from netprobe.report.timeutil import BUCKET_LADDER, HistoryError, bucket_origin, bucket_start, time_of
+from netprobe.timeutil import BUCKET_LADDER, HistoryError, bucket_origin, bucket_start, time_of
 
 
 def sort_key(key: tuple) -> tuple:

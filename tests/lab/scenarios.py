@@ -158,7 +158,7 @@ NEGATIVE_ENDPOINTS = [T.endpoint(a, port) for a in T.NEGATIVE_CONTROLS for port 
 
 
 # The TCP controls' records (evidence.stage "tcp"; the same endpoints also carry netprobe's MTProto path
-# checks, stage "mtproto": what a non-MTProto host answers to MTProto, not asserted here).
+# checks, stage "path": what a non-MTProto host answers to MTProto, not asserted here).
 TCP_CONTROLS = tuple(("control", c, None, "tcp") for c in T.CONTROLS)
 
 

@@ -1,4 +1,7 @@
-"""Times of a history: canonical RFC 3339 text, user-given windows and durations, buckets.
+"""Times of records and histories: canonical RFC 3339 text, user-given windows and durations, buckets.
+
+In the base layer because both the report (history windows, buckets) and interop (OONI's
+measurement times) read times, and neither may reach into the other.
 
 netprobe writes `measured_at` as RFC 3339 UTC with milliseconds and 'Z', a form
 that sorts as text: comparisons and ordering use the text, and only buckets

@@ -1,7 +1,7 @@
 """RIPE Atlas probes as vantage points: what to ask them, and what their answers say.
 
-Pure functions, no I/O (netprobe/atlas_api.py talks to the API, commands/atlas.py to
-files and the terminal):
+Pure functions, no I/O (interop/atlas_api.py talks to the API, interop/atlas_state.py keeps
+the submitted ids, commands/atlas.py reaches files and the terminal):
 
 - `definitions` turns a target set into Atlas measurement definitions: DNS A and
   AAAA with each probe's own resolver, `sslcert` with SNI for every name, and
@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from netprobe.addresses import format_endpoint, in_networks, parse_ip
+from netprobe.bounded_input import integer, ip_text, nonnegative
 from netprobe.classify import (
     ATLAS_ICMP_ERRORS,
     INCONCLUSIVE,
@@ -252,29 +253,6 @@ class Skip(Exception):
         self.unparseable = unparseable
 
 
-def _int(value: object, low: int, high: int) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        return None
-    return value
-
-
-def _ip(value: object) -> str | None:
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        return str(parse_ip(value))
-    except ValueError:
-        return None
-
-
-def _float(value: object) -> float | None:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return round(number, 3) if 0 <= number < 1e9 else None
-
-
 def parse_result(raw: object, definitions_by_msm: dict[int, dict[str, Any]] | None = None) -> Piece:
     """One raw Atlas result (a dict from the API or a file) as a Piece, or Skip."""
     from ripe.atlas.sagan import Result as SaganResult
@@ -286,9 +264,9 @@ def parse_result(raw: object, definitions_by_msm: dict[int, dict[str, Any]] | No
         label = printable(kind, 20) if isinstance(kind, str) else "untyped"
         raise Skip(f"{label} results (netprobe judges dns, sslcert and TCP traceroute)",
                    unparseable=not isinstance(kind, str))
-    prb = _int(raw.get("prb_id"), 1, 10**9)
-    msm = _int(raw.get("msm_id"), 1, 10**10)
-    ts = _int(raw.get("timestamp"), *TIME_RANGE)
+    prb = integer(raw.get("prb_id"), 1, 10**9)
+    msm = integer(raw.get("msm_id"), 1, 10**10)
+    ts = integer(raw.get("timestamp"), *TIME_RANGE)
     if prb is None or msm is None or ts is None:
         raise Skip("results without a valid prb_id, msm_id or timestamp", unparseable=True)
     try:
@@ -298,7 +276,7 @@ def parse_result(raw: object, definitions_by_msm: dict[int, dict[str, Any]] | No
                                      on_malformation=SaganResult.ACTION_IGNORE)
             definition = (definitions_by_msm or {}).get(msm, {})
             fw = raw.get("fw")  # an integer, or a string of digits in some old results
-            fw = _int(int(fw) if isinstance(fw, str) and fw.isdigit() and len(fw) < 8 else fw, 0, 10**6)
+            fw = integer(int(fw) if isinstance(fw, str) and fw.isdigit() and len(fw) < 8 else fw, 0, 10**6)
             piece = Piece(kind, prb, msm, ts, fw)
             if kind == "dns":
                 _dns_piece(piece, parsed, raw, definition)
@@ -318,9 +296,9 @@ def _dns_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
     question: tuple[str, str] | None = None
     for response in parsed.responses[:MAX_RESPONSES]:
         data = response.raw_data if isinstance(response.raw_data, dict) else {}
-        entry: dict[str, Any] = {"resolver": _ip(response.destination_address),
+        entry: dict[str, Any] = {"resolver": ip_text(response.destination_address),
                                  "transport": "tcp" if response.protocol == "TCP" else "udp"}
-        rt = _float(response.response_time)
+        rt = nonnegative(response.response_time, 1e9)
         if rt is not None:
             entry["rt_ms"] = rt
         error = data.get("error")
@@ -338,7 +316,7 @@ def _dns_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
                 entry.update(_answers(abuf, definition.get("query_type") or (question or ("", ""))[1]))
         entries.append(entry)
     if not parsed.responses and raw.get("error"):
-        entries.append({"resolver": _ip(raw.get("dst_addr")), "error": printable(raw["error"]),
+        entries.append({"resolver": ip_text(raw.get("dst_addr")), "error": printable(raw["error"]),
                         "error_reason": atlas_dns_error_reason(raw["error"])})
     if not entries:
         raise Skip("DNS results with neither an answer nor an error", unparseable=True)
@@ -355,7 +333,7 @@ def _answers(abuf, qtype: str) -> dict[str, Any]:
         total += 1
         kind = printable(answer.type, 12) if answer.type else "?"
         if kind == qtype and (answer.klass in (None, "IN")) and len(addresses) < MAX_ANSWERS:
-            address = _ip(getattr(answer, "address", None))
+            address = ip_text(getattr(answer, "address", None))
             if address is None:
                 malformed = True
             else:
@@ -376,8 +354,8 @@ def _sslcert_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
     if not name:
         raise Skip("sslcert results without a name (dst_name)")
     piece.target = normalize_name(name)
-    piece.port = _int(parsed.port, 1, 65535) or _int(definition.get("port"), 1, 65535) or 443
-    data: dict[str, Any] = {"dst_addr": _ip(parsed.destination_address), "af": _int(parsed.af, 4, 6)}
+    piece.port = integer(parsed.port, 1, 65535) or integer(definition.get("port"), 1, 65535) or 443
+    data: dict[str, Any] = {"dst_addr": ip_text(parsed.destination_address), "af": integer(parsed.af, 4, 6)}
     for key in ("dnserr", "err", "error", "sockerr"):
         if raw.get(key):
             data[key] = printable(raw[key])
@@ -391,7 +369,7 @@ def _sslcert_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
         if value:
             data[key] = printable(value, 20)
     for key, value in (("rt_ms", parsed.response_time), ("ttc_ms", parsed.time_to_connect)):
-        number = _float(value)
+        number = nonnegative(value, 1e9)
         if number is not None:
             data[key] = number
     if raw.get("server_cipher"):
@@ -403,10 +381,10 @@ def _traceroute_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None
     if parsed.protocol != "TCP":
         raise Skip(f"traceroutes over {printable(parsed.protocol or 'an unknown protocol', 10)} "
                    "(netprobe judges TCP traceroutes: a port's reachability)")
-    dst = _ip(parsed.destination_address) or _ip(definition.get("target"))
+    dst = ip_text(parsed.destination_address) or ip_text(definition.get("target"))
     piece.target = dst
-    piece.port = _int(definition.get("port"), 1, 65535)
-    data: dict[str, Any] = {"af": _int(parsed.af, 4, 6), "total_hops": parsed.total_hops}
+    piece.port = integer(definition.get("port"), 1, 65535)
+    data: dict[str, Any] = {"af": integer(parsed.af, 4, 6), "total_hops": parsed.total_hops}
     if raw.get("error"):
         data["error"] = printable(raw["error"])
     hops = []
@@ -417,15 +395,15 @@ def _traceroute_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None
             if packet_raw.get("x") == "*" or not packet.origin:
                 replies.append({"x": "*"})
                 continue
-            reply: dict[str, Any] = {"from": _ip(packet.origin) or "?", "ttl": _int(packet.ttl, 0, 255),
-                                     "rtt": _float(packet.rtt)}
+            reply: dict[str, Any] = {"from": ip_text(packet.origin) or "?", "ttl": integer(packet.ttl, 0, 255),
+                                     "rtt": nonnegative(packet.rtt, 1e9)}
             if packet_raw.get("flags") is not None:
                 reply["flags"] = printable(packet_raw["flags"], 8)
             if packet_raw.get("err") is not None:
                 reply["err"] = printable(packet_raw["err"], 8)
                 reply["icmp"] = ATLAS_ICMP_ERRORS.get(reply["err"], "unreachable (ICMP code)")
             replies.append(reply)
-        entry: dict[str, Any] = {"hop": _int(hop.index, 0, 255), "replies": replies}
+        entry: dict[str, Any] = {"hop": integer(hop.index, 0, 255), "replies": replies}
         if hop.is_error:
             entry["error"] = printable(hop.error_message)
         hops.append(entry)
@@ -549,7 +527,7 @@ def _atlas_evidence(prb: int, pieces: Sequence[Piece], context: Context) -> dict
         evidence["firmware"] = max(firmware)
     meta = context.probes.get(prb) or {}
     for key in ("asn_v4", "asn_v6"):
-        if _int(meta.get(key), 1, 2**32 - 1) is not None:
+        if integer(meta.get(key), 1, 2**32 - 1) is not None:
             evidence[key] = meta[key]
     country = meta.get("country_code")
     if isinstance(country, str) and len(country) == 2 and country.isalpha():
@@ -627,7 +605,7 @@ def _dns_record(prb: int, name: str, resolver: str | None, parts: list[tuple[Pie
 
 def _sslcert_records(prb: int, piece: Piece, role: str, index: TargetIndex,
                      context: Context) -> list[tuple[Result, str, bool]]:
-    from netprobe.chaincheck import check_chain
+    from netprobe.interop.chaincheck import check_chain
 
     data = piece.data
     name = piece.target

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cache
@@ -41,12 +40,14 @@ from urllib.parse import urlsplit
 from netprobe import __version__
 from netprobe.addresses import format_endpoint, is_bogon, parse_endpoint
 from netprobe.blockpages import match_blockpage, match_dns_answer
+from netprobe.bounded_input import finite_number, integer, ip_text, parse_json, text_of
 from netprobe.classify import (
     BLOCKED, INCONCLUSIVE, REACHABLE, REASONS, RESET, VAGUE_BLOCKPAGE_SCOPE, VERDICTS, DnsQueryOutcome,
     classify_dns, failure_of, ooni_failure, ooni_reason, verdict_for,
 )
+from netprobe.probes.kinds import CONNECT, MTPROTO, WEB, bare_success, of_family
 from netprobe.records import RECORD_FIELDS, SCHEMA, Result, RunInfo, encode
-from netprobe.report.timeutil import canonical_time, normalise_time
+from netprobe.timeutil import canonical_time, normalise_time
 
 SUPPORTED_TESTS = ("telegram", "web_connectivity")
 # OONI's telegram test's data centers (probe-cli internal/experiment/telegram, ts-020).
@@ -97,11 +98,9 @@ def measurements_in(value: object) -> Iterator[tuple[dict | None, Meta, str | No
 
 
 def _unwrapped(value: object) -> tuple[dict | None, Meta, str | None]:
-    from netprobe.bounded_input import parse_json
-
     if not isinstance(value, dict):
         return None, Meta(), "not a measurement"
-    uid = _text(value.get("measurement_uid"), 100)
+    uid = text_of(value.get("measurement_uid"), 100)
     if "raw_measurement" in value:
         raw = value["raw_measurement"]
         if isinstance(raw, str):
@@ -112,7 +111,7 @@ def _unwrapped(value: object) -> tuple[dict | None, Meta, str | None]:
         if not isinstance(raw, dict):
             return None, Meta(), "broken raw_measurement"
         flags = {k: value[k] if isinstance(value.get(k), bool) else None for k in ("confirmed", "anomaly")}
-        return raw, Meta(uid or _text(raw.get("measurement_uid"), 100), **flags), None
+        return raw, Meta(uid or text_of(raw.get("measurement_uid"), 100), **flags), None
     if "test_keys" in value or "test_name" in value:
         return value, Meta(uid), None
     if uid or "measurement_url" in value:
@@ -120,40 +119,16 @@ def _unwrapped(value: object) -> tuple[dict | None, Meta, str | None]:
     return None, Meta(), "not a measurement"
 
 
-# --- small readers of hostile values -------------------------------------------------------
-
-def _text(value: object, limit: int = MAX_TEXT) -> str | None:
-    return value[:limit] if isinstance(value, str) else None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
+# --- small readers of hostile values (the generic ones are netprobe.bounded_input's) -------------------------------------------------------
 
 def _offset(value: object) -> float | None:
     """An operation's `t` or `t0`, when it is a plausible one."""
-    number = _number(value)
+    number = finite_number(value)
     return number if number is not None and 0 <= number <= MAX_T else None
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _list(value: object) -> list:
     return value[:MAX_ENTRIES] if isinstance(value, list) else []
-
-
-def _ip(value: object) -> str | None:
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        return str(ipaddress.ip_address(value.strip("[]")))
-    except ValueError:
-        return None
 
 
 def _tags(entry: dict) -> tuple[str, ...]:
@@ -230,7 +205,7 @@ def _connects(tk: dict) -> list[Connect]:
     for entry in _list(tk.get("tcp_connect")):
         if not isinstance(entry, dict):
             continue
-        ip, port = _ip(entry.get("ip")), _int(entry.get("port"))
+        ip, port = ip_text(entry.get("ip"), "[]"), integer(entry.get("port"))
         status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
         if ip is None or port is None or not 0 < port < 65536:
             continue
@@ -239,7 +214,7 @@ def _connects(tk: dict) -> list[Connect]:
             failure = "unknown_failure"
         blocked = status.get("blocked")
         found.append(Connect(ip, port, failure, _offset(entry.get("t")), _offset(entry.get("t0")),
-                             _int(entry.get("transaction_id")), blocked if isinstance(blocked, bool) else None,
+                             integer(entry.get("transaction_id")), blocked if isinstance(blocked, bool) else None,
                              _tags(entry)))
     return found
 
@@ -256,7 +231,7 @@ def _handshakes(tk: dict) -> list[Handshake]:
             except ValueError:
                 ip = None
         found.append(Handshake(ip, _host(entry.get("server_name")), _failure(entry.get("failure")),
-                               _offset(entry.get("t")), _int(entry.get("transaction_id")),
+                               _offset(entry.get("t")), integer(entry.get("transaction_id")),
                                entry.get("no_tls_verify") is not True))
     return found
 
@@ -278,7 +253,7 @@ def _requests(tk: dict) -> list[Request]:
             continue
         request = entry.get("request") if isinstance(entry.get("request"), dict) else {}
         response = entry.get("response") if isinstance(entry.get("response"), dict) else {}
-        url = _text(request.get("url"), 2000)
+        url = text_of(request.get("url"), 2000)
         scheme = host = port = None
         host_is_ip = False
         if url:
@@ -290,10 +265,10 @@ def _requests(tk: dict) -> list[Request]:
             except ValueError:
                 scheme = None
             if scheme:
-                host = _ip(raw_host)
+                host = ip_text(raw_host, "[]")
                 host_is_ip = host is not None
                 host = host or _host(raw_host)
-        code = _int(response.get("code"))
+        code = integer(response.get("code"))
         address = None
         if isinstance(entry.get("address"), str):
             try:
@@ -301,9 +276,9 @@ def _requests(tk: dict) -> list[Request]:
             except ValueError:
                 address = None
         found.append(Request(url[:MAX_TEXT] if url else None, scheme, host, host_is_ip, port,
-                             _text(request.get("method"), 16), _failure(entry.get("failure")),
+                             text_of(request.get("method"), 16), _failure(entry.get("failure")),
                              code if code else None, _offset(entry.get("t")), _offset(entry.get("t0")),
-                             _int(entry.get("transaction_id")), address, _response_body(response.get("body")),
+                             integer(entry.get("transaction_id")), address, _response_body(response.get("body")),
                              _response_headers(response)))
     return found
 
@@ -351,15 +326,15 @@ def _queries(tk: dict) -> list[Query]:
             if not isinstance(answer, dict) or answer.get("answer_type") not in ("A", "AAAA"):
                 continue
             text = answer.get("ipv4") if answer.get("answer_type") == "A" else answer.get("ipv6")
-            ip = _ip(text)
+            ip = ip_text(text, "[]")
             if ip is None:
                 malformed = True
             elif len(addresses) < 64:
                 addresses.append(ip)
-                if _int(answer.get("asn")) is not None:
+                if integer(answer.get("asn")) is not None:
                     asns.append((ip, answer["asn"]))
-        found.append(Query(hostname, _text(entry.get("query_type"), 8) or "ANY", _text(entry.get("engine"), 32),
-                           _text(entry.get("resolver_address"), 200) or None, _failure(entry.get("failure")),
+        found.append(Query(hostname, text_of(entry.get("query_type"), 8) or "ANY", text_of(entry.get("engine"), 32),
+                           text_of(entry.get("resolver_address"), 200) or None, _failure(entry.get("failure")),
                            tuple(addresses), malformed, _offset(entry.get("t")), _tags(entry), tuple(asns)))
     return found
 
@@ -442,19 +417,19 @@ def run_id_of(measurement: dict) -> str:
 
 
 def _context(measurement: dict, start: datetime, meta: Meta) -> Context:
-    software = " ".join(t for t in (_text(measurement.get("software_name"), 60),
-                                     _text(measurement.get("software_version"), 40)) if t)
+    software = " ".join(t for t in (text_of(measurement.get("software_name"), 60),
+                                     text_of(measurement.get("software_version"), 40)) if t)
     base = {
-        "report_id": _text(measurement.get("report_id"), 200),
+        "report_id": text_of(measurement.get("report_id"), 200),
         "measurement_uid": meta.uid,
         "confirmed": meta.confirmed,
         "anomaly": meta.anomaly,
-        "input": _text(measurement.get("input"), 2000),
+        "input": text_of(measurement.get("input"), 2000),
         "test_name": measurement["test_name"],
-        "test_version": _text(measurement.get("test_version"), 20),
+        "test_version": text_of(measurement.get("test_version"), 20),
         "software": software or None,
         "measurement_start_time": canonical_time(start),
-        "resolver_ip": _ip(measurement.get("resolver_ip")),
+        "resolver_ip": ip_text(measurement.get("resolver_ip"), "[]"),
     }
     return Context(start, RunInfo(label=_label(measurement), run_id=run_id_of(measurement)),
                    {k: v for k, v in base.items() if v is not None})
@@ -484,7 +459,7 @@ def _judged(record: dict, confirmation: dict | None, why: str) -> dict:
     if confirmation:
         evidence["confirmed_by"] = confirmation
         return record
-    from netprobe.atlas import RESOLVER_FAILURES
+    from netprobe.interop.atlas import RESOLVER_FAILURES
 
     stage, _, failure = record["reason"].partition(".")
     reason = f"{stage if stage in JUDGED_STAGES else 'http'}.{why}"
@@ -749,7 +724,7 @@ def _unproven(record: dict, dc_ips: set[str]) -> dict:
     answers any request) gives the same, and OONI tries no connection that must fail.  So
     it is `*.unproven`, inconclusive, the observation kept; a verified TLS handshake or a
     page from web.telegram.org is judged as before."""
-    if record["verdict"] != REACHABLE or record["probe"] not in ("tcp", "http"):
+    if record["verdict"] != REACHABLE or not bare_success(record["probe"]):
         return record
     host = (record.get("address") or "").rpartition(":")[0].strip("[]")
     if record["probe"] == "http" and host not in dc_ips:
@@ -766,7 +741,7 @@ def _telegram_web(tk: dict, context: Context, requests: list[Request], connects:
     """web.telegram.org over HTTP and HTTPS, each with what confirms its failure, if anything.
     Of repeated GETs, an answer outweighs a failure, as a connect does for an endpoint: the
     page came.  A GET sent where a forged DNS answer pointed is decided by that answer."""
-    status, flag_failure = _text(tk.get("telegram_web_status"), 20), _failure(tk.get("telegram_web_failure"))
+    status, flag_failure = text_of(tk.get("telegram_web_status"), 20), _failure(tk.get("telegram_web_failure"))
     said = {"ooni_conclusion": {"telegram_web_status": status, "telegram_web_failure": flag_failure}}
     groups: dict[tuple[str, str], list[Request]] = {}
     for request in requests:
@@ -871,7 +846,7 @@ def _flags(tk: dict) -> dict:
             flags[key] = value
         elif isinstance(value, str):
             flags[key] = value[:MAX_TEXT]
-        elif _number(value) is not None:
+        elif finite_number(value) is not None:
             flags[key] = round(float(value), 4)
     return flags
 
@@ -884,12 +859,12 @@ def _helper(tk: dict) -> dict | None:
         return None
     dns = control.get("dns") if isinstance(control.get("dns"), dict) else {}
     http = control.get("http_request") if isinstance(control.get("http_request"), dict) else {}
-    status = _int(http.get("status_code"))
+    status = integer(http.get("status_code"))
     failure = _failure(http.get("failure"))
     seen = {"dns_failure": _failure(dns.get("failure")),
             "dns_addresses": [a[:64] for a in _list(dns.get("addrs"))[:8] if isinstance(a, str)],
             "http_status": status if status and status > 0 else None, "http_failure": failure,
-            "title": _text(http.get("title"), 120)}
+            "title": text_of(http.get("title"), 120)}
     if not http and not dns:
         return None
     seen["site_up"] = bool(seen["http_status"]) and failure is None
@@ -901,10 +876,10 @@ def _web_connectivity(measurement: dict, tk: dict, context: Context, meta: Meta)
     is blocked only when OONI's pipeline confirmed it or a known blockpage shows (a DNS answer,
     a page or any redirect of the chain): OONI's flags compare the probe with a test helper
     measuring from elsewhere, which says whether the site is up, not what this path does."""
-    url = _text(measurement.get("input"), 2000)
+    url = text_of(measurement.get("input"), 2000)
     try:
         parts = urlsplit(url or "")
-        scheme, host = parts.scheme.lower(), _host(parts.hostname or "") or _ip(parts.hostname or "")
+        scheme, host = parts.scheme.lower(), _host(parts.hostname or "") or ip_text(parts.hostname or "", "[]")
         port = parts.port or {"http": 80, "https": 443}.get(scheme)
     except ValueError:
         raise Skip("no input URL") from None
@@ -1097,7 +1072,7 @@ def _restored(section: dict) -> list[dict]:
             continue
         at = normalise_time(record.get("measured_at"))
         verdict, reason = record.get("verdict"), record.get("reason")
-        duration = _number(record.get("duration_ms"))
+        duration = finite_number(record.get("duration_ms"))
         if (at is None or verdict not in VERDICTS or not (reason is None or reason in REASONS)
                 or duration is None or not isinstance(record.get("evidence"), dict)
                 or not _shallow(record["evidence"])
@@ -1106,7 +1081,7 @@ def _restored(section: dict) -> list[dict]:
             continue
         kept = {name: record[name] for name in RECORD_FIELDS}
         kept.update(schema=SCHEMA, measured_at=at, duration_ms=duration)
-        kept["netprobe_version"] = _text(record.get("netprobe_version"), 40) or __version__
+        kept["netprobe_version"] = text_of(record.get("netprobe_version"), 40) or __version__
         records.append(kept)
     if not records:
         raise Skip("netprobe measurement without readable records")
@@ -1127,9 +1102,9 @@ def _shallow(value: object, depth: int = 0) -> bool:
 
 # --- a netprobe run -> one OONI measurement ----------------------------------------------------
 
-TCP_KINDS = ("tcp",)
-WEB_KINDS = ("https", "http")
-MTPROTO_KINDS = ("mtproto", "mtproto_abridged", "mtproto_obfuscated2")
+TCP_KINDS = of_family(CONNECT)
+WEB_KINDS = of_family(WEB)
+MTPROTO_KINDS = of_family(MTPROTO)
 RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "REFUSED": 5}
 ENGINES = {"udp": "udp", "tcp": "tcp", "https": "doh"}
 USER_AGENT = f"netprobe/{__version__}"
@@ -1149,7 +1124,7 @@ def measurement_from_run(records: list[dict], probe_cc: str | None = None,
     """
     records = sorted(records, key=lambda r: r["measured_at"])
     ends = [_when(r) for r in records]
-    starts = [e - timedelta(milliseconds=max(0.0, _number(r.get("duration_ms")) or 0.0))
+    starts = [e - timedelta(milliseconds=max(0.0, finite_number(r.get("duration_ms")) or 0.0))
               for e, r in zip(ends, records)]
     start = min(starts).replace(microsecond=0)
     tk = _Builder(start)
@@ -1278,12 +1253,12 @@ class _Builder:
 
     def times(self, record: dict) -> tuple[float, float]:
         t = max(0.0, (_when(record) - self.start).total_seconds())
-        t0 = max(0.0, t - (_number(record.get("duration_ms")) or 0.0) / 1000)
+        t0 = max(0.0, t - (finite_number(record.get("duration_ms")) or 0.0) / 1000)
         return round(t0, 6), round(t, 6)
 
     @staticmethod
     def after(t0: float, ms: object) -> float:
-        return round(t0 + max(0.0, min(_number(ms) or 0.0, MAX_T * 1000)) / 1000, 6)
+        return round(t0 + max(0.0, min(finite_number(ms) or 0.0, MAX_T * 1000)) / 1000, 6)
 
     def add(self, record: dict) -> None:
         if record["probe"] in TCP_KINDS:
@@ -1320,7 +1295,7 @@ class _Builder:
         entry: dict[str, Any] = {"ip": str(parsed.ip), "port": parsed.port,
                                  "status": {"failure": failure, "success": failure is None},
                                  "t0": t0, "t": max(t, t0), "transaction_id": self.transaction}
-        tags = [f"dc={evidence['dc']}"] if _int(evidence.get("dc")) is not None else []
+        tags = [f"dc={evidence['dc']}"] if integer(evidence.get("dc")) is not None else []
         tags += [f"range={evidence['range']}"] if isinstance(evidence.get("range"), str) else []
         if tags:
             entry["tags"] = [tag[:60] for tag in tags]
@@ -1335,7 +1310,7 @@ class _Builder:
             return
         for query in queries:
             qtype = query.get("qtype") if query.get("qtype") in ("A", "AAAA") else "ANY"
-            addresses = [ip for ip in (_ip(a) for a in _list(query.get("addresses"))) if ip]
+            addresses = [ip for ip in (ip_text(a, "[]") for a in _list(query.get("addresses"))) if ip]
             rcode = query.get("rcode") if isinstance(query.get("rcode"), str) else None
             failure = None
             if query.get("error_reason"):
@@ -1355,7 +1330,7 @@ class _Builder:
               failure: str | None, t0: float, t: float, rcode: str | None) -> dict:
         entry: dict[str, Any] = {
             "answers": [{"answer_type": "AAAA" if ":" in a else "A", ("ipv6" if ":" in a else "ipv4"): a,
-                         "ttl": _int(ttl)} for a, ttl in answers],
+                         "ttl": integer(ttl)} for a, ttl in answers],
             "engine": engine or "udp",
             "failure": failure,
             "hostname": record["target"],
@@ -1378,31 +1353,31 @@ class _Builder:
         tls = evidence.get("tls") if isinstance(evidence.get("tls"), dict) else None
         if kind == "https" and tls is not None and record.get("address"):
             self.tls_handshakes.append({
-                "network": "tcp", "address": record["address"], "cipher_suite": _text(tls.get("cipher"), 100) or "",
+                "network": "tcp", "address": record["address"], "cipher_suite": text_of(tls.get("cipher"), 100) or "",
                 "failure": _failure_of_record(record) if stage == "tls" else None,
-                "negotiated_protocol": _text(tls.get("alpn"), 40) or "", "no_tls_verify": False,
-                "peer_certificates": [], "server_name": _text(tls.get("sni"), 253) or domain,
-                "tls_version": _text(tls.get("version"), 40) or "",
+                "negotiated_protocol": text_of(tls.get("alpn"), 40) or "", "no_tls_verify": False,
+                "peer_certificates": [], "server_name": text_of(tls.get("sni"), 253) or domain,
+                "tls_version": text_of(tls.get("version"), 40) or "",
                 "t0": t0, "t": self.after(t0, tls.get("handshake_ms")), "transaction_id": self.transaction,
             })
         http = _dict(evidence.get("http"))
-        port = _int(evidence.get("port"))
+        port = integer(evidence.get("port"))
         default = 443 if kind == "https" else 80
         url = f"{kind}://{domain}/" if port in (None, default) else f"{kind}://{domain}:{port}/"
         failure = None if reason is None or reason == "http.blockpage" else _failure_of_record(record)
         if reason and reason.startswith("dns.") and not str(failure).startswith("dns_"):
             failure = f"unknown_failure: {reason}"  # a request failure OONI would not read as DNS's
-        headers = {"Host": domain, "User-Agent": _text(http.get("user_agent"), 200) or USER_AGENT, "Accept": "*/*",
+        headers = {"Host": domain, "User-Agent": text_of(http.get("user_agent"), 200) or USER_AGENT, "Accept": "*/*",
                    "Connection": "close"}
         response: dict[str, Any] = {"body": "", "body_is_truncated": False, "code": 0, "headers": {},
                                     "headers_list": []}
-        if _int(http.get("status")) is not None:
+        if integer(http.get("status")) is not None:
             got = {str(k).title(): str(v) for k, v in _dict(http.get("headers")).items()}
             body, truncated = _body(http.get("body_prefix"))
             response = {"body": body, "body_is_truncated": truncated or http.get("headers_complete") is False,
                         "code": http["status"], "headers": got, "headers_list": [[k, v] for k, v in got.items()]}
         self.requests.append({
-            "network": "tcp", "address": record.get("address") or "", "alpn": _text((tls or {}).get("alpn"), 40) or "",
+            "network": "tcp", "address": record.get("address") or "", "alpn": text_of((tls or {}).get("alpn"), 40) or "",
             "failure": failure,
             "request": {"body": "", "body_is_truncated": False, "headers": headers,
                         "headers_list": [[k, v] for k, v in headers.items()], "method": "GET",

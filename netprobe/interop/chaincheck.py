@@ -33,7 +33,7 @@ no name matcher at all, and each release pins cryptography to a narrow range
 tests/data/atlas against a store of 144 roots: 1-25 ms a chain (a private CA's,
 validated three times, is the slowest), as cryptography's verifier with the
 hand walk took (1-19 ms); about 0.07 s of import, paid only by the atlas
-commands (netprobe/atlas.py and commands/atlas.py import this module inside the
+commands (interop/atlas.py and commands/atlas.py import this module inside the
 functions that judge a chain or load a store); and ten more installed packages
 (asn1crypto, oscrypto, uritools, and aiohttp with its own, for fetching
 revocation data, which netprobe never asks for).
@@ -84,7 +84,7 @@ SHA1_ERA_POLICY = DisallowWeakAlgorithmsPolicy(weak_hash_algos=frozenset({"md2",
 # After it: the validator's defaults (MD2, MD5 and SHA-1 refused, RSA from 2048 bits).
 POLICY = DisallowWeakAlgorithmsPolicy()
 VALIDATOR = "pyhanko-certvalidator"
-RETIRED_ROOTS = Path(__file__).parent / "data" / "retired_roots.pem"
+RETIRED_ROOTS = Path(__file__).parent.parent / "data" / "retired_roots.pem"
 # The first version of certifi's store in its history: a root already there was in the store
 # "at least since then", so it is trusted for any earlier measurement too.
 CERTIFI_HISTORY_START = "2011-12-28"
@@ -300,7 +300,9 @@ def _unanchored(chain: list, when: datetime, store: tuple) -> ChainCheck:
     sent_chain = _check(chain, when, (top,))
     if not sent_chain.verified:
         return unknown if sent_chain.error == "unknown_issuer" else sent_chain
-    if top.issuer in _public_ca_names(store):
+    if top.issuer != top.subject or top.issuer in _public_ca_names(store):
+        # Only a root the server sent itself shows a private CA: a chain that stops at an
+        # intermediate whose issuer it left out may lead to a public CA all the same.
         return unknown
     return ChainCheck(False, "untrusted_root", (
         f"the chain the server sent leads to {_printable(top.issuer.rfc4514_string(), 100)}, a CA no public trust "
