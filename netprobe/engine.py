@@ -18,7 +18,8 @@ Controls are started first and the other probes right behind them; until
 every control is in, results wait in a buffer that holds at most one
 `concurrency`'s worth, so that no verdict is reported before it can be
 adjusted for an offline vantage point, or for an address family none of whose
-controls got through.  A dropped control costs at most one --timeout.
+controls got through.  A dropped control costs at most one --timeout.  The holding
+and the judging are vantage.Judgment's; the runner only schedules.
 """
 
 from __future__ import annotations
@@ -42,13 +43,10 @@ from netprobe.sweep_loop import Cancellable, EventLoop, Interrupted, SweepLoop, 
 from netprobe.vantage import (
     PATH_CHECK_STAGES,
     ONLINE,
-    UNDECIDED,
     ControlBoard,
+    Judgment,
     as_control,
     checked_http_control,
-    decide_offline_families,
-    decide_vantage,
-    judged,
 )
 
 if TYPE_CHECKING:  # asyncio is imported only by the runs that use it (Runner.run)
@@ -265,7 +263,7 @@ class Runner:
     """One run of a plan.  `run()` returns the outcome; `emit` gets every record.
 
     The runner schedules and hands records on; what a record means given the
-    controls is netprobe/vantage.py's to say.
+    controls, and how long it waits for them, is its vantage.Judgment's to say.
     """
 
     def __init__(self, plan: Plan, settings: Settings, emit: Callable[[Result], None]):
@@ -293,14 +291,8 @@ class Runner:
         # Pacing (--rate): the earliest monotonic time the next probe may start.
         self.interval = 1.0 / settings.rate if settings.rate else 0.0
         self.next_start = 0.0
-        # Controls: until every one is in, the other results are held back.
-        self.controls_left = 0
-        self.control_results: list[Result] = []
-        self.deciding = False
-        self.held: list[Result] = []
-        self.started_while_deciding = 0
-        self.board = ControlBoard()
-        self.offline_families: set[int] = set()  # address families none of whose controls got through
+        # Controls: until every one is in, the other results are held back (begin() counts them).
+        self.judgment = Judgment(0)
         self.second_round: list[Result] | None = None  # controls measured again at the end of a long run
 
     # --- the run -------------------------------------------------------------------
@@ -363,8 +355,7 @@ class Runner:
         self.limit = concurrency
         self.finished = loop.create_future()
         self.controls = controls = self.plan.controls()
-        self.controls_left = len(controls)
-        self.deciding = bool(controls)
+        self.judgment = Judgment(len(controls))
         self.tasks = _chain(controls, self.plan.tasks())
         if any(family_of(k) == CONNECT for k in self.plan.kinds) or controls:
             from netprobe.probes.tcp import ConnectPool
@@ -398,7 +389,7 @@ class Runner:
                     self.pump_later(0.0)
                     break
                 burst -= 1
-                if self.deciding and self.started_while_deciding >= self.limit:
+                if not self.judgment.may_start(self.limit):
                     break  # the held-back results are bounded by one concurrency's worth
                 if self.interval:
                     now = time.monotonic()
@@ -412,8 +403,7 @@ class Runner:
                     break
                 if self.interval:
                     self.next_start = max(self.next_start, now) + self.interval
-                if self.deciding and task.kind != "control":
-                    self.started_while_deciding += 1
+                self.judgment.starting(task.kind == "control")
                 self.start(task)
         except Exception as exc:  # a bug: end the run with it, as an uncaught error would
             self.fail(exc)
@@ -476,14 +466,10 @@ class Runner:
             if self.second_round is not None:
                 self.second_round.append(result)
                 self.emit_control_again(result)
-            elif self.deciding:
-                self.control_done(result)
             else:
-                self.emit(result)
-        elif self.deciding:
-            self.held.append(result)
+                self.report(self.judgment.control, result)
         else:
-            self.emit(result)
+            self.report(self.judgment.hold, result)
 
     def check_finished(self) -> None:
         if not self.in_flight and self.finished is not None and not self.finished.done():
@@ -491,33 +477,20 @@ class Runner:
 
     # --- controls and the vantage point --------------------------------------
 
-    def control_done(self, result: Result) -> None:
-        self.controls_left -= 1
-        self.control_results.append(result)
-        if self.controls_left == 0:
-            self.board = ControlBoard(self.control_results)
-            self.decide(decide_vantage(self.board, self.held))
-
-    def decide(self, vantage: str) -> None:
-        """The controls are in: report them, then what was held back."""
-        self.outcome.vantage = vantage
-        if vantage == ONLINE:
-            self.offline_families = decide_offline_families(self.board, self.held)
-            self.outcome.offline_families = sorted(self.offline_families)
-            self.diagnosis.offline_families = set(self.offline_families)
-        self.diagnosis.board = self.board
-        self.deciding = False
-        held, self.held = self.held, []
-        controls, self.control_results = self.control_results, []
-        for result in [*controls, *held]:
+    def report(self, step: Callable[..., list[Result]], *args: Result) -> None:
+        """Emit what a step of the judgment releases; when that step decided, note the
+        decision in the outcome and the diagnosis first."""
+        judgment = self.judgment
+        deciding = judgment.deciding
+        released = step(*args)
+        if deciding and not judgment.deciding:
+            self.outcome.vantage = judgment.vantage
+            if judgment.vantage == ONLINE:
+                self.outcome.offline_families = sorted(judgment.offline_families)
+                self.diagnosis.offline_families = set(judgment.offline_families)
+            self.diagnosis.board = judgment.board
+        for result in released:
             self.emit(result)
-
-    def release_held(self) -> None:
-        """The run ends before the controls decided: whether this vantage point is
-        online is unknown, so failures are reported as inconclusive, like offline."""
-        if self.deciding:
-            self.board = ControlBoard(self.control_results)
-            self.decide(UNDECIDED)
 
     # --- one probe ---------------------------------------------------------------
 
@@ -577,9 +550,7 @@ class Runner:
     # --- records -----------------------------------------------------------------
 
     def emit(self, result: Result) -> None:
-        # Judged even with no control at all: a failure nothing else went through the same way
-        # for is inconclusive (vantage._with_controls), not blocked.
-        result = judged(result, self.board, self.outcome.vantage, self.offline_families)
+        result = self.judgment.judged(result)
         self.outcome.counts[(result.probe, result.verdict)] += 1
         self.diagnosis.add(result)
         self.emit_to_sink(result)
@@ -605,13 +576,13 @@ class Runner:
         self.in_flight.clear()
         self.stop_probes()
         for task, result in cut:
-            if task.kind == "control" and self.deciding:
+            if task.kind == "control" and self.judgment.deciding:
                 # A control the deadline cut decided nothing: the run stays undecided.
-                self.control_results.append(as_control(result, stage_of(task) or "tcp"))
+                self.report(self.judgment.cut_control, as_control(result, stage_of(task) or "tcp"))
             else:
                 self.take(task, result)
             self.outcome.cut_by_deadline += 1
-        self.release_held()
+        self.report(self.judgment.release)
 
     def stop_probes(self) -> None:
         for coroutine in self.coroutines.values():
@@ -633,7 +604,7 @@ class Runner:
         if self.pool is not None:
             self.pool.close()
             self.pool = None
-        self.release_held()
+        self.report(self.judgment.release)
         self.outcome.not_started = sum(1 for _ in self.tasks)
 
 

@@ -13,7 +13,8 @@ a success on a port that accepts everything, gets an inconclusive reason that
 names the stage and the cause; the observed reason stays in the evidence.
 Everything is a pure function of records, so every judgment is tested by
 tables without a network (tests/test_vantage.py).  The engine only schedules:
-it feeds control records in and hands every other record to `judged`.
+it feeds every record to a Judgment, which holds them until the controls are
+in and judges each one.
 """
 
 from __future__ import annotations
@@ -574,6 +575,83 @@ def decide_offline_families(board: ControlBoard, held: Iterable[Result] = ()) ->
     answered = {address_family(r.address) for r in held if genuine_success(r, board)}
     return board.offline_families() - answered
 
+
+
+class Judgment:
+    """A run's records, held until every control is in, then judged against the controls.
+
+    No verdict may be reported before the controls say whether this vantage point is
+    online and which address families are, so until the last control arrives (or the
+    run ends) every record waits here.  The scheduler asks `may_start` so that what
+    waits stays bounded by one concurrency's worth.  Each method returns the records to
+    report now, in order; after `decide` they are the controls, then what was held.
+    """
+
+    def __init__(self, controls: int) -> None:
+        self.controls_left = controls
+        self.control_results: list[Result] = []
+        self.deciding = controls > 0
+        self.held: list[Result] = []
+        self.started_while_deciding = 0
+        self.board = ControlBoard()
+        self.vantage = UNKNOWN  # stays unknown with no controls at all
+        self.offline_families: set[int] = set()  # address families none of whose controls got through
+
+    def may_start(self, limit: int) -> bool:
+        """Whether another probe may start: while deciding, at most `limit` non-control ones."""
+        return not (self.deciding and self.started_while_deciding >= limit)
+
+    def starting(self, control: bool) -> None:
+        if self.deciding and not control:
+            self.started_while_deciding += 1
+
+    def control(self, record: Result) -> list[Result]:
+        """A control's record (already `as_control`): held until the last, which decides."""
+        if not self.deciding:
+            return [record]
+        self.controls_left -= 1
+        self.control_results.append(record)
+        if self.controls_left == 0:
+            self.board = ControlBoard(self.control_results)
+            return self.decide(decide_vantage(self.board, self.held))
+        return []
+
+    def cut_control(self, record: Result) -> list[Result]:
+        """A control the run deadline cut: while deciding it decides nothing (the run stays undecided)."""
+        if not self.deciding:
+            return [record]
+        self.control_results.append(record)
+        return []
+
+    def hold(self, record: Result) -> list[Result]:
+        """Any other record: held while deciding."""
+        if self.deciding:
+            self.held.append(record)
+            return []
+        return [record]
+
+    def decide(self, vantage: str) -> list[Result]:
+        """The controls are in: report them, then what was held back."""
+        self.vantage = vantage
+        if vantage == ONLINE:
+            self.offline_families = decide_offline_families(self.board, self.held)
+        self.deciding = False
+        held, self.held = self.held, []
+        controls, self.control_results = self.control_results, []
+        return [*controls, *held]
+
+    def release(self) -> list[Result]:
+        """The run ends before the controls decided: whether this vantage point is
+        online is unknown, so failures are reported as inconclusive, like offline."""
+        if not self.deciding:
+            return []
+        self.board = ControlBoard(self.control_results)
+        return self.decide(UNDECIDED)
+
+    def judged(self, record: Result) -> Result:
+        """The record as it should be reported (judged even with no control at all: a failure
+        nothing else went through the same way for is inconclusive, not blocked)."""
+        return judged(record, self.board, self.vantage, self.offline_families)
 
 # --- judging one record ---------------------------------------------------------------
 

@@ -272,7 +272,7 @@ def test_held_results_are_bounded_while_the_controls_decide(blackhole, listener)
     async def main():
         run = asyncio.ensure_future(runner.run())
         await asyncio.sleep(0.3)
-        held.append(len(runner.held))
+        held.append(len(runner.judgment.held))
         return await run
 
     asyncio.run(main())

@@ -18,6 +18,7 @@ from netprobe.vantage import (
     UNDECIDED,
     UNKNOWN,
     ControlBoard,
+    Judgment,
     as_control,
     checked_http_control,
     decide_vantage,
@@ -591,3 +592,43 @@ def test_one_issuer_for_every_name_is_a_trusted_interceptor(issuers, telegram_is
     record = _verified("https", "web.telegram.org", telegram_issuer, "149.154.167.99:443")
     assert verdict_reason(record, controls) == expected
     assert (controls.controls_genuine(4, 443) is None) == (expected[1] is not None)
+
+
+# --- holding until the controls are in (Judgment) -------------------------------------------
+
+def _through(judgment: Judgment, steps) -> list[list[str]]:
+    """What each step released, by target."""
+    return [[r.target for r in getattr(judgment, step)(record)] if record else
+            [r.target for r in getattr(judgment, step)()] for step, record in steps]
+
+
+@pytest.mark.parametrize("controls, steps, released, vantage", [
+    # No controls: nothing is held, and the vantage point stays unknown.
+    (0, [("hold", tcp("1.1.1.1:80", None))], [["1.1.1.1:80"]], UNKNOWN),
+    # Held until the last control, then the controls first and what was held after.
+    (2, [("hold", tcp("1.1.1.1:80", "tcp.timeout")), ("control", control_tcp("9.9.9.9:443")),
+         ("control", control_tcp("8.8.8.8:443")), ("hold", tcp("2.2.2.2:80", None))],
+     [[], [], ["9.9.9.9:443", "8.8.8.8:443", "1.1.1.1:80"], ["2.2.2.2:80"]], ONLINE),
+    # A control the deadline cut decides nothing: the run ends undecided, everything released then.
+    (2, [("control", control_tcp("9.9.9.9:443")), ("cut_control", control_tcp("8.8.8.8:443", "tcp.timeout")),
+         ("hold", tcp("1.1.1.1:80", None)), ("release", None)],
+     [[], [], [], ["9.9.9.9:443", "8.8.8.8:443", "1.1.1.1:80"]], UNDECIDED),
+    # Every control failed silently: offline.
+    (1, [("control", control_tcp("9.9.9.9:443", "tcp.timeout")), ("release", None)],
+     [["9.9.9.9:443"], []], OFFLINE),
+])
+def test_judgment_holds_until_the_controls_decide(controls, steps, released, vantage):
+    judgment = Judgment(controls)
+    assert _through(judgment, steps) == released
+    assert judgment.vantage == vantage and not judgment.deciding
+
+
+def test_judgment_bounds_what_starts_while_deciding():
+    judgment = Judgment(1)
+    for _ in range(3):
+        assert judgment.may_start(3)
+        judgment.starting(control=False)
+    judgment.starting(control=True)
+    assert not judgment.may_start(3)
+    judgment.control(control_tcp("9.9.9.9:443"))
+    assert judgment.may_start(3)
