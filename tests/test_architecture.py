@@ -33,7 +33,7 @@ LAYER_OF = {
     # measuring
     "probes": "probes",
     # judging against the controls, and the run's diagnosis
-    "vantage": "judgment", "diagnosis": "judgment",
+    "vantage": "judgment", "diagnosis": "judgment", "tallies": "judgment",
     # scheduling the plan's probes
     "plan": "engine", "engine": "engine",
     # showing records: the run's table, the history report, the output files

@@ -358,7 +358,7 @@ def test_memory_does_not_grow_with_the_plan(listener):
         finally:
             tracemalloc.stop()
             assert count[0] == 2 ** (32 - prefix) + 1
-            assert isinstance(runner.diagnosis.ranges[plan.targets.ranges[0].cidr.compressed].tested, int)
+            assert isinstance(runner.diagnosis.tallies.ranges[plan.targets.ranges[0].cidr.compressed].tested, int)
 
     small, large = peak(24), peak(21)
     assert large < small + 100_000, (small, large)

@@ -21,9 +21,10 @@ import urllib3
 
 from netprobe.addresses import Endpoint
 from netprobe.classify import REASONS, doh_reason
-from netprobe.diagnosis import Diagnosis
+from netprobe.diagnosis import RunContext, summarize
 from netprobe.probes.dns import probe_dns, probe_dns_injection
 from netprobe.records import Result
+from netprobe.tallies import Tallies
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 NETWORKS = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -114,11 +115,10 @@ def test_a_tls_error_under_urllib3_is_a_doh_tls_error():
 # --- the summary -------------------------------------------------------------------
 
 def summary_of(*results, vantage="online"):
-    diagnosis = Diagnosis("t")
-    diagnosis.vantage = vantage
+    tallies = Tallies()
     for result in results:
-        diagnosis.add(result)
-    return diagnosis.result()
+        tallies.add(result)
+    return summarize("t", tallies, RunContext(vantage))
 
 
 def test_nothing_reachable_and_nothing_blocked_concludes_nothing():

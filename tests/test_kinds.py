@@ -143,7 +143,7 @@ def test_a_kind_is_one_registration_planned_measured_and_folded(monkeypatch):
     makes its tasks, the engine measures it and the diagnosis folds it, with no other edit."""
     import asyncio
 
-    from netprobe.diagnosis import Diagnosis
+    from netprobe.tallies import Tallies
     from netprobe.engine import Settings, execute
     from netprobe.plan import Plan, parse_probe_kinds
     from netprobe.targets import parse_target_text
@@ -158,6 +158,6 @@ def test_a_kind_is_one_registration_planned_measured_and_folded(monkeypatch):
     assert len(plan) == len(plan.controls()) + 2
     result = asyncio.run(execute(tasks[1], plan, Settings(timeout=1.5, concurrency=1), {}))
     assert (result.probe, result.target, result.evidence) == ("echo", "127.0.0.1:9", {"timeout_s": 1.5})
-    diagnosis = Diagnosis("t")
-    diagnosis.add(result)  # its family has a rule
-    assert diagnosis.endpoints.tested == {"127.0.0.1:9"}
+    tallies = Tallies()
+    tallies.add(result)  # its family has a rule
+    assert tallies.endpoints.tested == {"127.0.0.1:9"}

@@ -45,9 +45,10 @@ from netprobe.classify import (
     classify_dns,
     verdict_for,
 )
-from netprobe.diagnosis import Diagnosis
+from netprobe.diagnosis import RunContext, summarize
 from netprobe.records import Result
 from netprobe.targets import Domain, TargetSet
+from netprobe.tallies import Tallies
 from netprobe.vantage import FAILED_VERDICTS, NONE, ONLINE, PASSED, UNKNOWN, ControlBoard, decide_vantage, judged
 
 MEASURES = ("dns", "tls", "tcp")
@@ -763,17 +764,17 @@ def _judge(prb: int, run: list[Piece], records: list[tuple[Result, str, bool]], 
         vantage = UNKNOWN
         out.without_controls.add(prb)
     offline = board.offline_families() if vantage == ONLINE else set()
-    diagnosis = AtlasDiagnosis(context.targets.name)
-    diagnosis.board = board if board.count else None
-    diagnosis.vantage = vantage
-    diagnosis.offline_families = set(offline)
+    tallies, no_control = Tallies(), defaultdict(Counter)  # no_control: reason -> probe kind -> n
     result: list[tuple[Result, str, str]] = []
     for record, run_id in emitted:
         record = without_control(judged(record, board, vantage, offline))
-        diagnosis.add(record)
+        if record.reason in NO_CONTROL_REASONS:
+            no_control[record.reason][record.probe] += 1
+        tallies.add(record)
         result.append((record, run_id, label))
     if emitted:
-        summary = diagnosis.result()
+        run_context = RunContext(vantage, board if board.count else None, frozenset(offline), scoped_no_control=True)
+        summary = _run_summary(context.targets.name, tallies, no_control, run_context)
         window = {"from": rfc3339(min(p.ts for p in run)), "to": rfc3339(max(p.ts for p in run))}
         summary = replace(summary, measured_at=max(r.measured_at for r, _ in emitted),
                           evidence={**summary.evidence, "atlas": {
@@ -822,45 +823,23 @@ def without_control(record: Result) -> Result:
     return replace(record, reason=reason, verdict=verdict_for(reason), evidence=evidence)
 
 
-class AtlasDiagnosis(Diagnosis):
-    """A run's diagnosis, as for a local run, and what had no control from the probe."""
-
-    def __init__(self, service: str):
-        super().__init__(service)
-        self.no_control: dict[str, Counter] = defaultdict(Counter)  # reason -> probe kind -> n
-
-    def add(self, result: Result) -> None:
-        if result.reason in NO_CONTROL_REASONS:
-            self.no_control[result.reason][result.probe] += 1
-        super().add(result)
-
-    def stages_without_control(self) -> list[str]:
-        return []  # a failure at such a stage is *.no_control here, and said so in the findings
-
-    def uncontrolled_lines(self) -> list[str]:
-        return []  # said once, with the probe-and-run scope, by _findings below
-
-    def _findings(self, reason: str | None) -> list[str]:
-        lines = super()._findings(reason)
-        if self.no_control:
-            counts = Counter()
-            for kinds in self.no_control.values():
-                counts.update(kinds)
-            total = sum(counts.values())
-            whole = ("no control was measured from this probe in this run" if self.board is None
-                     else "no control of that stage was measured from this probe in this run")
-            failures = f"{total} failure{'s' if total != 1 else ''} ({', '.join(sorted(counts))})"
-            lines.insert(0, f"Not judged: {failures} without a control: {whole} — no evidence of blocking "
-                            f"({', '.join(sorted(self.no_control))}; the observed reasons are in each record's "
-                            "evidence).")
-        return lines
-
-    def result(self) -> Result:
-        summary = super().result()
-        if self.no_control:
-            summary = replace(summary, evidence={**summary.evidence,
-                                                 "no_control": {r: dict(k) for r, k in self.no_control.items()}})
+def _run_summary(service: str, tallies: Tallies, no_control: dict[str, Counter], run_context: RunContext) -> Result:
+    """A run's summary, as for a local run, led by what had no control from the probe: said
+    once, with the probe-and-run scope, instead of per stage (`RunContext.scoped_no_control`)."""
+    summary = summarize(service, tallies, run_context)
+    if not no_control:
         return summary
+    counts = Counter()
+    for kinds in no_control.values():
+        counts.update(kinds)
+    total = sum(counts.values())
+    whole = ("no control was measured from this probe in this run" if run_context.board is None
+             else "no control of that stage was measured from this probe in this run")
+    failures = f"{total} failure{'s' if total != 1 else ''} ({', '.join(sorted(counts))})"
+    line = (f"Not judged: {failures} without a control: {whole} — no evidence of blocking "
+            f"({', '.join(sorted(no_control))}; the observed reasons are in each record's evidence).")
+    return replace(summary, evidence={**summary.evidence, "findings": [line, *summary.evidence["findings"]],
+                                      "no_control": {r: dict(k) for r, k in no_control.items()}})
 
 
 def _msm_ids(records: Iterable[Result]) -> set[int]:

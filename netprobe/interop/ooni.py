@@ -972,14 +972,15 @@ def _summary(records: list[dict], context: Context, service: str) -> dict:
     of the judged records, led by what the import could and could not judge."""
     from dataclasses import replace
 
-    from netprobe.diagnosis import Diagnosis
+    from netprobe.diagnosis import RunContext, summarize
+    from netprobe.tallies import Tallies
 
-    diagnosis = Diagnosis(service)
+    tallies = Tallies()
     for record in records:
-        diagnosis.add(Result(record["probe"], record["target"], record["address"], record["reason"],
-                             record["duration_ms"], record["evidence"], verdict=record["verdict"],
-                             measured_at=record["measured_at"]))
-    summary = diagnosis.result()
+        tallies.add(Result(record["probe"], record["target"], record["address"], record["reason"],
+                           record["duration_ms"], record["evidence"], verdict=record["verdict"],
+                           measured_at=record["measured_at"]))
+    summary = summarize(service, tallies, RunContext())  # judged per record already: no board, vantage unknown
     findings = _import_findings(records, context) + summary.evidence["findings"]
     unjudged = [r for r in records if r["verdict"] == INCONCLUSIVE
                 and r["evidence"].get("observed_verdict", BLOCKED) in (BLOCKED, RESET)]  # failures, not unproven successes

@@ -26,7 +26,7 @@ control names at its board stage, once per stage), `--probes quic` accepts it,
 the engine measures it, reports order it, and the diagnosis folds it with its
 family.  What is new about it goes where new things of that sort go
 (ARCHITECTURE.md): its reasons (`quic.*`) in classify.REASONS; a new family's
-rule in diagnosis.Diagnosis.handlers (which refuses a kind it has no rule
+rule in tallies.Tallies.handlers (which refuses a kind it has no rule
 for); a new board stage's control in engine.execute_control and
 vantage.ControlBoard.  tests/test_kinds.py registers a kind this way.
 """
