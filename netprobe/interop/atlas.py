@@ -48,6 +48,7 @@ from netprobe.classify import (
 from netprobe.diagnosis import Diagnosis
 from netprobe.records import Result
 from netprobe.targets import Domain, TargetSet
+from netprobe.text import printable
 from netprobe.vantage import FAILED_VERDICTS, NONE, ONLINE, PASSED, UNKNOWN, ControlBoard, decide_vantage, judged
 
 MEASURES = ("dns", "tls", "tcp")
@@ -90,12 +91,6 @@ NO_CONTROL = {"dns": "dns.no_control", "tcp": "tcp.no_control", "tls": "tls.no_c
 RESOLVER_FAILURES = frozenset({"refused", "servfail", "no_answer", "timeout", "bad_rcode", "eof", "reset",
                                "port_unreachable", "unreachable"})
 NO_CONTROL_REASONS = frozenset({*NO_CONTROL.values(), "dns.resolver_no_control"})
-
-
-def printable(value: object, limit: int = MAX_TEXT) -> str:
-    text = str(value)
-    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text[: limit * 2])
-    return text[:limit]
 
 
 # === what to ask ==============================================================================
@@ -303,7 +298,7 @@ def _dns_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
             entry["rt_ms"] = rt
         error = data.get("error")
         if error:
-            entry.update(error=printable(error), error_reason=atlas_dns_error_reason(error))
+            entry.update(error=printable(error, MAX_TEXT), error_reason=atlas_dns_error_reason(error))
         else:
             abuf = response.abuf
             if abuf is None:
@@ -316,7 +311,7 @@ def _dns_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
                 entry.update(_answers(abuf, definition.get("query_type") or (question or ("", ""))[1]))
         entries.append(entry)
     if not parsed.responses and raw.get("error"):
-        entries.append({"resolver": ip_text(raw.get("dst_addr")), "error": printable(raw["error"]),
+        entries.append({"resolver": ip_text(raw.get("dst_addr")), "error": printable(raw["error"], MAX_TEXT),
                         "error_reason": atlas_dns_error_reason(raw["error"])})
     if not entries:
         raise Skip("DNS results with neither an answer nor an error", unparseable=True)
@@ -358,7 +353,7 @@ def _sslcert_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
     data: dict[str, Any] = {"dst_addr": ip_text(parsed.destination_address), "af": integer(parsed.af, 4, 6)}
     for key in ("dnserr", "err", "error", "sockerr"):
         if raw.get(key):
-            data[key] = printable(raw[key])
+            data[key] = printable(raw[key], MAX_TEXT)
     if parsed.alert is not None:
         data["alert"] = {"level": parsed.alert.level, "description": parsed.alert.description,
                          "name": printable(parsed.alert.description_string, 40)}
@@ -386,7 +381,7 @@ def _traceroute_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None
     piece.port = integer(definition.get("port"), 1, 65535)
     data: dict[str, Any] = {"af": integer(parsed.af, 4, 6), "total_hops": parsed.total_hops}
     if raw.get("error"):
-        data["error"] = printable(raw["error"])
+        data["error"] = printable(raw["error"], MAX_TEXT)
     hops = []
     for hop in parsed.hops[:MAX_HOPS]:
         replies = []
@@ -405,7 +400,7 @@ def _traceroute_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None
             replies.append(reply)
         entry: dict[str, Any] = {"hop": integer(hop.index, 0, 255), "replies": replies}
         if hop.is_error:
-            entry["error"] = printable(hop.error_message)
+            entry["error"] = printable(hop.error_message, MAX_TEXT)
         hops.append(entry)
     data["hops"] = hops
     piece.data = data

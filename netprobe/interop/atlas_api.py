@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import requests
 
+from netprobe.text import printable
+
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # one answer (a measurement's results); more is refused
 MAX_DETAIL = 200
 PROBE_FIELDS = "id,asn_v4,asn_v6,country_code"
@@ -68,13 +70,12 @@ class AtlasClient:
 
     # --- plumbing --------------------------------------------------------------------------
 
-    def scrub(self, text: object) -> str:
+    def scrub(self, text: object, limit: int = MAX_DETAIL) -> str:
         """Text the API (or the network) said, as one short line without the key."""
         text = " ".join(str(text).split())
         if self.key:
             text = text.replace(self.key, "<key>")
-        text = "".join(ch if ch.isprintable() else "?" for ch in text)
-        return text[:MAX_DETAIL]
+        return printable(text, limit)
 
     def _prepare(self, request) -> dict[str, Any]:
         """Timeout, a size cap and the status code, on a cousteau request before it is sent."""
@@ -147,7 +148,7 @@ class AtlasClient:
             if status is None and isinstance(error.get("status"), int):
                 status = error["status"]
         elif answer:
-            detail = self.scrub(answer)[:80]
+            detail = self.scrub(answer, 80)
         said = f" (HTTP {status}: {detail})" if detail else f" (HTTP {status})"
         lowered = detail.lower()
         if status in (401, 403):
