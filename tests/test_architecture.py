@@ -66,7 +66,7 @@ KNOWN = {
     # observation (issue 19, item 2).
     ("probes.dns", "classify"), ("probes.https", "classify"), ("probes.mtproto", "classify"),
     ("probes.tcp", "classify"),
-    # The run imports the command layer above it (ExitCode, UserError, default_format).
+    # The run imports the command layer above it (ExitCode, UserError).
     ("session", "commands.common"),
 }
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from netprobe.commands.common import (RECORD_FORMATS, ExitCode, UserError, default_controls, default_format, load_targets,
+from netprobe.commands.common import (RECORD_FORMATS, ExitCode, UserError, default_controls, load_targets,
                                       positive_seconds)
 from netprobe.text import one_line
 
@@ -478,7 +478,7 @@ class _Sink:
     record already in the file is neither written again nor shown."""
 
     def __init__(self, fmt: str | None, output: str | None, quiet: bool):
-        from netprobe.output import OutputError, RecordSink
+        from netprobe.output import OutputError, RecordSink, default_format
         self.fmt = default_format(fmt)
         self.output = output
         try:

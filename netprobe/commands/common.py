@@ -34,12 +34,6 @@ class UserError(click.ClickException):
     exit_code = ExitCode.USER_ERROR
 
 
-def default_format(fmt: str | None, tty: str = "table", pipe: str = "jsonl") -> str:
-    """netprobe.output's rule (imported when a command runs, so that --help stays fast)."""
-    from netprobe.output import default_format as rule
-    return rule(fmt, tty, pipe)
-
-
 def positive_seconds(ctx, param, value):
     # click.FloatRange lets nan through (nan > 0 is False both ways), and inf would mean
     # "never" and cannot be written as JSON evidence: a check of its own.

@@ -14,7 +14,7 @@ from collections import Counter
 
 import click
 
-from netprobe.commands.common import RECORD_FORMATS, default_format, ooni_options
+from netprobe.commands.common import RECORD_FORMATS, ooni_options
 
 
 
@@ -44,7 +44,7 @@ def import_ooni(files, fmt, output, quiet):
     from netprobe.bounded_input import InputError, json_values
     from netprobe.commands.common import UserError
     from netprobe.interop.ooni import Skip, measurements_in, records_from_measurement
-    from netprobe.output import OutputError, RecordSink
+    from netprobe.output import OutputError, RecordSink, default_format
 
     fmt = default_format(fmt)
     for path in files:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from netprobe.commands.common import (UserError, common_options, default_controls, default_format, load_targets,
+from netprobe.commands.common import (UserError, common_options, default_controls, load_targets,
                                       make_plan, ooni_options)
 
 
@@ -108,6 +108,8 @@ def tcp(endpoints, **options):
 @common_options
 def targets(**options):
     """Show the expanded plan: every probe a run would perform, without probing."""
+    from netprobe.output import default_format
+
     target_set = load_targets(options["targets_file"])
     if options["targets_file"]:
         target_set = default_controls(target_set, options)

@@ -46,6 +46,7 @@ from netprobe.classify import (
     verdict_for,
 )
 from netprobe.diagnosis import Diagnosis
+from netprobe.interop import Skip
 from netprobe.records import Result
 from netprobe.targets import Domain, TargetSet
 from netprobe.text import printable
@@ -237,15 +238,6 @@ class Piece:
     qtype: str | None = None
     port: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
-
-
-class Skip(Exception):
-    """A result netprobe does not turn into a record; `why` is counted and shown."""
-
-    def __init__(self, why: str, unparseable: bool = False):
-        super().__init__(why)
-        self.why = why
-        self.unparseable = unparseable
 
 
 def parse_result(raw: object, definitions_by_msm: dict[int, dict[str, Any]] | None = None) -> Piece:
