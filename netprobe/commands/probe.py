@@ -89,12 +89,9 @@ def tcp(endpoints, **options):
     """
     from dataclasses import replace
 
-    from netprobe.addresses import AddressError, parse_endpoint
+    from netprobe.addresses import parse_endpoint
     from netprobe.targets import EndpointTarget
-    try:
-        parsed = tuple(dict.fromkeys(EndpointTarget(parse_endpoint(e)) for e in endpoints))
-    except AddressError as exc:
-        raise UserError(f"{exc}") from None
+    parsed = tuple(dict.fromkeys(EndpointTarget(parse_endpoint(e)) for e in endpoints))
     adhoc = replace(adhoc_base(options), domains=(), endpoints=parsed, ranges=())
     # TCP is judged by the control connections: only those are added.
     adhoc = default_controls(adhoc, options, ("controls",), where=adhoc_source(options),

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import requests
 
+from netprobe.errors import NetprobeError
 from netprobe.text import printable
 
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # one answer (a measurement's results); more is refused
@@ -28,13 +29,14 @@ RUNNING_STATUSES = {"specified", "scheduled", "ongoing"}
 _SERVER = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 
-class AtlasError(Exception):
+class AtlasError(NetprobeError):
     """A failed API call; `fixable` says whether the user can fix it (exit 2) or not (exit 1)."""
 
     def __init__(self, message: str, fixable: bool = True):
         super().__init__(message)
         self.message = message
         self.fixable = fixable
+        self.exit_code = 2 if fixable else 1  # 1: ExitCode.SERVICE_FAILED
 
 
 class _TooLargeRequest(requests.exceptions.RequestException):

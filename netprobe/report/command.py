@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from netprobe.errors import NetprobeError
 from netprobe.report.fold import Fold
 from netprobe.report.machine import columns_of, write_machine
 from netprobe.report.reading import Query, Stats, fold_archives
@@ -27,7 +28,7 @@ VIEWS = ("state", "changes", "techniques", "timeline")
 HTML_CELLS = 120
 
 
-class ReportError(Exception):
+class ReportError(NetprobeError):
     """A problem the user can fix (an unreadable or unwritable file); one line."""
 
 
