@@ -66,14 +66,16 @@ RESET_PORT = 444  # nothing listens there: the kernel answers every SYN with a r
 SINK_PORTS = (443, 80, 5222)
 TELEGRAM_PORTS = (443, 80, 5222)
 
-# Runs inside the client namespace: times one command and reads its peak RSS.
+# Runs inside the client namespace: times one command and reads its peak RSS and CPU time (user +
+# system: less disturbed than the wall time when other work shares the CPUs).
 MEASURE = """\
 import json, resource, subprocess, sys, time
 started = time.perf_counter()
 with open(sys.argv[1], "wb") as out:
     proc = subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.PIPE)
 wall = time.perf_counter() - started
-print(json.dumps({"wall": wall, "rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": wall, "rss_kb": usage.ru_maxrss, "cpu": usage.ru_utime + usage.ru_stime,
                   "rc": proc.returncode, "stderr": proc.stderr.decode(errors="replace")[-3000:]}))
 """
 
@@ -211,6 +213,7 @@ class Sample:
     rss_kb: int
     rc: int
     stderr: str
+    cpu: float = 0.0
 
 
 def measure(cmd: list[str], *, ns: str | None = NS_CLIENT, stdout: str = os.devnull, timeout: float = 300) -> Sample:
@@ -221,7 +224,7 @@ def measure(cmd: list[str], *, ns: str | None = NS_CLIENT, stdout: str = os.devn
     if res.returncode != 0 or not res.stdout.strip():
         raise BenchError(f"measuring {' '.join(cmd)} failed: {res.stderr[-2000:]}")
     data = json.loads(res.stdout.strip().splitlines()[-1])
-    return Sample(data["wall"], data["rss_kb"], data["rc"], data["stderr"])
+    return Sample(data["wall"], data["rss_kb"], data["rc"], data["stderr"], data["cpu"])
 
 
 def checked(sample: Sample, what: str, ok_codes: tuple[int, ...] = (0,)) -> Sample:
@@ -378,10 +381,12 @@ class Bench:
         cmd = netprobe_cmd("run", "--targets", str(targets), "--probes", "tcp", "--format", "jsonl",
                            "--timeout", f"{a.timeout:g}", "--concurrency", str(concurrency), "--seed", "1")
         grepable = self.dir / f"{name}.nmap"
-        np_walls, nm_walls = [], []
+        np_walls, nm_walls, np_cpu = [], [], []
         bare: dict[str, list[float]] = {"epoll": [], "asyncio": []}
         for _ in range(a.reps):
-            np_walls.append(checked(measure(cmd), "netprobe").wall)
+            sample = checked(measure(cmd), "netprobe")
+            np_walls.append(sample.wall)
+            np_cpu.append(sample.cpu)
             if with_nmap and self.have_nmap:
                 nm_walls.append(checked(measure(nmap_cmd(nets, a.timeout, concurrency, str(grepable), ports)),
                                         "nmap").wall)
@@ -389,7 +394,9 @@ class Bench:
                 for mode, walls in bare.items():
                     walls.append(checked(measure([PY, str(HERE / "bare_sweep.py"), mode, nets[0], str(ports[0]),
                                                   str(concurrency), f"{a.timeout:g}"]), mode).wall)
-        notes = [f"netprobe runs: {', '.join(f'{w:.3f}' for w in np_walls)} s"]
+        notes = [f"netprobe runs: {', '.join(f'{w:.3f}' for w in np_walls)} s",
+                 f"netprobe CPU (user + system) per run: {', '.join(f'{c:.3f}' for c in np_cpu)} s, "
+                 f"median {median(np_cpu):.3f} s"]
         if nm_walls:
             notes.append(f"nmap runs:     {', '.join(f'{w:.3f}' for w in nm_walls)} s")
         for mode, walls in bare.items():
@@ -397,7 +404,7 @@ class Bench:
                 notes.append(f"reference, bare Python {mode} loop without records (benchmarks/bare_sweep.py): "
                              f"median {median(walls):.3f} s" + (f" = {median(walls) / median(nm_walls):.2f} x nmap"
                                                                  if nm_walls else ""))
-        data = {"netprobe_s": np_walls, "nmap_s": nm_walls, "spread": spread(np_walls),
+        data = {"netprobe_s": np_walls, "netprobe_cpu_s": np_cpu, "nmap_s": nm_walls, "spread": spread(np_walls),
                 **{f"bare_{mode}_s": walls for mode, walls in bare.items() if walls}}
         bad = self.compare(name, nets, ports, cmd, grepable if nm_walls else None, data, notes, offline)
         if not nm_walls and with_nmap:
@@ -736,7 +743,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--netprobe-path", metavar="DIR",
                         help="measure the netprobe package in DIR instead of this checkout's "
                              "(e.g. `git archive HEAD~3 netprobe | tar -x -C DIR`)")
+    parser.add_argument("--loop", choices=("default", "asyncio"), default="default",
+                        help="asyncio: run netprobe's TCP sweeps under asyncio instead of its sweep loop "
+                             "(NETPROBE_LOOP=asyncio), to measure what the sweep loop buys")
     args = parser.parse_args(argv)
+    if args.loop == "asyncio":
+        CHILD_ENV["NETPROBE_LOOP"] = "asyncio"
     if args.quick:
         args.reps, args.timeout, args.sweep_prefix, args.memory_prefix = 1, 0.5, 28, 24
         args.reset_prefix = args.dropped_prefix = 28
@@ -756,7 +768,8 @@ def main(argv: list[str] | None = None) -> int:
         use_source(Path(args.netprobe_path))
     if not (SOURCE / "netprobe" / "__init__.py").is_file():
         parser.error(f"--netprobe-path: no netprobe package in {SOURCE}")
-    print(f"measuring the netprobe in {SOURCE}", file=sys.stderr)
+    print(f"measuring the netprobe in {SOURCE}" + (" under asyncio (--loop asyncio)" if args.loop == "asyncio"
+                                                  else ""), file=sys.stderr)
     subprocess.run([PY, "-m", "compileall", "-q", str(SOURCE / "netprobe")], check=False, capture_output=True)
     topo = Topology()
     workdir = Path(tempfile.mkdtemp(prefix="npbench-"))

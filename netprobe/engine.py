@@ -10,7 +10,9 @@ moment it exists, so an interrupted run keeps everything it measured.
 
 A plan of TCP connects only (`connects_only`) runs on netprobe/sweep_loop.py's
 loop (`Runner.run_connects`), without asyncio; every other plan under asyncio
-(`Runner.run`).  Both drive the same scheduling below.
+(`Runner.run`).  Both loops implement sweep_loop.EventLoop, and `drive` picks
+one for the session and the tests alike; the two methods differ only in how
+they wait and in what interrupts them.
 
 Controls are started first and the other probes right behind them; until
 every control is in, results wait in a buffer that holds at most one
@@ -23,9 +25,11 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import resource
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -34,6 +38,7 @@ from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
 from netprobe.probes.kinds import CONNECT, DNS, KINDS, WEB, family_of
 from netprobe.records import Result
+from netprobe.sweep_loop import Cancellable, EventLoop, Interrupted, SweepLoop, Waitable
 from netprobe.vantage import (
     PATH_CHECK_STAGES,
     ONLINE,
@@ -123,6 +128,57 @@ def connects_only(plan: Plan) -> bool:
     from netprobe.probes.tcp import ConnectPool
     return ConnectPool.available and all(family_of(kind) == CONNECT for kind in plan.kinds) and all(
         stage_of(task) in CONNECT_STAGES for task in plan.controls())
+
+
+# NETPROBE_LOOP=asyncio runs a plan that connects_only under asyncio too: what the sweep loop
+# buys is measured with it (benchmarks/run.py --loop asyncio, benchmarks/README.md).
+LOOP_VARIABLE = "NETPROBE_LOOP"
+
+
+def on_sweep_loop(plan: Plan) -> bool:
+    """Whether the run goes on netprobe/sweep_loop.py's loop rather than asyncio's."""
+    return connects_only(plan) and os.environ.get(LOOP_VARIABLE) != "asyncio"
+
+
+def drive(runner: Runner, sweep: bool, signals: tuple[int, ...] = (),
+          on_signal: Callable[[int], object] = lambda signum: None,
+          on_start: Callable[[EventLoop, Callable[[], object]], object] = lambda loop, stop: None,
+          make_executor: Callable[[], object] | None = None) -> RunOutcome:
+    """The run on a SweepLoop (`sweep`, a plan that connects_only) or under asyncio.
+
+    Each of `signals` calls on_signal(signum) and interrupts the run; on_start(loop, stop) gets
+    the loop and what interrupts the run (for an output that fails) before the first probe;
+    make_executor() makes asyncio's default executor (not imported for a sweep).  An interrupted
+    run returns its outcome too (`outcome.interrupted`), every result it measured emitted."""
+    if sweep:
+        loop = SweepLoop()
+        try:
+            if signals:
+                loop.catch_signals(signals, lambda signum: (on_signal(signum), loop.stop()))
+            on_start(loop, loop.stop)
+            runner.run_connects(loop)
+        except Interrupted:
+            pass
+        finally:
+            loop.close()
+        return runner.outcome
+    import asyncio
+
+    async def main() -> RunOutcome:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.current_task().cancel
+        if make_executor is not None:
+            loop.set_default_executor(make_executor())
+        for signum in signals:
+            loop.add_signal_handler(signum, lambda signum=signum: (on_signal(signum), stop()))
+        on_start(loop, stop)
+        return await runner.run()
+
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:
+        pass
+    return runner.outcome
 
 
 def stage_of(task: Task) -> str | None:
@@ -225,14 +281,14 @@ class Runner:
         self.dns_answers: dict[str, asyncio.Future] = {}
         self.dns_planned = any(family_of(k) == DNS for k in plan.kinds) and bool(plan.resolvers)
         self.pool = None
-        self.loop = None  # asyncio's, or a SweepLoop (run_connects)
+        self.loop: EventLoop | None = None  # asyncio's (run), or a SweepLoop (run_connects)
         self.controls: list[Task] = []
         self.limit = 1
         self.tokens = 0
         self.pumping = False
-        self.pump_timer: asyncio.TimerHandle | None = None
+        self.pump_timer: Cancellable | None = None
         self.exhausted = False
-        self.finished: asyncio.Future | None = None
+        self.finished: Waitable | None = None
         self.tasks: Iterator[Task] = iter(())
         # Pacing (--rate): the earliest monotonic time the next probe may start.
         self.interval = 1.0 / settings.rate if settings.rate else 0.0
@@ -250,50 +306,57 @@ class Runner:
     # --- the run -------------------------------------------------------------------
 
     async def run(self) -> RunOutcome:
+        """The run under asyncio's running loop; cancelled, it keeps what it measured and re-raises."""
         import asyncio
         started = self.begin(asyncio.get_running_loop())
-        try:
-            async with asyncio.timeout(self.settings.deadline):
-                self.pump()
-                await self.finished
-                if self.remeasure_due(started):
-                    self.measure_again()
-                    await self.finished
-        except TimeoutError:
-            self.cut_in_flight("run.deadline")
-        except asyncio.CancelledError:
-            self.outcome.interrupted = True
-            raise
-        finally:
-            self.stop()
-        self.finish()
+        with self.ending(asyncio.CancelledError):
+            async with asyncio.timeout_at(self.deadline_at(started)):
+                for future in self.rounds(started):
+                    await future
         return self.outcome
 
-    def run_connects(self, loop) -> RunOutcome:
-        """The same run on a netprobe.sweep_loop.SweepLoop, for a plan that `connects_only`;
-        SweepLoop's Interrupted (a signal, a failed output) ends it as cancellation does run()."""
-        from netprobe.sweep_loop import Interrupted
+    def run_connects(self, loop: SweepLoop) -> RunOutcome:
+        """The same run on a SweepLoop, for a plan that `connects_only`; SweepLoop's Interrupted
+        (a signal, a failed output) ends it as cancellation ends run()."""
         started = self.begin(loop)
-        deadline = None if self.settings.deadline is None else started + self.settings.deadline
+        with self.ending(Interrupted):
+            for future in self.rounds(started):
+                loop.run_until(future, self.deadline_at(started))
+        return self.outcome
+
+    # run and run_connects differ only in how they wait and in what interrupts them: the rest is here.
+
+    def deadline_at(self, started: float) -> float | None:
+        """The run deadline on the loops' clock (monotonic)."""
+        return None if self.settings.deadline is None else started + self.settings.deadline
+
+    def rounds(self, started: float) -> Iterator[Waitable]:
+        """What the run waits for, in turn: every probe, then (a long run) the controls again."""
+        self.pump()
+        yield self.finished
+        if self.remeasure_due(started):
+            self.measure_again()
+            yield self.finished
+
+    @contextmanager
+    def ending(self, interrupted: type[BaseException]) -> Iterator[None]:
+        """The run deadline cuts the probes under way; `interrupted` (the loop's own stop) marks
+        the outcome and goes on; either way nothing keeps running, and the summary closes a run
+        that was not interrupted."""
         try:
-            self.pump()
-            loop.run_until(self.finished, deadline)
-            if self.remeasure_due(started):
-                self.measure_again()
-                loop.run_until(self.finished, deadline)
+            yield
         except TimeoutError:
             self.cut_in_flight("run.deadline")
-        except Interrupted:
+        except interrupted:
             self.outcome.interrupted = True
             raise
         finally:
             self.stop()
         self.finish()
-        return self.outcome
 
-    def begin(self, loop) -> float:
-        """Everything a run needs before its first probe; the monotonic start."""
-        started = time.monotonic()
+    def begin(self, loop: EventLoop) -> float:
+        """Everything a run needs before its first probe; the start on the loop's (monotonic) clock."""
+        started = loop.time()
         self.loop = loop
         concurrency, note = usable_concurrency(self.settings.concurrency)
         self.outcome.concurrency, self.outcome.concurrency_note = concurrency, note

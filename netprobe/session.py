@@ -63,7 +63,7 @@ def execute_plan(plan, options) -> int:
     import dataclasses
     import signal
 
-    from netprobe.engine import Runner, Settings, connects_only, default_deadline
+    from netprobe.engine import Runner, Settings, default_deadline, drive, on_sweep_loop
     from netprobe.output import FLUSH_INTERVAL_S, OutputError, RecordSink, default_format
     from netprobe.records import RunInfo, encode
 
@@ -127,34 +127,14 @@ def execute_plan(plan, options) -> int:
     received: list[int] = []
     runner = Runner(plan, settings, emit)
     loop = stop_run = None
+
+    def started(run_loop, stop):
+        nonlocal loop, stop_run
+        loop, stop_run = run_loop, stop
+
     try:
-        if connects_only(plan):
-            from netprobe.sweep_loop import Interrupted, SweepLoop
-            loop = SweepLoop()
-            stop_run = loop.stop
-            loop.catch_signals((signal.SIGINT, signal.SIGTERM), lambda s: (received.append(s), loop.stop()))
-            try:
-                runner.run_connects(loop)
-            except Interrupted:
-                pass
-            finally:
-                loop.close()
-        else:
-            import asyncio
-
-            async def main():
-                nonlocal loop, stop_run
-                loop = asyncio.get_running_loop()
-                stop_run = asyncio.current_task().cancel
-                loop.set_default_executor(daemon_executor())
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, lambda s=sig: (received.append(s), stop_run()))
-                return await runner.run()
-
-            try:
-                asyncio.run(main())
-            except asyncio.CancelledError:
-                pass
+        drive(runner, on_sweep_loop(plan), signals=(signal.SIGINT, signal.SIGTERM), on_signal=received.append,
+              on_start=started, make_executor=daemon_executor)
     finally:
         if progress is not None:
             progress.stop()

@@ -4,8 +4,12 @@ A TCP sweep (`--probes tcp`: endpoints, range addresses, their controls) needs n
 coroutine: the ConnectPool drives every connect by callbacks on one epoll set
 (probes/tcp.py).  Run here instead of under asyncio, it does not pay asyncio's
 import (about a quarter of a small sweep's start-up) nor a callback hop per
-wakeup.  The Runner uses the same few methods of either loop: call_later,
-add_reader, remove_reader, create_future (engine.Runner.run_connects).
+wakeup (measured: benchmarks/README.md, "The sweep loop").
+
+`EventLoop` is what the engine and the ConnectPool may ask of a loop; asyncio's
+loop and SweepLoop both implement it, so one Runner body drives either
+(engine.Runner.run / run_connects).  Coroutines, tasks and writers are asyncio's
+alone: only runs with a probe other than a TCP connect use them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,38 @@ import os
 import select
 import signal
 import time
-from typing import Callable
+from typing import Callable, Protocol
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Waitable(Protocol):
+    """A future as the Runner uses it: done once, with a result or an exception."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: object, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+class EventLoop(Protocol):
+    """The methods of a loop the Runner and the ConnectPool call, implemented by asyncio's
+    loop and by SweepLoop (tests/test_engine.py checks both against this list)."""
+
+    def time(self) -> float: ...
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Cancellable: ...
+
+    def create_future(self) -> Waitable: ...
+
+    def add_reader(self, fd: int, callback: Callable[[], object]) -> None: ...
+
+    def remove_reader(self, fd: int) -> object: ...
+
+    def is_closed(self) -> bool: ...
 
 
 class Interrupted(Exception):
@@ -71,8 +106,8 @@ class SweepLoop:
     def time() -> float:
         return time.monotonic()
 
-    def call_later(self, delay: float, callback: Callable[..., object], *args: object) -> Timer:
-        timer = Timer((lambda: callback(*args)) if args else callback)
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
+        timer = Timer(callback)
         heapq.heappush(self._timers, (time.monotonic() + max(0.0, delay), next(self._order), timer))
         return timer
 

@@ -1,8 +1,8 @@
 """The engine: concurrency and deadlines that hold, --rate pacing, controls that cost no
 time of their own, records identical to the coroutine probe's, and memory that does
 not grow with the plan.  A plan of TCP connects only runs on sweep_loop.SweepLoop
-(Runner.run_connects), every other under asyncio (Runner.run): tests marked with
-`how` run on both.
+(Runner.run_connects), every other under asyncio (Runner.run), both through
+engine.drive as the session runs them: tests marked with `how` run on both.
 
 Every connect goes to 127.0.0.0/8: listeners the tests open (the whole of
 127.0.0.0/8 is local, so one listener on 0.0.0.0 answers a range of addresses),
@@ -24,10 +24,10 @@ import tracemalloc
 import pytest
 
 from netprobe.addresses import parse_endpoint
-from netprobe.engine import Runner, Settings, connects_only, default_deadline
+from netprobe.engine import LOOP_VARIABLE, Runner, Settings, connects_only, default_deadline, drive, on_sweep_loop
 from netprobe.plan import Plan
 from netprobe.probes.tcp import ConnectPool, probe_tcp
-from netprobe.sweep_loop import Interrupted, SweepLoop
+from netprobe.sweep_loop import EventLoop, SweepLoop, Waitable
 from netprobe.targets import parse_target_text
 from tests.support import observed_reason
 from tests.support.hostile import can_bind_privileged
@@ -36,15 +36,9 @@ needs_pool = pytest.mark.skipif(not ConnectPool.available, reason="ConnectPool n
 both_loops = pytest.mark.parametrize("how", ["asyncio", pytest.param("sweep_loop", marks=needs_pool)])
 
 
-def drive(runner: Runner, how: str = "asyncio"):
-    """Run the runner under asyncio (run) or on a SweepLoop (run_connects)."""
-    if how == "asyncio":
-        return asyncio.run(runner.run())
-    loop = SweepLoop()
-    try:
-        return runner.run_connects(loop)
-    finally:
-        loop.close()
+def run_on(runner: Runner, how: str = "asyncio"):
+    """Run the runner on the loop `how` names, through the session's own engine.drive."""
+    return drive(runner, sweep=how == "sweep_loop")
 
 
 class Listener:
@@ -104,7 +98,7 @@ def run_plan(plan: Plan, how: str = "asyncio", **settings) -> tuple[list, object
     records = []
     runner = Runner(plan, Settings(**settings), records.append)
     started = time.monotonic()
-    outcome = drive(runner, how)
+    outcome = run_on(runner, how)
     return records, outcome, time.monotonic() - started, runner
 
 
@@ -444,7 +438,7 @@ def test_a_long_run_measures_its_controls_again_and_names_a_stage_that_changed(h
             control.close()  # the network changes once the run's own probes are done
 
     try:
-        outcome = drive(Runner(plan, Settings(timeout=0.5, concurrency=8, remeasure_after=0.0), sink), how)
+        outcome = run_on(Runner(plan, Settings(timeout=0.5, concurrency=8, remeasure_after=0.0), sink), how)
     finally:
         control.close()
     controls = [r for r in records if r.probe == "control"]
@@ -488,27 +482,50 @@ def test_only_a_plan_of_connects_runs_without_asyncio():
     assert connects_only(Plan(targets=targets, kinds=("tcp",), resolvers=(), seed=1)) == ConnectPool.available
 
 
-@needs_pool
-def test_a_signal_ends_a_sweep_between_two_records(blackhole, listener):
-    """SweepLoop turns a signal into Interrupted at its next turn: the records so far are whole,
-    the dropped connect is not reported, the handler in place before is back afterwards."""
+def test_NETPROBE_LOOP_asyncio_runs_a_sweep_under_asyncio(monkeypatch):
+    """What the benchmark's --loop asyncio sets, to measure what the sweep loop buys."""
+    tcp = make_plan(endpoints=["127.0.0.1:1"], networks=("127.0.0.1/32",))
+    monkeypatch.delenv(LOOP_VARIABLE, raising=False)
+    assert on_sweep_loop(tcp) == ConnectPool.available
+    monkeypatch.setenv(LOOP_VARIABLE, "asyncio")
+    assert not on_sweep_loop(tcp)
+
+
+@pytest.mark.parametrize("protocol", [EventLoop, Waitable])
+def test_both_loops_implement_the_loop_protocol(protocol):
+    """The Runner and the ConnectPool call nothing on a loop (or its futures) that is not
+    declared in sweep_loop.EventLoop: asyncio's and the SweepLoop both have all of it."""
+    declared = {name for name in vars(protocol) if not name.startswith("_")}
+    loop = asyncio.new_event_loop()
+    sweep = SweepLoop()
+    try:
+        if protocol is EventLoop:
+            implementations = [loop, sweep]
+        else:
+            implementations = [loop.create_future(), sweep.create_future()]
+        for implementation in implementations:
+            assert {name for name in declared if callable(getattr(implementation, name, None))} == declared
+    finally:
+        loop.close()
+        sweep.close()
+
+
+@both_loops
+def test_a_signal_ends_a_sweep_between_two_records(blackhole, listener, how):
+    """A signal the run catches interrupts it at the loop's next turn (on the sweep loop, between
+    two callbacks): the records so far are whole, the dropped connect is not reported, the handler
+    in place before is back afterwards."""
     import os
     import signal
     plan = make_plan(endpoints=[f"127.0.0.1:{listener.port}", blackhole], networks=("127.0.0.1/32",))
     records, received = [], []
     runner = Runner(plan, Settings(timeout=5.0, concurrency=8), records.append)
-    loop = SweepLoop()
     before = signal.getsignal(signal.SIGUSR1)
-    loop.catch_signals((signal.SIGUSR1,), lambda signum: (received.append(signum), loop.stop()))
-    loop.call_later(0.3, os.kill, os.getpid(), signal.SIGUSR1)
     started = time.monotonic()
-    try:
-        with pytest.raises(Interrupted):
-            runner.run_connects(loop)
-    finally:
-        loop.close()
+    outcome = drive(runner, sweep=how == "sweep_loop", signals=(signal.SIGUSR1,), on_signal=received.append,
+                    on_start=lambda loop, stop: loop.call_later(0.3, lambda: os.kill(os.getpid(), signal.SIGUSR1)))
     assert time.monotonic() - started < 2
-    assert received == [signal.SIGUSR1] and runner.outcome.interrupted
+    assert received == [signal.SIGUSR1] and outcome.interrupted
     assert [(r.probe, r.verdict) for r in records] == [("tcp", "reachable")]  # no summary: interrupted
     assert signal.getsignal(signal.SIGUSR1) == before
 

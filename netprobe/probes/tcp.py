@@ -6,7 +6,10 @@ asyncio's sock_connect: an error raised by connect() itself, before any packet
 left, means this machine has no route — a different verdict from an ICMP
 unreachable that came back from the network.
 
-Two drivers give the same records: `probe_tcp`, a coroutine, and
+One connect driver: `start_connect` (socket and non-blocking connect, or the
+failure before sending) and `connect_outcome` (the answer once writable), with
+`connect_result` (reason and evidence) for the record.  Two schedulers use it:
+`open_socket`, a coroutine for the stream probes and `probe_tcp`, and
 `ConnectPool`, which the engine uses to keep thousands of connects in flight
 without a coroutine, a future or a timer per probe (one epoll set, one timer,
 and a first-in-first-out deadline queue, since every probe of a run has the
@@ -27,11 +30,18 @@ from typing import Callable
 from netprobe.addresses import Endpoint
 from netprobe.classify import stream_reason
 from netprobe.records import Result
+from netprobe.sweep_loop import EventLoop
 
 try:  # Linux; elsewhere the engine drives every probe through probe_tcp
     from select import EPOLLONESHOT, EPOLLOUT, epoll
 except ImportError:  # pragma: no cover - not Linux
     epoll = None
+
+
+# connect() on a non-blocking socket: these errnos mean "under way"; any other failed before sending.
+_UNDER_WAY = frozenset({errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
+_NONBLOCKING_STREAM = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)  # Linux, as epoll
+_SET_NONBLOCKING = not hasattr(socket, "SOCK_NONBLOCK")  # elsewhere: setblocking(False) after socket()
 
 
 class ConnectFailed(Exception):
@@ -43,28 +53,52 @@ class ConnectFailed(Exception):
         self.immediate = immediate
 
 
+def start_connect(endpoint: Endpoint, socket_type=_raw_socket) -> tuple[object, bool, ConnectFailed | None]:
+    """socket() and a non-blocking connect(): (sock, under_way, None), under_way False when it
+    connected at once, or (None, False, ConnectFailed(immediate)) when it failed before sending
+    (returned, not raised: a sweep of unroutable addresses would pay a raise per probe)."""
+    try:
+        sock = socket_type(socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET, _NONBLOCKING_STREAM)
+    except OSError as exc:
+        return None, False, ConnectFailed(exc, immediate=True)
+    if _SET_NONBLOCKING:
+        sock.setblocking(False)
+    ip = endpoint.ip
+    try:
+        err = sock.connect_ex((inet_ntoa(ip.packed) if ip.version == 4 else ip.compressed, endpoint.port))
+    except OSError as exc:  # connect_ex reports most failures as its value, a few by raising
+        sock.close()
+        return None, False, ConnectFailed(exc, immediate=True)
+    if err == 0:
+        return sock, False, None
+    if err in _UNDER_WAY:
+        return sock, True, None
+    sock.close()
+    return None, False, ConnectFailed(OSError(err, os.strerror(err)), immediate=True)  # OSError picks the subclass
+
+
+def connect_outcome(sock) -> ConnectFailed | None:
+    """How a connect under way ended, once its socket is writable: None when connected."""
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    return ConnectFailed(OSError(err, errno.errorcode.get(err, str(err))), immediate=False) if err else None
+
+
 async def open_socket(endpoint: Endpoint) -> socket.socket:
     """A connected non-blocking socket, or ConnectFailed; the caller bounds the time."""
-    family = socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET
-    try:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ConnectFailed(exc, immediate=True) from None
-    try:
-        sock.setblocking(False)
+    sock, under_way, failure = start_connect(endpoint, socket.socket)
+    if failure is not None:
+        raise failure
+    if under_way:
         try:
-            sock.connect((str(endpoint.ip), endpoint.port))
-        except (BlockingIOError, InterruptedError):
             await _wait_writable(sock)
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                raise ConnectFailed(OSError(err, errno.errorcode.get(err, str(err))), immediate=False)
-        except OSError as exc:
-            raise ConnectFailed(exc, immediate=True) from None
-        return sock
-    except BaseException:
-        sock.close()
-        raise
+            failure = connect_outcome(sock)
+        except BaseException:
+            sock.close()
+            raise
+        if failure is not None:
+            sock.close()
+            raise failure
+    return sock
 
 
 async def _wait_writable(sock: socket.socket) -> None:
@@ -92,15 +126,17 @@ def connect_evidence(exc: ConnectFailed | None, elapsed_ms: float) -> dict:
     }
 
 
-def tcp_result(target: str, kind: str, context, failure: ConnectFailed | None, reason: str | None,
-               elapsed_ms: float, timeout: float) -> Result:
+def connect_result(target: str, kind: str, context, failure: ConnectFailed | None,
+                   elapsed_ms: float, timeout: float) -> Result:
     """The record of one connect; `context` is a dict or a tuple of (key, value) pairs."""
     evidence = dict(context) if context else {}
     if failure is None:  # connect_evidence's, without its call: most records of a sweep
         evidence["connect"] = "ok"
         evidence["connect_ms"] = round(elapsed_ms, 3)
+        reason = None
     else:
         evidence.update(connect_evidence(failure, elapsed_ms))
+        reason = stream_reason(kind, failure.cause, immediate=failure.immediate)  # a TimeoutError: .timeout
     evidence["timeout_s"] = timeout
     return Result(kind, target, target, reason, elapsed_ms, evidence)
 
@@ -109,7 +145,6 @@ async def probe_tcp(endpoint: Endpoint, timeout: float, kind: str = "tcp",
                     context: dict | None = None) -> Result:
     import asyncio
     started = time.monotonic()
-    reason = None
     failure: ConnectFailed | None = None
     try:
         async with asyncio.timeout(timeout):
@@ -117,20 +152,14 @@ async def probe_tcp(endpoint: Endpoint, timeout: float, kind: str = "tcp",
         sock.close()
     except TimeoutError as exc:
         failure = ConnectFailed(exc, immediate=False)
-        reason = f"{kind}.timeout"
     except ConnectFailed as exc:
         failure = exc
-        reason = stream_reason(kind, exc.cause, immediate=exc.immediate)
     elapsed = (time.monotonic() - started) * 1000
-    return tcp_result(str(endpoint), kind, context, failure, reason, elapsed, timeout)
+    return connect_result(str(endpoint), kind, context, failure, elapsed, timeout)
 
 
 # --- many connects at once ------------------------------------------------------
 
-# connect() on a non-blocking socket: these mean "under way", as BlockingIOError
-# and InterruptedError do for probe_tcp; any other errno failed before sending.
-_UNDER_WAY = frozenset({errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
-_NONBLOCKING_STREAM = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)  # Linux, as epoll
 _EVENTS_PER_WAKEUP = 1024
 
 
@@ -149,7 +178,7 @@ class _Connect:
 
 class ConnectPool:
     """TCP connects driven by callbacks on one epoll set registered with the loop (asyncio's,
-    or netprobe.sweep_loop's: it needs add_reader, remove_reader, call_later, is_closed).
+    or netprobe.sweep_loop's: what netprobe.sweep_loop.EventLoop declares).
 
     `start()` opens a socket and calls connect(); `on_result(tag, result)` is
     called exactly once per started connect (synchronously from `start()` when
@@ -160,7 +189,7 @@ class ConnectPool:
 
     available = epoll is not None
 
-    def __init__(self, loop, timeout: float,
+    def __init__(self, loop: EventLoop, timeout: float,
                  on_result: Callable[[object, Result], None]):
         self.loop = loop
         self.timeout = timeout
@@ -175,42 +204,23 @@ class ConnectPool:
 
     def start(self, endpoint: Endpoint, target: str, kind: str, context, tag: object) -> None:
         started = time.monotonic()
-        try:
-            sock = _raw_socket(socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET, _NONBLOCKING_STREAM)
-        except OSError as exc:
-            self._failed(target, kind, context, started, tag, exc, immediate=True)
-            return
-        ip = endpoint.ip
-        try:
-            err = sock.connect_ex((inet_ntoa(ip.packed) if ip.version == 4 else ip.compressed, endpoint.port))
-        except OSError as exc:  # connect_ex reports most failures as its value, a few by raising
-            sock.close()
-            self._failed(target, kind, context, started, tag, exc, immediate=True)
-            return
-        if err in _UNDER_WAY:
+        sock, under_way, failure = start_connect(endpoint)
+        if under_way:
             fd = sock.fileno()
             try:
                 self.epoll.register(fd, EPOLLOUT | EPOLLONESHOT)
             except OSError as exc:  # out of memory or epoll watches: the SYN is out, the answer unseen
                 sock.close()
-                self._failed(target, kind, context, started, tag, exc, immediate=False)
+                failure = ConnectFailed(exc, immediate=False)
+            else:
+                self.pending[fd] = _Connect(sock, target, kind, context, started, started + self.timeout, tag)
+                if self.timer is None:
+                    self._arm(started + self.timeout)
                 return
-            self.pending[fd] = _Connect(sock, target, kind, context, started, started + self.timeout, tag)
-            if self.timer is None:
-                self._arm(started + self.timeout)
-            return
-        sock.close()
-        if err == 0:  # connected at once
-            elapsed = (time.monotonic() - started) * 1000
-            self.on_result(tag, tcp_result(target, kind, context, None, None, elapsed, self.timeout))
-        else:
-            self._failed(target, kind, context, started, tag, OSError(err, os.strerror(err)), immediate=True)
-
-    def _failed(self, target, kind, context, started, tag, exc: BaseException, immediate: bool) -> None:
-        failure = ConnectFailed(exc, immediate=immediate)
-        reason = stream_reason(kind, exc, immediate=immediate)
+        elif sock is not None:
+            sock.close()  # connected at once
         elapsed = (time.monotonic() - started) * 1000
-        self.on_result(tag, tcp_result(target, kind, context, failure, reason, elapsed, self.timeout))
+        self.on_result(tag, connect_result(target, kind, context, failure, elapsed, self.timeout))
 
     def _ready(self) -> None:
         events = self.epoll.poll(0, _EVENTS_PER_WAKEUP)
@@ -222,17 +232,10 @@ class ConnectPool:
             if probe is None:
                 continue
             sock = probe.sock
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            failure = connect_outcome(sock)
             sock.close()
-            elapsed = (now - probe.started) * 1000
-            if err:
-                exc = OSError(err, errno.errorcode.get(err, str(err)))
-                failure = ConnectFailed(exc, immediate=False)
-                result = tcp_result(probe.target, probe.kind, probe.context, failure,
-                                    stream_reason(probe.kind, exc), elapsed, self.timeout)
-            else:
-                result = tcp_result(probe.target, probe.kind, probe.context, None, None, elapsed, self.timeout)
-            finished.append((probe.tag, result))
+            finished.append((probe.tag, connect_result(probe.target, probe.kind, probe.context, failure,
+                                                       (now - probe.started) * 1000, self.timeout)))
         on_result = self.on_result
         for tag, result in finished:
             on_result(tag, result)
@@ -255,9 +258,8 @@ class ConnectPool:
             del pending[fd]
             probe.sock.close()
             failure = ConnectFailed(TimeoutError(), immediate=False)
-            expired.append((probe.tag, tcp_result(probe.target, probe.kind, probe.context, failure,
-                                                  f"{probe.kind}.timeout", (now - probe.started) * 1000,
-                                                  self.timeout)))
+            expired.append((probe.tag, connect_result(probe.target, probe.kind, probe.context, failure,
+                                                      (now - probe.started) * 1000, self.timeout)))
         for tag, result in expired:
             self.on_result(tag, result)
         # Re-armed for the oldest: the connects started above armed it for themselves.
