@@ -10,6 +10,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
+from netprobe.errors import NetprobeError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -17,7 +19,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 TEREDO = ipaddress.ip_network("2001::/32")
 
 
-class AddressError(ValueError):
+class AddressError(NetprobeError, ValueError):
     """A user-supplied address, endpoint or network that cannot be used."""
 
 

@@ -36,6 +36,8 @@ import zlib
 from collections import Counter
 from typing import BinaryIO, Iterator
 
+from netprobe.errors import NetprobeError
+
 MAX_LINE_BYTES = 8 * 1024 * 1024  # one measurement; OONI caps bodies, so even big ones are < 1 MB
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # one pretty-printed download (an API answer, a list)
 MAX_INPUT_BYTES = 4 * 1024 * 1024 * 1024  # decompressed, per input
@@ -47,7 +49,7 @@ CHUNK = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-class InputError(ValueError):
+class InputError(NetprobeError, ValueError):
     """An input that cannot be read at all; the message is one line for the user."""
 
 

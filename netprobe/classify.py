@@ -17,18 +17,33 @@ import re
 import socket
 import sys
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Iterable, Sequence
 
 from netprobe.addresses import IPAddress, IPNetwork, in_networks, is_bogon, is_teredo, parse_ip
 
-REACHABLE = "reachable"
-BLOCKED = "blocked"
-RESET = "reset"
-INCONCLUSIVE = "inconclusive"
-VERDICTS = (REACHABLE, BLOCKED, RESET, INCONCLUSIVE)
-# Worst last: a run's records of one target fold into its worst verdict (netprobe/report/fold.py),
-# and the run's table lists the worst first (netprobe/render.py).
-VERDICT_RANK = {REACHABLE: 0, INCONCLUSIVE: 1, RESET: 2, BLOCKED: 3}
+class Verdict(StrEnum):
+    """A record's verdict, always derived from its reason (REASONS).  A str, so records keep
+    writing, reading and comparing plain strings.  `rank` puts the worst last: a run's records of
+    one target fold into its worst verdict (netprobe/report/fold.py), and the run's table lists
+    the worst first (netprobe/render.py).  Declared in the order reports show them."""
+
+    REACHABLE = "reachable", 0
+    BLOCKED = "blocked", 3
+    RESET = "reset", 2
+    INCONCLUSIVE = "inconclusive", 1
+
+    def __new__(cls, value: str, rank: int):
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.rank = rank
+        return member
+
+
+REACHABLE, BLOCKED, RESET, INCONCLUSIVE = Verdict.REACHABLE, Verdict.BLOCKED, Verdict.RESET, Verdict.INCONCLUSIVE
+VERDICTS = tuple(Verdict)
+# The rank of a verdict read back as a plain string (a record line): one dict lookup.
+VERDICT_RANK = {verdict: verdict.rank for verdict in Verdict}
 
 # The failures that every connection-oriented stage can suffer.  A stage name
 # is prefixed to each (`tcp.timeout`, `tls.timeout`, `mtproto.reset`, ...).
@@ -188,7 +203,7 @@ REASONS: dict[str, tuple[str, str]] = {
 }
 
 
-def verdict_for(reason: str | None) -> str:
+def verdict_for(reason: str | None) -> Verdict:
     if reason is None:
         return REACHABLE
     return REASONS[reason][0]

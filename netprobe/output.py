@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from netprobe.errors import NetprobeError
 from netprobe.records import RECORD_FIELDS, to_json_line
 
 
@@ -36,7 +37,7 @@ def default_format(fmt: str | None, tty: str = "table", pipe: str = "jsonl") -> 
     return fmt or (tty if sys.stdout.isatty() else pipe)
 
 
-class OutputError(OSError):
+class OutputError(NetprobeError, OSError):
     """The output file cannot be written; the message is one line for the user."""
 
 

@@ -14,6 +14,7 @@ from socket import inet_ntoa
 from typing import Iterator
 
 from netprobe.addresses import Endpoint, IPAddress
+from netprobe.errors import NetprobeError
 from netprobe.probes.kinds import (
     KINDS,
     MTPROTO,
@@ -40,7 +41,7 @@ DEFAULT_NEGATIVE_CONTROLS = tuple(ip_address(a) for a in (
     "2001:db8::1", "2001:503:ba3e::2:30"))
 
 
-class PlanError(ValueError):
+class PlanError(NetprobeError, ValueError):
     """A plan that cannot be run as asked (e.g. an unknown probe kind)."""
 
 

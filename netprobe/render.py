@@ -17,6 +17,7 @@ from rich.text import Text
 
 from netprobe.classify import VERDICT_RANK
 from netprobe.probes.kinds import DNS, MTPROTO, WEB, family_of, record_order
+from netprobe.report.fold import group_of
 from netprobe.report_lines import VERDICT_STYLES, count_segments, verdict_findings, verdict_headline
 from netprobe.text import printable
 
@@ -76,21 +77,6 @@ def results_table(records: Iterable[dict[str, Any]]) -> Table:
 
 # --- the grouped table: one row per (probe kind, group) ---------------------------------------
 
-def group_of(record: dict[str, Any]) -> str:
-    """The group a record is counted in: the file's `group`, a range, a data center, the
-    stage of a control, else the target itself."""
-    evidence = record.get("evidence") or {}
-    if record["probe"] == "control":
-        return "controls"  # one row: what the verdicts were weighed against; -v shows each
-    if evidence.get("group"):
-        return str(evidence["group"])
-    if evidence.get("range"):
-        return str(evidence["range"])
-    if evidence.get("dc") is not None:
-        return f"DC{evidence['dc']}"
-    return str(record["target"])
-
-
 MAX_DIFFERING = 2
 
 
@@ -98,7 +84,7 @@ def grouped_rows(records: Iterable[dict[str, Any]]) -> list[tuple[str, str, Coun
     """(probe, group, verdict counts, reason counts, members whose verdict differs from the group's most common)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in records:
-        groups.setdefault((record["probe"], group_of(record)), []).append(record)
+        groups.setdefault((record["probe"], group_of(record["probe"], record["target"], record.get("evidence"))), []).append(record)
     rows = []
     for (probe, group), members in groups.items():
         verdicts = Counter(r["verdict"] for r in members)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from netprobe.addresses import AddressError, Endpoint, parse_endpoint
+from netprobe.errors import NetprobeError
 
 RESOLV_CONF = "/etc/resolv.conf"
 
 
-class ResolverError(ValueError):
+class ResolverError(NetprobeError, ValueError):
     """No usable resolver; the message is one line for the user."""
 
 

@@ -15,9 +15,9 @@ import sys
 
 import click
 
-from netprobe.commands.common import ExitCode, UserError, default_format
+from netprobe.commands.common import ExitCode, UserError
 from netprobe.engine import Runner, Settings, default_deadline, drive, on_sweep_loop
-from netprobe.output import FLUSH_INTERVAL_S, OutputError, RecordSink
+from netprobe.output import FLUSH_INTERVAL_S, OutputError, RecordSink, default_format
 from netprobe.records import RunInfo, encode
 from netprobe.text import one_line
 

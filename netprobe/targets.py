@@ -25,6 +25,7 @@ from netprobe.addresses import (
     parse_port,
 )
 from netprobe.bounded_input import read_regular_file
+from netprobe.errors import NetprobeError
 
 # A range probed whole may hold at most this many addresses; beyond, `sample`.
 MAX_WHOLE_RANGE = 65536
@@ -56,7 +57,7 @@ _DATACENTER_KEYS = {"dc", "city", "lat", "lon", "source", "note"}
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
-class TargetFileError(ValueError):
+class TargetFileError(NetprobeError, ValueError):
     """A target file that cannot be used; the message is one line for the user."""
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 MAX_CELL = 120
 MAX_VALUE_CHARS = 256  # recorded header values, status lines, certificate names
 
-# Characters that move, restyle or reorder what a terminal shows.
-_INVISIBLE = frozenset("\u2028\u2029\u200e\u200f\u202a\u202b\u202c\u202d\u202e")
+# Characters that move, restyle or reorder what a terminal shows: the line and paragraph
+# separators and Unicode's Bidi_Control set (marks, embeddings, overrides and isolates).
+_INVISIBLE = frozenset("\u2028\u2029\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                       "\u2066\u2067\u2068\u2069")
 
 
 def printable(value: object, limit: int = MAX_CELL) -> str:

@@ -14,12 +14,14 @@ import re
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
+from netprobe.errors import NetprobeError
+
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z").fullmatch
 _DURATION = re.compile(r"\s*(\d+)\s*([smhdw])\s*").fullmatch
 
 
-class HistoryError(ValueError):
+class HistoryError(NetprobeError, ValueError):
     """Bad input from the user (a filter, a bucket size); one line, meant to be shown."""
 
 

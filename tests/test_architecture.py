@@ -24,6 +24,8 @@ LAYER_OF = {
     "": "base",  # netprobe/__init__.py: the version
     "text": "base", "addresses": "base", "targets": "base", "resolvers": "base", "blockpages": "base",
     "mtproto_wire": "base", "bounded_input": "base", "sweep_loop": "base", "timeutil": "base",
+    # the one base of the errors told to the user (turned into one line and an exit code by commands)
+    "errors": "base",
     # the probe-kind registry: data every layer reads; it names probe functions, imports none
     "probes.kinds": "base",
     # the vocabulary: reasons, verdicts, failure names
@@ -66,7 +68,7 @@ KNOWN = {
     # observation (issue 19, item 2).
     ("probes.dns", "classify"), ("probes.https", "classify"), ("probes.mtproto", "classify"),
     ("probes.tcp", "classify"),
-    # The run imports the command layer above it (ExitCode, UserError, default_format).
+    # The run imports the command layer above it (ExitCode, UserError).
     ("session", "commands.common"),
 }
 

@@ -31,6 +31,7 @@ from netprobe.classify import (
     VERDICT_RANK,
     VERDICTS,
     ConnectionClosed,
+    Verdict,
     DnsQueryOutcome,
     classify_dns,
     dns_failure,
@@ -70,8 +71,16 @@ def test_no_reason_means_reachable_and_only_no_reason_does():
 
 
 def test_the_verdict_rank_orders_every_verdict_worst_last():
-    assert sorted(VERDICT_RANK, key=VERDICT_RANK.get) == [REACHABLE, INCONCLUSIVE, RESET, BLOCKED]
-    assert set(VERDICT_RANK) == set(VERDICTS)
+    assert sorted(Verdict, key=lambda v: v.rank) == [REACHABLE, INCONCLUSIVE, RESET, BLOCKED]
+    assert {verdict: rank for verdict, rank in VERDICT_RANK.items()} == {v: v.rank for v in Verdict}
+    assert VERDICT_RANK["blocked"] == 3  # a verdict read back from a record is a plain string
+
+
+def test_verdicts_are_the_strings_records_have_always_held():
+    # Reports list them in this order (columns of the state CSV, the terminal legend).
+    assert VERDICTS == tuple(Verdict) == ("reachable", "blocked", "reset", "inconclusive")
+    assert [str(v) for v in Verdict] == [f"{v}" for v in Verdict] == list(VERDICTS)
+    assert Verdict("reset") is RESET and all(type(verdict) is Verdict for verdict, _ in REASONS.values())
 
 
 def test_unknown_reason_is_rejected():

@@ -493,3 +493,47 @@ def test_dns_without_targets_asks_the_builtin_control_names_at_the_same_resolver
     # The resolver failed the control names too and nothing else answered: this vantage point
     # looks offline, which says nothing about signal.org.
     assert (record["verdict"], record["reason"]) == ("inconclusive", "vantage.offline")
+
+
+# --- the one translation of errors, at the command edge ---------------------------------
+
+def _user_error_classes():
+    from netprobe.addresses import AddressError
+    from netprobe.bounded_input import InputError
+    from netprobe.interop.atlas_api import AtlasError
+    from netprobe.interop.atlas_state import StateError
+    from netprobe.output import OutputError
+    from netprobe.plan import PlanError
+    from netprobe.report.command import ReportError
+    from netprobe.resolvers import ResolverError
+    from netprobe.targets import TargetFileError
+    from netprobe.timeutil import HistoryError
+    return (AddressError, AtlasError, HistoryError, InputError, OutputError, PlanError, ReportError, ResolverError,
+            StateError, TargetFileError)
+
+
+def test_every_error_told_to_the_user_has_the_one_base():
+    from netprobe.errors import NetprobeError
+    assert all(issubclass(error, NetprobeError) for error in _user_error_classes())
+
+
+@pytest.mark.parametrize("make, code", [
+    (lambda: __import__("netprobe.targets", fromlist=["x"]).TargetFileError("bad \x1b[31mfile\nline"), 2),
+    (lambda: __import__("netprobe.output", fromlist=["x"]).OutputError("cannot write to output file x"), 2),
+    (lambda: __import__("netprobe.interop.atlas_api", fromlist=["x"]).AtlasError("the API failed", fixable=False), 1),
+])
+def test_the_command_edge_turns_any_netprobe_error_into_one_line_and_its_exit_code(monkeypatch, capsys, make, code):
+    import click
+
+    error = make()
+
+    def boom():
+        raise error
+
+    monkeypatch.setitem(cli.commands, "boom", click.Command("boom", callback=boom))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["boom"])
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("netprobe: error: ") and "\x1b" not in err
+    assert CliRunner().invoke(cli, ["boom"]).exit_code == code

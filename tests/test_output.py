@@ -216,6 +216,8 @@ def test_stdout_table_keeps_records():
     ("\x9b31m", "\\x9b31m"),
     ("abc\u202edef", "abc\\u202edef"),
     ("\u2028", "\\u2028"),
+    ("a\u2067b\u2069", "a\\u2067b\\u2069"),  # bidi isolates, as the overrides
+    ("\u061c", "\\u061c"),
     ("[bold red]x", "[bold red]x"),
     ("тест.рф", "тест.рф"),
     (None, ""),

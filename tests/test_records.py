@@ -8,6 +8,7 @@ import re
 import socket
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
 
 from netprobe import __version__
@@ -24,6 +25,18 @@ def sample_result(**overrides) -> Result:
                   duration_ms=3000.123456, evidence={"connect": "failed", "dc": 2})
     fields.update(overrides)
     return Result(**fields)
+
+
+def test_a_verdict_is_written_as_its_plain_string():
+    # orjson writes a StrEnum member as its value; a dict keyed by one (a report's counts) would
+    # make it refuse the record, and json (the fallback, and the reports' writer) writes the value.
+    record = encode(sample_result(), RunInfo())
+    assert type(record["verdict"]) is not str and record["verdict"] == "blocked"
+    assert orjson.dumps(record["verdict"]) == b'"blocked"'
+    assert b'"verdict":"blocked"' in orjson.dumps(record, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+    assert b'"verdict":"blocked","reason":"tcp.timeout"' in to_json_line(record)
+    assert json.dumps({BLOCKED: 1, "verdict": RESET}) == '{"blocked": 1, "verdict": "reset"}'
+    assert json.loads(to_json_line(record))["verdict"] == "blocked"
 
 
 def test_encode_has_exactly_the_contract_fields():

@@ -116,7 +116,7 @@ def fold_of(records: list[dict], *, grouped: bool = False, **options) -> f.Fold:
     fold = f.Fold(grouped=grouped, **options)
     for r in records:
         if r["probe"] not in ("control", "summary"):
-            name = command.reading.group_of(r["probe"], r["target"], r["evidence"]) if grouped else r["target"]
+            name = f.group_of(r["probe"], r["target"], r["evidence"]) if grouped else r["target"]
             fold.add(r["measured_at"], r["run_id"], r["label"], r["probe"], r["target"], VERDICT_RANK[r["verdict"]],
                      r["reason"], name)
     fold.finish()

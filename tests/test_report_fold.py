@@ -20,7 +20,8 @@ from netprobe.classify import VERDICT_RANK
 from netprobe.records import to_json_line
 from netprobe.report import command, spill, views
 from netprobe.report import fold as f
-from netprobe.report.reading import Query, group_of
+from netprobe.report.fold import group_of
+from netprobe.report.reading import Query
 from netprobe.report.spill import ExternalSorter
 from netprobe.timeutil import BUCKET_LADDER, bucket_start, epoch_of, time_of
 
@@ -156,6 +157,20 @@ def fold_changes(records, grouped=False, **options):
 
 
 # --- what the fold computes -------------------------------------------------------------------
+
+# The one grouping rule of the run's table and of a history: (probe, target, evidence) -> row.
+@pytest.mark.parametrize("probe, target, evidence, row", [
+    ("control", "example.com", {"group": "g"}, "controls"),
+    ("tcp", "1.2.3.4:443", {"group": "web", "range": "1.2.3.0/24", "dc": 2}, "web"),
+    ("tcp", "1.2.3.4:443", {"range": "1.2.3.0/24", "dc": 2}, "1.2.3.0/24"),
+    ("mtproto", "1.2.3.4:443", {"dc": 0}, "DC0"),
+    ("dns", "t.me", {}, "t.me"),
+    ("dns", "t.me", None, "t.me"),
+    ("dns", "t.me", ["read back", "not a dict"], "t.me"),
+])
+def test_group_of(probe, target, evidence, row):
+    assert group_of(probe, target, evidence) == row
+
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("grouped", [False, True], ids=["per-target", "grouped"])

@@ -22,7 +22,8 @@ import sys
 import click
 
 from netprobe import __version__
-from netprobe.commands.common import ExitCode
+from netprobe.commands.common import ExitCode, UserError
+from netprobe.errors import NetprobeError
 from netprobe.text import one_line
 
 # Command name -> (module in netprobe.commands, attribute).
@@ -46,6 +47,16 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(f"netprobe.commands.{module}"), attribute)
             self.add_command(command, name)
         return command
+
+    def invoke(self, ctx: click.Context):
+        """The one place a NetprobeError (netprobe/errors.py), raised wherever the problem was
+        found, becomes the user's error: one line and its exit code (2 unless it says otherwise)."""
+        try:
+            return super().invoke(ctx)
+        except NetprobeError as exc:
+            error = UserError(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,7 +95,7 @@ def main(argv=None) -> None:
         sys.exit(ExitCode.SIGINT)
     except click.ClickException as exc:
         click.echo(f"netprobe: error: {one_line(exc.format_message())}", err=True)
-        sys.exit(ExitCode.USER_ERROR)
+        sys.exit(exc.exit_code if isinstance(exc, UserError) else ExitCode.USER_ERROR)
     except KeyboardInterrupt:
         click.echo("netprobe: interrupted by SIGINT", err=True)
         sys.exit(ExitCode.SIGINT)

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from netprobe.commands.common import (RECORD_FORMATS, ExitCode, UserError, default_controls, default_format, load_targets,
+from netprobe.commands.common import (RECORD_FORMATS, ExitCode, UserError, default_controls, load_targets,
                                       positive_seconds)
 from netprobe.text import one_line
 
@@ -95,12 +95,8 @@ def read_key(key_file: str | None, required: bool) -> str | None:
 
 
 def make_client(options: dict, key: str | None):
-    from netprobe.interop.atlas_api import AtlasClient, AtlasError, Leash
-    try:
-        return AtlasClient(options["api_server"], key,
-                           Leash(options["timeout"], time.monotonic() + options["deadline"]))
-    except AtlasError as exc:
-        raise UserError(exc.message) from None
+    from netprobe.interop.atlas_api import AtlasClient, Leash
+    return AtlasClient(options["api_server"], key, Leash(options["timeout"], time.monotonic() + options["deadline"]))
 
 
 def api_failure(exc) -> int:
@@ -116,15 +112,6 @@ def api_failure(exc) -> int:
 def state_path(options: dict) -> Path:
     from netprobe.interop.atlas_state import default_state_path
     return Path(options["state_file"]) if options["state_file"] else default_state_path()
-
-
-def on_state(operation, *args, **kwargs):
-    """One operation on the state file (netprobe.interop.atlas_state); its failure is the user's to fix."""
-    from netprobe.interop.atlas_state import StateError
-    try:
-        return operation(*args, **kwargs)
-    except StateError as exc:
-        raise UserError(str(exc)) from None
 
 
 # --- submit -------------------------------------------------------------------------------
@@ -175,7 +162,7 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     path = state_path(options)
     key = read_key(options["key_file"], required=True)
     client = make_client(options, key)
-    on_state(check_writable, path)
+    check_writable(path)
     from netprobe.interop.atlas_api import AtlasError
     try:
         ids = client.create(definitions, sources)
@@ -187,7 +174,7 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     measurements = []
     for msm_id, definition in zip(ids, definitions):
         measurements.append({"id": msm_id, "definition": definition, "role": model.role_of(definition, targets)})
-    state = on_state(load_state, path)
+    state = load_state(path)
     state["schema"] = STATE_SCHEMA
     state["submissions"].append({
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -266,7 +253,7 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
     store, ca_evidence = _trust_store(ca_bundle)
     from netprobe.interop.atlas_state import load_state
     path = state_path(options)
-    state = on_state(load_state, path, missing_ok=bool(files or msm_ids or options["state_file"] is None))
+    state = load_state(path, missing_ok=bool(files or msm_ids or options["state_file"] is None))
     known = {m["id"]: (sub, m) for sub in state["submissions"] for m in sub.get("measurements", [])
              if isinstance(m, dict) and isinstance(m.get("id"), int)}
     key = read_key(options["key_file"], required=False)
@@ -478,19 +465,15 @@ class _Sink:
     record already in the file is neither written again nor shown."""
 
     def __init__(self, fmt: str | None, output: str | None, quiet: bool):
-        from netprobe.output import OutputError, RecordSink
+        from netprobe.output import RecordSink, default_format
         self.fmt = default_format(fmt)
         self.output = output
-        try:
-            self.sink = RecordSink(self.fmt, output, quiet)
-        except OutputError as exc:
-            raise UserError(str(exc)) from None
+        self.sink = RecordSink(self.fmt, output, quiet)
         self.written = 0
         self.duplicates = 0
         self.counts: dict[str, int] = {}
 
     def take(self, conversion, notes: list[str]) -> None:
-        from netprobe.output import OutputError
         from netprobe.records import RunInfo, encode
 
         records = [encode(result, RunInfo(label=label, run_id=run_id))
@@ -504,10 +487,7 @@ class _Sink:
                     self.duplicates += 1
                     continue
                 self.written += 1
-            try:
-                self.sink.write(record)
-            except OutputError as exc:
-                raise UserError(str(exc)) from None
+            self.sink.write(record)
             self.counts[record["verdict"]] = self.counts.get(record["verdict"], 0) + 1
 
     def close(self) -> None:

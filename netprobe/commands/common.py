@@ -34,12 +34,6 @@ class UserError(click.ClickException):
     exit_code = ExitCode.USER_ERROR
 
 
-def default_format(fmt: str | None, tty: str = "table", pipe: str = "jsonl") -> str:
-    """netprobe.output's rule (imported when a command runs, so that --help stays fast)."""
-    from netprobe.output import default_format as rule
-    return rule(fmt, tty, pipe)
-
-
 def positive_seconds(ctx, param, value):
     # click.FloatRange lets nan through (nan > 0 is False both ways), and inf would mean
     # "never" and cannot be written as JSON evidence: a check of its own.
@@ -131,24 +125,18 @@ def parse_run_options(args: list[str]) -> tuple[list[click.Parameter], dict, dic
 
 
 def load_targets(targets_file):
-    from netprobe.targets import TargetFileError, load_builtin, load_target_file
-    try:
-        return load_target_file(targets_file) if targets_file else load_builtin()
-    except TargetFileError as exc:
-        raise UserError(str(exc)) from None
+    from netprobe.targets import load_builtin, load_target_file
+    return load_target_file(targets_file) if targets_file else load_builtin()
 
 
 def default_controls(targets, options, keys=None, where=None, reaches=None):
     """The set with the built-in controls for the control keys its file did not write (when its
     service is on the Internet), said on stderr; unchanged under --no-default-controls."""
     from netprobe.text import printable
-    from netprobe.targets import CONTROL_KEYS, TargetFileError, load_builtin, missing_controls, with_default_controls
+    from netprobe.targets import CONTROL_KEYS, load_builtin, missing_controls, with_default_controls
     if options.get("no_default_controls") or not missing_controls(targets, keys or CONTROL_KEYS, reaches):
         return targets  # the built-in set (and dnspython with it) is loaded only when it is needed
-    try:
-        builtin = load_builtin()
-    except TargetFileError as exc:
-        raise UserError(str(exc)) from None
+    builtin = load_builtin()
     filled = with_default_controls(targets, builtin, keys or CONTROL_KEYS, reaches)
     if filled.default_controls:
         added = []
@@ -165,19 +153,13 @@ def default_controls(targets, options, keys=None, where=None, reaches=None):
 def make_plan(targets, options, kinds=None, probe_controls=True):
     import random
 
-    from netprobe.plan import Plan, PlanError, parse_probe_kinds
+    from netprobe.plan import Plan, parse_probe_kinds
     from netprobe.probes.kinds import DNS, WEB, family_of
-    from netprobe.resolvers import ResolverError, choose_resolvers
-    try:
-        kinds = kinds or parse_probe_kinds(options["probe_kinds"])
-    except PlanError as exc:
-        raise UserError(str(exc)) from None
+    from netprobe.resolvers import choose_resolvers
+    kinds = kinds or parse_probe_kinds(options["probe_kinds"])
     resolvers = ()
-    try:
-        if options["resolvers"] or (targets.domains and any(family_of(kind) in (DNS, WEB) for kind in kinds)):
-            resolvers = choose_resolvers(options["resolvers"])
-    except ResolverError as exc:
-        raise UserError(str(exc)) from None
+    if options["resolvers"] or (targets.domains and any(family_of(kind) in (DNS, WEB) for kind in kinds)):
+        resolvers = choose_resolvers(options["resolvers"])
     if options["ca_bundle"]:
         check_ca_bundle(options["ca_bundle"])
     seed = options["seed"] if options["seed"] is not None else random.SystemRandom().randrange(2**32)

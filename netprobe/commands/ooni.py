@@ -14,7 +14,7 @@ from collections import Counter
 
 import click
 
-from netprobe.commands.common import RECORD_FORMATS, default_format, ooni_options
+from netprobe.commands.common import RECORD_FORMATS, ooni_options
 
 
 
@@ -44,16 +44,13 @@ def import_ooni(files, fmt, output, quiet):
     from netprobe.bounded_input import InputError, json_values
     from netprobe.commands.common import UserError
     from netprobe.interop.ooni import Skip, measurements_in, records_from_measurement
-    from netprobe.output import OutputError, RecordSink
+    from netprobe.output import OutputError, RecordSink, default_format
 
     fmt = default_format(fmt)
     for path in files:
         if path != "-":
             _check_readable(path, json_values, InputError)  # before anything is written
-    try:
-        sink = RecordSink(fmt, output, quiet)
-    except OutputError as exc:
-        raise UserError(str(exc)) from None
+    sink = RecordSink(fmt, output, quiet)
     skipped: Counter = Counter()
     counts: Counter = Counter()
     measurements = 0
@@ -74,10 +71,8 @@ def import_ooni(files, fmt, output, quiet):
                     for record in records:
                         sink.write(record)
                         counts[(record["probe"], record["verdict"])] += 1
-    except InputError as exc:
-        raise UserError(str(exc)) from None
-    except OutputError as exc:
-        raise UserError(str(exc)) from None
+    except OutputError:
+        raise  # an OSError with its own message: the command edge says it
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     finally:
@@ -110,8 +105,6 @@ def _check_readable(path: str, json_values, InputError) -> None:
     values = json_values(path, Counter())
     try:
         next(values, None)
-    except InputError as exc:
-        raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     finally:
@@ -216,8 +209,6 @@ def export_ooni(files, probe_cc, probe_asn):
         for run_id in list(open_runs):
             flush(run_id)
         sys.stdout.flush()
-    except InputError as exc:
-        raise UserError(str(exc)) from None
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

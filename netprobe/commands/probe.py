@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from netprobe.commands.common import (UserError, common_options, default_controls, default_format, load_targets,
+from netprobe.commands.common import (UserError, common_options, default_controls, load_targets,
                                       make_plan, ooni_options)
 
 
@@ -89,12 +89,9 @@ def tcp(endpoints, **options):
     """
     from dataclasses import replace
 
-    from netprobe.addresses import AddressError, parse_endpoint
+    from netprobe.addresses import parse_endpoint
     from netprobe.targets import EndpointTarget
-    try:
-        parsed = tuple(dict.fromkeys(EndpointTarget(parse_endpoint(e)) for e in endpoints))
-    except AddressError as exc:
-        raise UserError(f"{exc}") from None
+    parsed = tuple(dict.fromkeys(EndpointTarget(parse_endpoint(e)) for e in endpoints))
     adhoc = replace(adhoc_base(options), domains=(), endpoints=parsed, ranges=())
     # TCP is judged by the control connections: only those are added.
     adhoc = default_controls(adhoc, options, ("controls",), where=adhoc_source(options),
@@ -108,6 +105,8 @@ def tcp(endpoints, **options):
 @common_options
 def targets(**options):
     """Show the expanded plan: every probe a run would perform, without probing."""
+    from netprobe.output import default_format
+
     target_set = load_targets(options["targets_file"])
     if options["targets_file"]:
         target_set = default_controls(target_set, options)

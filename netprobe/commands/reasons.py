@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from netprobe.commands.common import RECORD_FORMATS, default_format
+from netprobe.commands.common import RECORD_FORMATS
 
 
 @click.command()
@@ -17,6 +17,7 @@ from netprobe.commands.common import RECORD_FORMATS, default_format
 def reasons(fmt):
     """Every reason a record can carry, with its verdict and what it means."""
     from netprobe.classify import REASONS
+    from netprobe.output import default_format
 
     rows = [{"reason": reason, "verdict": verdict, "meaning": meaning} for reason, (verdict, meaning) in REASONS.items()]
     fmt = default_format(fmt, pipe="json")

@@ -104,8 +104,6 @@ def report(files, since, until, labels, probes, targets, changes, techniques, ti
                               bucket=size, grouping="group" if group else "ungrouped" if ungrouped else None)
     try:
         command.report(request, warn=lambda message: click.echo(f"netprobe: {message}", err=True))
-    except command.ReportError as exc:
-        raise UserError(str(exc)) from None
     except tu.HistoryError as exc:
         raise UserError(f"--bucket: {exc}") from None
     except BrokenPipeError:

@@ -8,3 +8,13 @@ input is read through `netprobe.bounded_input`.  Nothing here is imported by `ne
 run` unless it writes `--format ooni`: the commands import these modules inside their
 functions.
 """
+
+
+class Skip(Exception):
+    """A value (an OONI measurement, an Atlas result) that gives no records: `why` (also its
+    message) is counted and shown; `unparseable` when it could not be read at all."""
+
+    def __init__(self, why: str, unparseable: bool = False):
+        super().__init__(why)
+        self.why = why
+        self.unparseable = unparseable

@@ -46,9 +46,11 @@ from netprobe.classify import (
     verdict_for,
 )
 from netprobe.diagnosis import RunContext, summarize
+from netprobe.interop import Skip
 from netprobe.records import Result
-from netprobe.targets import Domain, TargetSet
 from netprobe.tallies import Tallies
+from netprobe.targets import Domain, TargetSet
+from netprobe.text import printable
 from netprobe.vantage import FAILED_VERDICTS, NONE, ONLINE, PASSED, UNKNOWN, ControlBoard, decide_vantage, judged
 
 MEASURES = ("dns", "tls", "tcp")
@@ -91,12 +93,6 @@ NO_CONTROL = {"dns": "dns.no_control", "tcp": "tcp.no_control", "tls": "tls.no_c
 RESOLVER_FAILURES = frozenset({"refused", "servfail", "no_answer", "timeout", "bad_rcode", "eof", "reset",
                                "port_unreachable", "unreachable"})
 NO_CONTROL_REASONS = frozenset({*NO_CONTROL.values(), "dns.resolver_no_control"})
-
-
-def printable(value: object, limit: int = MAX_TEXT) -> str:
-    text = str(value)
-    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text[: limit * 2])
-    return text[:limit]
 
 
 # === what to ask ==============================================================================
@@ -245,15 +241,6 @@ class Piece:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-class Skip(Exception):
-    """A result netprobe does not turn into a record; `why` is counted and shown."""
-
-    def __init__(self, why: str, unparseable: bool = False):
-        super().__init__(why)
-        self.why = why
-        self.unparseable = unparseable
-
-
 def parse_result(raw: object, definitions_by_msm: dict[int, dict[str, Any]] | None = None) -> Piece:
     """One raw Atlas result (a dict from the API or a file) as a Piece, or Skip."""
     from ripe.atlas.sagan import Result as SaganResult
@@ -304,7 +291,7 @@ def _dns_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
             entry["rt_ms"] = rt
         error = data.get("error")
         if error:
-            entry.update(error=printable(error), error_reason=atlas_dns_error_reason(error))
+            entry.update(error=printable(error, MAX_TEXT), error_reason=atlas_dns_error_reason(error))
         else:
             abuf = response.abuf
             if abuf is None:
@@ -317,7 +304,7 @@ def _dns_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
                 entry.update(_answers(abuf, definition.get("query_type") or (question or ("", ""))[1]))
         entries.append(entry)
     if not parsed.responses and raw.get("error"):
-        entries.append({"resolver": ip_text(raw.get("dst_addr")), "error": printable(raw["error"]),
+        entries.append({"resolver": ip_text(raw.get("dst_addr")), "error": printable(raw["error"], MAX_TEXT),
                         "error_reason": atlas_dns_error_reason(raw["error"])})
     if not entries:
         raise Skip("DNS results with neither an answer nor an error", unparseable=True)
@@ -359,7 +346,7 @@ def _sslcert_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
     data: dict[str, Any] = {"dst_addr": ip_text(parsed.destination_address), "af": integer(parsed.af, 4, 6)}
     for key in ("dnserr", "err", "error", "sockerr"):
         if raw.get(key):
-            data[key] = printable(raw[key])
+            data[key] = printable(raw[key], MAX_TEXT)
     if parsed.alert is not None:
         data["alert"] = {"level": parsed.alert.level, "description": parsed.alert.description,
                          "name": printable(parsed.alert.description_string, 40)}
@@ -387,7 +374,7 @@ def _traceroute_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None
     piece.port = integer(definition.get("port"), 1, 65535)
     data: dict[str, Any] = {"af": integer(parsed.af, 4, 6), "total_hops": parsed.total_hops}
     if raw.get("error"):
-        data["error"] = printable(raw["error"])
+        data["error"] = printable(raw["error"], MAX_TEXT)
     hops = []
     for hop in parsed.hops[:MAX_HOPS]:
         replies = []
@@ -406,7 +393,7 @@ def _traceroute_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None
             replies.append(reply)
         entry: dict[str, Any] = {"hop": integer(hop.index, 0, 255), "replies": replies}
         if hop.is_error:
-            entry["error"] = printable(hop.error_message)
+            entry["error"] = printable(hop.error_message, MAX_TEXT)
         hops.append(entry)
     data["hops"] = hops
     piece.data = data

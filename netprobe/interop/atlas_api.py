@@ -18,6 +18,9 @@ from typing import Any, Callable
 
 import requests
 
+from netprobe.errors import NetprobeError
+from netprobe.text import printable
+
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024  # one answer (a measurement's results); more is refused
 MAX_DETAIL = 200
 PROBE_FIELDS = "id,asn_v4,asn_v6,country_code"
@@ -26,13 +29,14 @@ RUNNING_STATUSES = {"specified", "scheduled", "ongoing"}
 _SERVER = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 
-class AtlasError(Exception):
+class AtlasError(NetprobeError):
     """A failed API call; `fixable` says whether the user can fix it (exit 2) or not (exit 1)."""
 
     def __init__(self, message: str, fixable: bool = True):
         super().__init__(message)
         self.message = message
         self.fixable = fixable
+        self.exit_code = 2 if fixable else 1  # 1: ExitCode.SERVICE_FAILED
 
 
 class _TooLargeRequest(requests.exceptions.RequestException):
@@ -68,13 +72,12 @@ class AtlasClient:
 
     # --- plumbing --------------------------------------------------------------------------
 
-    def scrub(self, text: object) -> str:
+    def scrub(self, text: object, limit: int = MAX_DETAIL) -> str:
         """Text the API (or the network) said, as one short line without the key."""
         text = " ".join(str(text).split())
         if self.key:
             text = text.replace(self.key, "<key>")
-        text = "".join(ch if ch.isprintable() else "?" for ch in text)
-        return text[:MAX_DETAIL]
+        return printable(text, limit)
 
     def _prepare(self, request) -> dict[str, Any]:
         """Timeout, a size cap and the status code, on a cousteau request before it is sent."""
@@ -147,7 +150,7 @@ class AtlasClient:
             if status is None and isinstance(error.get("status"), int):
                 status = error["status"]
         elif answer:
-            detail = self.scrub(answer)[:80]
+            detail = self.scrub(answer, 80)
         said = f" (HTTP {status}: {detail})" if detail else f" (HTTP {status})"
         lowered = detail.lower()
         if status in (401, 403):

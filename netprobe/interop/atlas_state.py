@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from netprobe.bounded_input import read_regular_file
+from netprobe.errors import NetprobeError
 
 STATE_SCHEMA = "netprobe-atlas-state/1"
 MAX_STATE_BYTES = 16 * 1024 * 1024
 
 
-class StateError(ValueError):
+class StateError(NetprobeError, ValueError):
     """The state file cannot be read or written; the message is one line for the user."""
 
 

@@ -73,6 +73,8 @@ from pyhanko_certvalidator.errors import (DisallowedAlgorithmError, ExpiredError
                                           NotYetValidError, PathBuildingError, ValidationError)
 from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
 
+from netprobe.text import printable
+
 MAX_CHAIN = 10  # certificates looked at; a hostile result may send hundreds
 MAX_PEM_CHARS = 32 * 1024  # one certificate's PEM text
 # Certificates issued before this were still signed with SHA-1 by public CAs (CA/Browser
@@ -156,23 +158,18 @@ def load_store(ca_bundle: str | None):
         return tuple(x509.load_pem_x509_certificates(f.read()))
 
 
-def _printable(text: str, limit: int = 200) -> str:
-    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
-    return text[:limit]
-
-
 def describe(cert) -> dict[str, Any]:
     """The evidence of one certificate: names, issuer, validity, fingerprint (capped text)."""
     evidence: dict[str, Any] = {
-        "subject": _printable(cert.subject.rfc4514_string()),
-        "issuer": _printable(cert.issuer.rfc4514_string()),
+        "subject": printable(cert.subject.rfc4514_string(), 200),
+        "issuer": printable(cert.issuer.rfc4514_string(), 200),
         "not_before": cert.not_valid_before_utc.isoformat(),
         "not_after": cert.not_valid_after_utc.isoformat(),
         "sha256": cert.fingerprint(hashes.SHA256()).hex(),
     }
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        evidence["subject_alt_names"] = [_printable(str(n), 100) for n in names.get_values_for_type(x509.DNSName)[:16]]
+        evidence["subject_alt_names"] = [printable(str(n), 100) for n in names.get_values_for_type(x509.DNSName)[:16]]
     except (x509.ExtensionNotFound, ValueError):
         pass
     return evidence
@@ -210,7 +207,7 @@ def _check_then(chain: list, name: str, when: datetime, store: tuple) -> ChainCh
     """The name, then the chain against today's store; an unknown issuer again with the roots of
     `when`; one still unknown is told apart: a private CA's chain, or one that cannot be checked."""
     if not _name_matches(chain[0], name):
-        return ChainCheck(False, "name_mismatch", f"the certificate is not for {_printable(name, 100)}")
+        return ChainCheck(False, "name_mismatch", f"the certificate is not for {printable(name, 100)}")
     result = _check(chain, when, store)
     if result.error == "unknown_issuer":
         have = {c.fingerprint(hashes.SHA256()) for c in store}
@@ -222,7 +219,7 @@ def _check_then(chain: list, name: str, when: datetime, store: tuple) -> ChainCh
                 retired = then.get(again.root.fingerprint(hashes.SHA256()))
                 if retired is not None:
                     again.root_removed = retired.removed.date().isoformat()
-                    again.detail = (f"verified through {_printable(again.root.subject.rfc4514_string(), 100)}, a root "
+                    again.detail = (f"verified through {printable(again.root.subject.rfc4514_string(), 100)}, a root "
                                     f"in Mozilla's store then, dropped on {again.root_removed}")
             if again.error != "unknown_issuer":
                 return again
@@ -266,7 +263,7 @@ def _check(chain: list, when: datetime, anchors: tuple) -> ChainCheck:
     except ValidationError as exc:
         return _failure(exc)
     except (ValueError, TypeError, KeyError, IndexError) as exc:  # asn1crypto parses lazily: a garbled field
-        return ChainCheck(False, "unreadable", _printable(f"{type(exc).__name__}: {exc}", 160))
+        return ChainCheck(False, "unreadable", printable(f"{type(exc).__name__}: {exc}", 160))
     digest = path.trust_anchor.certificate.sha256  # trust_roots made of certificates: CertTrustAnchor
     root = next((c for c in anchors if c.fingerprint(hashes.SHA256()) == digest), None)
     return ChainCheck(True, method=VALIDATOR, root=root)
@@ -274,7 +271,7 @@ def _check(chain: list, when: datetime, anchors: tuple) -> ChainCheck:
 
 def _failure(exc: ValidationError) -> ChainCheck:
     """The validator's refusal in netprobe's words (its own message kept as the detail)."""
-    message = _printable(str(exc).split(" Reason: ", 1)[0], 200)
+    message = printable(str(exc).split(" Reason: ", 1)[0], 200)
     if isinstance(exc, (ExpiredError, NotYetValidError)):
         return ChainCheck(False, "expired", message)
     if isinstance(exc, InvalidCertificateError) and "self-signed" in str(exc):
@@ -293,7 +290,7 @@ def _unanchored(chain: list, when: datetime, store: tuple) -> ChainCheck:
     sent = {c.subject for c in chain}
     top = next((c for c in chain[1:] if c != leaf and (c.issuer not in sent or c.issuer == c.subject)), None)
     unknown = ChainCheck(False, "unknown_issuer", (
-        f"the chain ends at {_printable((top or leaf).issuer.rfc4514_string(), 100)}, which is not in the trust "
+        f"the chain ends at {printable((top or leaf).issuer.rfc4514_string(), 100)}, which is not in the trust "
         "store (an intermediate the server left out, or a root this store lacks): it cannot be checked"))
     if top is None:
         return unknown
@@ -305,5 +302,5 @@ def _unanchored(chain: list, when: datetime, store: tuple) -> ChainCheck:
         # intermediate whose issuer it left out may lead to a public CA all the same.
         return unknown
     return ChainCheck(False, "untrusted_root", (
-        f"the chain the server sent leads to {_printable(top.issuer.rfc4514_string(), 100)}, a CA no public trust "
+        f"the chain the server sent leads to {printable(top.issuer.rfc4514_string(), 100)}, a CA no public trust "
         "store held (today's, or Mozilla's since 2011): a private CA, such as a TLS-intercepting proxy's"))

@@ -45,6 +45,7 @@ from netprobe.classify import (
     BLOCKED, INCONCLUSIVE, REACHABLE, REASONS, RESET, VAGUE_BLOCKPAGE_SCOPE, VERDICTS, DnsQueryOutcome,
     classify_dns, failure_of, ooni_failure, ooni_reason, verdict_for,
 )
+from netprobe.interop import Skip
 from netprobe.probes.kinds import CONNECT, MTPROTO, WEB, bare_success, of_family
 from netprobe.records import RECORD_FIELDS, SCHEMA, Result, RunInfo, encode
 from netprobe.timeutil import canonical_time, normalise_time
@@ -65,9 +66,6 @@ MAX_LISTED = 20  # operations listed in one record's evidence
 MAX_TEXT = 300  # characters kept of any string OONI wrote
 MAX_T = 86400.0  # an operation's offset from measurement_start_time, at most
 BODY_KEPT = 65536  # bytes of a response body looked at for blockpage fingerprints
-
-class Skip(Exception):
-    """A JSON value that gives no records; its message is the kind, for the tally."""
 
 
 # --- finding measurements ----------------------------------------------------------------
@@ -169,7 +167,9 @@ class Handshake:
 
 
 @dataclass(frozen=True)
-class Request:
+class OoniRequest:
+    """One HTTP request and its response as OONI's probe recorded them."""
+
     url: str | None
     scheme: str | None
     host: str | None
@@ -187,7 +187,9 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Query:
+class OoniQuery:
+    """One DNS query and its answer as OONI's probe recorded them."""
+
     hostname: str
     qtype: str
     engine: str | None
@@ -246,7 +248,7 @@ def _host(value: object) -> str | None:
     return host
 
 
-def _requests(tk: dict) -> list[Request]:
+def _requests(tk: dict) -> list[OoniRequest]:
     found = []
     for entry in _list(tk.get("requests")):
         if not isinstance(entry, dict):
@@ -275,7 +277,7 @@ def _requests(tk: dict) -> list[Request]:
                 address = str(parse_endpoint(entry["address"][:80]))
             except ValueError:
                 address = None
-        found.append(Request(url[:MAX_TEXT] if url else None, scheme, host, host_is_ip, port,
+        found.append(OoniRequest(url[:MAX_TEXT] if url else None, scheme, host, host_is_ip, port,
                              text_of(request.get("method"), 16), _failure(entry.get("failure")),
                              code if code else None, _offset(entry.get("t")), _offset(entry.get("t0")),
                              integer(entry.get("transaction_id")), address, _response_body(response.get("body")),
@@ -313,7 +315,7 @@ def _response_headers(response: dict) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _queries(tk: dict) -> list[Query]:
+def _queries(tk: dict) -> list[OoniQuery]:
     found = []
     for entry in _list(tk.get("queries")):
         if not isinstance(entry, dict):
@@ -333,7 +335,7 @@ def _queries(tk: dict) -> list[Query]:
                 addresses.append(ip)
                 if integer(answer.get("asn")) is not None:
                     asns.append((ip, answer["asn"]))
-        found.append(Query(hostname, text_of(entry.get("query_type"), 8) or "ANY", text_of(entry.get("engine"), 32),
+        found.append(OoniQuery(hostname, text_of(entry.get("query_type"), 8) or "ANY", text_of(entry.get("engine"), 32),
                            text_of(entry.get("resolver_address"), 200) or None, _failure(entry.get("failure")),
                            tuple(addresses), malformed, _offset(entry.get("t")), _tags(entry), tuple(asns)))
     return found
@@ -342,7 +344,9 @@ def _queries(tk: dict) -> list[Query]:
 # --- one measurement -> records ------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Context:
+class OoniContext:
+    """What every record of one measurement shares: its start, run and base fields."""
+
     start: datetime
     run: RunInfo
     base: dict[str, Any]
@@ -416,7 +420,7 @@ def run_id_of(measurement: dict) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
 
 
-def _context(measurement: dict, start: datetime, meta: Meta) -> Context:
+def _context(measurement: dict, start: datetime, meta: Meta) -> OoniContext:
     software = " ".join(t for t in (text_of(measurement.get("software_name"), 60),
                                      text_of(measurement.get("software_version"), 40)) if t)
     base = {
@@ -431,11 +435,11 @@ def _context(measurement: dict, start: datetime, meta: Meta) -> Context:
         "measurement_start_time": canonical_time(start),
         "resolver_ip": ip_text(measurement.get("resolver_ip"), "[]"),
     }
-    return Context(start, RunInfo(label=_label(measurement), run_id=run_id_of(measurement)),
+    return OoniContext(start, RunInfo(label=_label(measurement), run_id=run_id_of(measurement)),
                    {k: v for k, v in base.items() if v is not None})
 
 
-def _record(context: Context, probe: str, target: str, address: str | None, reason: str | None,
+def _record(context: OoniContext, probe: str, target: str, address: str | None, reason: str | None,
             evidence: dict, t: float | None = None, t0: float | None = None) -> dict:
     """One record of what the probe observed: the verdict is the reason's, until judged."""
     if reason is not None and reason not in REASONS:
@@ -487,7 +491,7 @@ def _dns_confirmation(record: dict) -> dict | None:
     return None
 
 
-def _page_confirmation(chain: list[Request], redirects: bool = False) -> tuple[dict | None, dict | None]:
+def _page_confirmation(chain: list[OoniRequest], redirects: bool = False) -> tuple[dict | None, dict | None]:
     """(confirmation, portal): a known blockpage anywhere in `chain` (a response's body or
     headers, Location among them, or, for a redirect chain - OONI lists it last hop first -
     the URL a hop was redirected to), or the local portal that looked like one.
@@ -531,7 +535,7 @@ def _earliest(operations: Iterable) -> Any:
     return ordered[0] if ordered else None
 
 
-def _request_stage(request: Request, connects: list[Connect], handshakes: list[Handshake],
+def _request_stage(request: OoniRequest, connects: list[Connect], handshakes: list[Handshake],
                    ips: set[str]) -> str:
     """Where a failed request failed, from the operations OONI recorded beside it: the
     same transaction, else a connect or handshake to the same host failing the same way."""
@@ -550,16 +554,16 @@ def _request_stage(request: Request, connects: list[Connect], handshakes: list[H
     return "http"
 
 
-def _dns_records(queries: list[Query], context: Context, networks: tuple, verified: set[str],
+def _dns_records(queries: list[OoniQuery], context: OoniContext, networks: tuple, verified: set[str],
                  inconsistent: bool = False) -> list[dict]:
     """One record per (name, resolver): A/AAAA judged as netprobe's dns probe judges them.
     Of repeated lookups of one type, an answer outweighs a failure (OONI retries)."""
-    groups: dict[tuple, list[Query]] = {}
+    groups: dict[tuple, list[OoniQuery]] = {}
     for query in queries:
         groups.setdefault((query.hostname, query.engine, query.resolver), []).append(query)
     records = []
     for (hostname, engine, resolver), group in groups.items():
-        by_type: dict[str, list[Query]] = {}
+        by_type: dict[str, list[OoniQuery]] = {}
         for query in group:
             by_type.setdefault(query.qtype, []).append(query)
         outcomes, decisive = [], None
@@ -594,13 +598,13 @@ def _dns_records(queries: list[Query], context: Context, networks: tuple, verifi
     return records
 
 
-def _outcome(query: Query) -> DnsQueryOutcome:
+def _outcome(query: OoniQuery) -> DnsQueryOutcome:
     if query.failure is None or query.failure == "dns_no_answer":
         return DnsQueryOutcome(qtype=query.qtype, rcode="NOERROR", addresses=query.addresses)
     return DnsQueryOutcome(qtype=query.qtype, error_reason=ooni_reason(query.failure, "dns"))
 
 
-def _connect_records(connects: list[Connect], context: Context, note: dict,
+def _connect_records(connects: list[Connect], context: OoniContext, note: dict,
                      dc_numbers: dict[str, int] | None = None) -> list[dict]:
     """One tcp record per endpoint: any connect that succeeded makes it reachable."""
     groups: dict[tuple, list[Connect]] = {}
@@ -629,7 +633,7 @@ def _connect_records(connects: list[Connect], context: Context, note: dict,
     return records
 
 
-def _request_fields(request: Request) -> dict:
+def _request_fields(request: OoniRequest) -> dict:
     return {"url": request.url, "method": request.method, "failure": request.failure, "status": request.code,
             "t": request.t}
 
@@ -658,7 +662,7 @@ def _telegram_targets() -> tuple[tuple, dict[str, int]]:
     return targets.networks, {str(e.endpoint.ip): e.dc for e in targets.endpoints if e.dc is not None}
 
 
-def _telegram(tk: dict, context: Context) -> list[dict]:
+def _telegram(tk: dict, context: OoniContext) -> list[dict]:
     networks, dc_numbers = _telegram_targets()
     connects, handshakes = _connects(tk), _handshakes(tk)
     requests, queries = _requests(tk), _queries(tk)
@@ -690,7 +694,7 @@ def _telegram(tk: dict, context: Context) -> list[dict]:
     # Data centers, HTTP POST: any HTTP answer means the endpoint is reachable.
     posts = [r for r in requests if r.host_is_ip and r.host in dc_ips and r.port]
     flag = tk.get("telegram_http_blocking")
-    groups: dict[str, list[Request]] = {}
+    groups: dict[str, list[OoniRequest]] = {}
     for request in posts:
         groups.setdefault(_endpoint_text(request.host, request.port), []).append(request)
     for endpoint, group in groups.items():
@@ -735,7 +739,7 @@ def _unproven(record: dict, dc_ips: set[str]) -> dict:
     return record
 
 
-def _telegram_web(tk: dict, context: Context, requests: list[Request], connects: list[Connect],
+def _telegram_web(tk: dict, context: OoniContext, requests: list[OoniRequest], connects: list[Connect],
                   handshakes: list[Handshake], host_ips: dict[str, set[str]],
                   forged: dict[str, tuple[str, dict | None]]) -> list[tuple[dict, dict | None]]:
     """web.telegram.org over HTTP and HTTPS, each with what confirms its failure, if anything.
@@ -743,7 +747,7 @@ def _telegram_web(tk: dict, context: Context, requests: list[Request], connects:
     page came.  A GET sent where a forged DNS answer pointed is decided by that answer."""
     status, flag_failure = text_of(tk.get("telegram_web_status"), 20), _failure(tk.get("telegram_web_failure"))
     said = {"ooni_conclusion": {"telegram_web_status": status, "telegram_web_failure": flag_failure}}
-    groups: dict[tuple[str, str], list[Request]] = {}
+    groups: dict[tuple[str, str], list[OoniRequest]] = {}
     for request in requests:
         if request.host and not request.host_is_ip and request.scheme:
             groups.setdefault((request.scheme, request.host), []).append(request)
@@ -792,7 +796,7 @@ def _telegram_web(tk: dict, context: Context, requests: list[Request], connects:
     return found
 
 
-def _redirect_to_service(request: Request) -> bool:
+def _redirect_to_service(request: OoniRequest) -> bool:
     """A redirect to an https:// URL on a Telegram web host: what web.telegram.org answers plain
     HTTP with (OONI's 2022 US and RU measurements: 301 to https://web.telegram.org/)."""
     location = dict(request.headers).get("location") or ""
@@ -814,7 +818,7 @@ def _known_dns_answer(record: dict) -> dict | None:
     return confirmation
 
 
-def _address_of(request: Request, connects: list[Connect], host_ips: dict[str, set[str]]) -> str | None:
+def _address_of(request: OoniRequest, connects: list[Connect], host_ips: dict[str, set[str]]) -> str | None:
     """The endpoint a request went to, when OONI's connects tell it: the one that failed
     as the request did, else the only one that connected."""
     ips = {request.host} if request.host_is_ip else host_ips.get(request.host or "", set())
@@ -871,7 +875,7 @@ def _helper(tk: dict) -> dict | None:
     return seen
 
 
-def _web_connectivity(measurement: dict, tk: dict, context: Context, meta: Meta) -> tuple[list[dict], str]:
+def _web_connectivity(measurement: dict, tk: dict, context: OoniContext, meta: Meta) -> tuple[list[dict], str]:
     """The records of one web_connectivity measurement, and the name it measured.  A failure
     is blocked only when OONI's pipeline confirmed it or a known blockpage shows (a DNS answer,
     a page or any redirect of the chain): OONI's flags compare the probe with a test helper
@@ -940,14 +944,14 @@ def _web_connectivity(measurement: dict, tk: dict, context: Context, meta: Meta)
 
 
 def _page_record(url: str, scheme: str, host: str, port: int | None, blocking: object, failure: str | None,
-                 requests: list[Request], connects: list[Connect], handshakes: list[Handshake], ips: set[str],
-                 dns_reason: str | None, said: dict, context: Context) -> dict:
+                 requests: list[OoniRequest], connects: list[Connect], handshakes: list[Handshake], ips: set[str],
+                 dns_reason: str | None, said: dict, context: OoniContext) -> dict:
     """The fetch of the input URL, as observed (OONI lists the redirect chain last hop first)."""
     final = requests[0] if requests else None
     evidence: dict[str, Any] = {"url": url[:MAX_TEXT], "requests": _listed(requests, _request_fields),
                                 "ooni_failures": [failure] if failure else [], **said}
     reason = None
-    probe_request = final or Request(url, scheme, host, False, port, "GET", failure, None, None, None, None, None)
+    probe_request = final or OoniRequest(url, scheme, host, False, port, "GET", failure, None, None, None, None, None)
     if failure:
         stage = "tcp" if blocking == "tcp_ip" else _request_stage(probe_request, connects, handshakes, ips)
         reason = ooni_reason(failure, stage)
@@ -967,7 +971,7 @@ def _page_record(url: str, scheme: str, host: str, port: int | None, blocking: o
 
 # --- the summary of one imported measurement --------------------------------------------------
 
-def _summary(records: list[dict], context: Context, service: str) -> dict:
+def _summary(records: list[dict], context: OoniContext, service: str) -> dict:
     """The measurement's summary record, as a local run ends with one: netprobe's diagnosis
     of the judged records, led by what the import could and could not judge."""
     from dataclasses import replace
@@ -995,7 +999,7 @@ def _summary(records: list[dict], context: Context, service: str) -> dict:
     return encode(replace(summary, evidence=evidence, measured_at=at), context.run)
 
 
-def _import_findings(records: list[dict], context: Context) -> list[str]:
+def _import_findings(records: list[dict], context: OoniContext) -> list[str]:
     """What a reader of an imported summary must know first: whose measurement, what judged it."""
     test = context.base.get("test_name")
     what = f"OONI {test} measurement {context.base.get('report_id') or '(no report id)'}"

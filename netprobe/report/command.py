@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+from netprobe.errors import NetprobeError
 from netprobe.report.fold import Fold
 from netprobe.report.machine import columns_of, write_machine
 from netprobe.report.reading import Query, Stats, fold_archives
@@ -27,7 +28,7 @@ VIEWS = ("state", "changes", "techniques", "timeline")
 HTML_CELLS = 120
 
 
-class ReportError(Exception):
+class ReportError(NetprobeError):
     """A problem the user can fix (an unreadable or unwritable file); one line."""
 
 
@@ -93,7 +94,7 @@ class AllChanges:
 
 
 @dataclass
-class Plan:
+class FoldPlan:
     """The folds one request needs: for stdout and for the page (the same one when they agree)."""
 
     stdout: Fold | None = None
@@ -107,7 +108,7 @@ class Folding:
     """What fold_archives fills: the folds, and the functions records and summaries go to."""
 
     def __init__(self, request: Request, strict: bool, terminal_cells: int):
-        self.plan = plan = Plan()
+        self.plan = plan = FoldPlan()
         lag = 0 if strict else 3600
         stdout_rows = request.show and request.view != "techniques"
         wanted: dict[bool, dict] = {}  # grouped -> what its fold must keep
@@ -210,7 +211,7 @@ def report(request: Request, warn: Callable[[str], None]) -> None:
         folding.discard()
 
 
-def show_view(request: Request, plan: Plan, console) -> None:
+def show_view(request: Request, plan: FoldPlan, console) -> None:
     from netprobe.report import terminal, views
 
     fmt = request.stdout_format()
@@ -236,7 +237,7 @@ def show_view(request: Request, plan: Plan, console) -> None:
         sys.stdout.flush()
 
 
-def write_html(request: Request, plan: Plan, stats: Stats) -> None:
+def write_html(request: Request, plan: FoldPlan, stats: Stats) -> None:
     """Written next to its final name and renamed, so a web server never serves half a page."""
     from netprobe.report import html, views
 

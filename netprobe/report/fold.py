@@ -62,6 +62,23 @@ SORTED_LAG = 3600  # seconds a run stays open in a sorted fold
 _DENSE = 256  # timeline cells kept in a dict up to this many, then in a byte array
 
 
+def group_of(probe: str, target: str, evidence: object) -> str:
+    """The row a record is counted in when grouped - in the run's table (netprobe/render.py)
+    and in a history: the file's `group`, a range, a data center, the stage of a control,
+    else the target itself.  Evidence read back from a file may be anything."""
+    if probe == "control":
+        return "controls"  # one row: what the verdicts were weighed against; -v shows each
+    if not isinstance(evidence, dict):
+        return str(target)
+    if evidence.get("group"):
+        return str(evidence["group"])
+    if evidence.get("range"):
+        return str(evidence["range"])
+    if evidence.get("dc") is not None:
+        return f"DC{evidence['dc']}"
+    return str(target)
+
+
 class Disorder(Exception):
     """The records are not in time order for one row: sort them and fold again."""
 

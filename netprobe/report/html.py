@@ -20,7 +20,7 @@ from netprobe.report_lines import HEADLINES
 from netprobe.report.fold import BY_RANK, TECHNIQUE_OF_KIND, TECHNIQUES
 from netprobe.report.terminal import differ_note, name_of, probe_order, segments, shares_text
 from netprobe.timeutil import duration_text, time_of, when
-from netprobe.report.views import Diagnosis, Timeline, sort_key
+from netprobe.report.views import DiagnosisHistory, Timeline, sort_key
 from netprobe.text import printable
 
 VERDICT_COLOURS = {"reachable": "#2e7d32", "blocked": "#c62828", "reset": "#8e24aa", "inconclusive": "#f9a825"}
@@ -94,7 +94,7 @@ def technique_rows(techniques: list) -> str:
             + "".join(rows) + "</table>")
 
 
-def answer_block(diagnosis: Diagnosis, labelled: bool) -> str:
+def answer_block(diagnosis: DiagnosisHistory, labelled: bool) -> str:
     """One vantage point's diagnosis: the headline of its latest run, since when it holds,
     its techniques and other findings, and the dates it changed."""
     latest = diagnosis.latest
@@ -139,7 +139,7 @@ def answer_block(diagnosis: Diagnosis, labelled: bool) -> str:
     return "".join(out)
 
 
-def answer(diagnoses: list[Diagnosis]) -> str:
+def answer(diagnoses: list[DiagnosisHistory]) -> str:
     if not diagnoses:
         return ('<section class="answer" data-diagnosis="none" style="background:#eeeeee"><h2>No run summary in '
                 "these records</h2><p>The files hold no summary record in the window (each run ends with one), "
@@ -252,7 +252,7 @@ def change_sentence(change: dict) -> str:
 
 
 def html_report(states: list[dict], changes: list[dict], line: Timeline, shares: dict,
-                diagnoses: list[Diagnosis], *, title: str, window: str, skipped: int, total_changes: int) -> str:
+                diagnoses: list[DiagnosisHistory], *, title: str, window: str, skipped: int, total_changes: int) -> str:
     """The whole page as one string: nothing in it refers to anything outside it."""
     several = len({label for by_label in shares.values() for label in by_label}) > 1
     out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator
 import orjson
 
 from netprobe.classify import VERDICT_RANK
-from netprobe.report.fold import TECHNIQUE_OF_KIND, TECHNIQUES, Disorder
+from netprobe.report.fold import TECHNIQUE_OF_KIND, TECHNIQUES, Disorder, group_of
 from netprobe.report.spill import ExternalSorter
 from netprobe.timeutil import normalise_time
 
@@ -129,22 +129,6 @@ def parse_line(line: bytes | str) -> tuple | None:
     """(run_id, at, probe, target, verdict, reason, evidence, label) of any well-formed record
     line, or None."""
     return record_fields(parse_record(line))
-
-
-# --- groups ----------------------------------------------------------------------------------
-
-def group_of(probe: str, target: str, evidence: object) -> str:
-    """The row a record is folded into when grouped: the file's `group`, a range, a data
-    center, the stage of a control, else the target itself - the rule of the run's grouped
-    table (netprobe.render.group_of), applied to a record read back."""
-    global _record_group
-    if _record_group is None:
-        from netprobe.render import group_of as _record_group
-    return _record_group({"probe": probe, "target": target,
-                          "evidence": evidence if isinstance(evidence, dict) else {}})
-
-
-_record_group = None
 
 
 # --- summaries -------------------------------------------------------------------------------

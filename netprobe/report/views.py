@@ -157,7 +157,7 @@ def shares_by_label(states: Iterable[dict]) -> dict[str, dict[object, dict[str, 
 # --- the diagnosis -------------------------------------------------------------------------------
 
 @dataclass
-class Diagnosis:
+class DiagnosisHistory:
     """One vantage point's answer: its latest summary, since when that diagnosis holds, and the
     moments it changed (newest last; `earlier` more were left out)."""
 
@@ -169,13 +169,13 @@ class Diagnosis:
     runs: dict  # summary reason -> runs in the window
 
 
-def diagnoses(fold: Fold) -> list[Diagnosis]:
+def diagnoses(fold: Fold) -> list[DiagnosisHistory]:
     found = []
     for label in sorted(fold.summaries, key=lambda label: sort_key((label,))):
         track = fold.summaries[label]
         if track.latest is None:
             continue
         changes = list(track.changes)
-        found.append(Diagnosis(label, track.latest, track.since, changes, track.changes_total - len(changes),
+        found.append(DiagnosisHistory(label, track.latest, track.since, changes, track.changes_total - len(changes),
                                dict(track.runs)))
     return found
