@@ -21,10 +21,10 @@ REGISTRY = PACKAGE / "probes" / "kinds.py"
 # kind names (a kind is named after its stage or scheme).  Keyed by file name and source line.
 NOT_KIND_TABLES = {
     ("classify.py", 'for stage in ("tcp", "http")},'): "reason stages",
-    ("ooni.py", 'scheme = parts.scheme.lower() if parts.scheme.lower() in ("http", "https") else None'): "URL scheme",
-    ("ooni.py", 'port = parts.port or {"http": 80, "https": 443}.get(scheme or "")'): "URL scheme",
-    ("ooni.py", 'port = parts.port or {"http": 80, "https": 443}.get(scheme)'): "URL scheme",
-    ("ooni.py", 'if scheme not in ("http", "https") or not host:'): "URL scheme",
+    ("judge.py", 'scheme = parts.scheme.lower() if parts.scheme.lower() in ("http", "https") else None'): "URL scheme",
+    ("judge.py", 'port = parts.port or {"http": 80, "https": 443}.get(scheme or "")'): "URL scheme",
+    ("judge.py", 'port = parts.port or {"http": 80, "https": 443}.get(scheme)'): "URL scheme",
+    ("judge.py", 'if scheme not in ("http", "https") or not host:'): "URL scheme",
 }
 RECORD_KINDS = {*KINDS, kinds.CONTROL, kinds.SUMMARY}
 
