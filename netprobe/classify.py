@@ -182,7 +182,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "tls.no_control": (INCONCLUSIVE, "no control name's TLS was measured in the same run (or its certificate "
                        "judged from the same probe in the same run): nothing shows the path carries genuine TLS, "
                        "so the failure is no evidence of blocking"),
-    # --- OONI measurements (netprobe/interop/ooni.py): other people's data, judged by the same rule; a failure
+    # --- OONI measurements (netprobe/interop/ooni/): other people's data, judged by the same rule; a failure
     # with no control in the measurement is dns/tcp/tls.no_control above ("probe" and "run" being
     # OONI's probe and measurement: OONI's telegram test measures no control at all)
     **{f"{stage}.unconfirmed": (INCONCLUSIVE, "a failure or a different answer that OONI flagged as an anomaly, "

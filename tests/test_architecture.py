@@ -182,6 +182,8 @@ def test_the_reader_finds_every_form_of_import(tmp_path, source, expected):
     ("interop.ooni", "timeutil", True),
     ("report.fold", "timeutil", True),
     ("session", "interop.ooni", True),
+    ("interop.ooni.measurement", "diagnosis", True),  # a module of a package is in the package's layer
+    ("interop.ooni.write", "report.fold", False),
     ("commands.probe", "session", True),
     ("report.terminal", "render", True),
 ])

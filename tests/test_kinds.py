@@ -21,10 +21,10 @@ REGISTRY = PACKAGE / "probes" / "kinds.py"
 # kind names (a kind is named after its stage or scheme).  Keyed by file name and source line.
 NOT_KIND_TABLES = {
     ("classify.py", 'for stage in ("tcp", "http")},'): "reason stages",
-    ("judge.py", 'scheme = parts.scheme.lower() if parts.scheme.lower() in ("http", "https") else None'): "URL scheme",
-    ("judge.py", 'port = parts.port or {"http": 80, "https": 443}.get(scheme or "")'): "URL scheme",
-    ("judge.py", 'port = parts.port or {"http": 80, "https": 443}.get(scheme)'): "URL scheme",
-    ("judge.py", 'if scheme not in ("http", "https") or not host:'): "URL scheme",
+    ("read.py", 'scheme = parts.scheme.lower() if parts.scheme.lower() in ("http", "https") else None'): "URL scheme",
+    ("read.py", 'port = parts.port or {"http": 80, "https": 443}.get(scheme or "")'): "URL scheme",
+    ("web_connectivity.py", 'port = parts.port or {"http": 80, "https": 443}.get(scheme)'): "URL scheme",
+    ("web_connectivity.py", 'if scheme not in ("http", "https") or not host:'): "URL scheme",
 }
 RECORD_KINDS = {*KINDS, kinds.CONTROL, kinds.SUMMARY}
 
@@ -77,7 +77,7 @@ def test_no_module_but_the_registry_names_an_mtproto_transport_kind():
     ('X = ("control", "tcp", "summary", "http")', [["tcp", "http"]]),
     ('X = ("https", HOST)', []),                 # one kind name is a value, not a table
     ('X = ("tls", "http", "tcp")', []),          # a stage table: "tls" is a stage, not a kind
-    ('if scheme not in ("http", "https") or not host: pass', [["http", "https"]]),  # not in ooni.py
+    ('if scheme not in ("http", "https") or not host: pass', [["http", "https"]]),  # not in web_connectivity.py
 ])
 def test_the_table_finder_finds_every_form(source, expected):
     assert [names for _, names in kind_tables(source)] == expected

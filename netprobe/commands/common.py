@@ -26,7 +26,7 @@ class ExitCode(enum.IntEnum):
 
 # Formats of records on stdout: a table for people, one object per record for programs.
 RECORD_FORMATS = ("table", "jsonl", "json", "csv")
-# A run's stdout can also be one OONI measurement per run (netprobe/interop/ooni.py).
+# A run's stdout can also be one OONI measurement per run (netprobe/interop/ooni/write.py).
 FORMATS = (*RECORD_FORMATS, "ooni")
 
 
