@@ -3,10 +3,8 @@
 Pure functions, no I/O (interop/atlas_api.py talks to the API, interop/atlas_state.py keeps
 the submitted ids, commands/atlas.py reaches files and the terminal):
 
-- `definitions` turns a target set into Atlas measurement definitions: DNS A and
-  AAAA with each probe's own resolver, `sslcert` with SNI for every name, and
-  TCP traceroutes to the data-center endpoints and TCP controls (the last hop
-  tells SYN-ACK, RST or silence);  `estimate_credits` prices them.
+- `definitions` (interop/atlas_definitions.py, re-exported here) turns a target set
+  into Atlas measurement definitions;  `estimate_credits` prices them.
 - `convert` turns Atlas results (parsed by ripe.atlas.sagan) into the same
   records local probes write, with the same reasons (netprobe/classify.py), and
   judges each probe's records against the controls measured FROM THAT PROBE IN THE
@@ -16,68 +14,43 @@ the submitted ids, commands/atlas.py reaches files and the terminal):
   probe ends with its summary record, as a local run does.
 
 Everything in a result came from the network and a volunteer's probe: it is
-read through sagan, checked (ids, addresses, times), capped, and stored as
-inert text.  The probe's own addresses (`from`, `src_addr`) are not kept.
+read into a `Piece` by interop/atlas_results.py, checked, capped and kept as
+inert text.  This module's one job is the conversion: pieces -> records, judged
+run by run.
 """
 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from netprobe.addresses import format_endpoint, in_networks, parse_ip
-from netprobe.bounded_input import integer, ip_text, nonnegative
+from netprobe.bounded_input import integer
 from netprobe.classify import (
-    ATLAS_ICMP_ERRORS,
-    INCONCLUSIVE,
-    DnsQueryOutcome,
-    a_genuine,
-    aaaa_timed_out_alone,
-    atlas_dns_error_reason,
-    atlas_resolve_reason,
-    atlas_sslcert_error_reason,
-    atlas_stream_failure,
-    classify_control_dns,
-    classify_dns,
-    verdict_for,
+    DnsQueryOutcome, INCONCLUSIVE, a_genuine, aaaa_timed_out_alone, atlas_resolve_reason, atlas_sslcert_error_reason,
+    atlas_stream_failure, classify_control_dns, classify_dns, verdict_for,
 )
 from netprobe.diagnosis import RunContext, summarize
 from netprobe.interop import Skip
+from netprobe.interop.atlas_definitions import QTYPES
+from netprobe.interop.atlas_results import MAX_HOP_REPLIES, Piece, TargetIndex, parse_result
 from netprobe.records import Result
 from netprobe.tallies import Tallies
-from netprobe.targets import Domain, TargetSet
+from netprobe.targets import TargetSet
 from netprobe.text import printable
-from netprobe.vantage import FAILED_VERDICTS, NONE, ONLINE, PASSED, UNKNOWN, ControlBoard, decide_vantage, judged
+from netprobe.vantage import ControlBoard, FAILED_VERDICTS, NONE, ONLINE, PASSED, UNKNOWN, decide_vantage, judged
 
-MEASURES = ("dns", "tls", "tcp")
-QTYPES = ("A", "AAAA")
+# The one name commands and tests import: what to ask, from here too.
+from netprobe.interop.atlas_definitions import (  # noqa: F401 (re-exported)
+    MEASURES, definitions, estimate_credits, probe_sources, result_cost, role_of,
+)
+
 # The resolver of the probe's own name resolution (sslcert resolves on the probe): the
 # control names' sslcert lookups are the DNS controls of the service names' sslcert lookups.
 PROBE_RESOLVER = "probe-resolver"
-
-# Traceroute settings: 3 SYNs per hop (one lost packet is no silence), no payload in the SYN
-# (what a real client sends), and hops far enough for any path.
-TRACEROUTE_PACKETS = 3
-TRACEROUTE_SIZE = 0
-TRACEROUTE_MAX_HOPS = 32
-
-# --- credits ------------------------------------------------------------------------------
-# RIPE Atlas, "Credits" (atlas.ripe.net/docs/getting-started/credits.html, section on spending):
-# per result, DNS 10 (UDP) / 20 (TCP), sslcert 10, traceroute 10 x packets x (size // 1500 + 1),
-# ping packets x (size // 1500 + 1); one-off measurements cost twice as much.
-ONE_OFF_FACTOR = 2
-
-# --- caps on what one result may bring in ---------------------------------------------------
-MAX_TEXT = 200          # an error text, a name
-MAX_RESPONSES = 8       # resolvers per DNS result
-MAX_ANSWERS = 32        # answer records kept per query
-MAX_HOP_REPLIES = 4     # replies of the deciding hop kept as evidence
-MAX_HOPS = 256
-TIME_RANGE = (1262304000, 4102444800)  # 2010-01-01 .. 2100-01-01: Atlas timestamps outside are malformed
 
 # --- runs -------------------------------------------------------------------------------------
 # One probe's results are judged run by run: a run is what the probe measured within RUN_WINDOW
@@ -93,310 +66,6 @@ NO_CONTROL = {"dns": "dns.no_control", "tcp": "tcp.no_control", "tls": "tls.no_c
 RESOLVER_FAILURES = frozenset({"refused", "servfail", "no_answer", "timeout", "bad_rcode", "eof", "reset",
                                "port_unreachable", "unreachable"})
 NO_CONTROL_REASONS = frozenset({*NO_CONTROL.values(), "dns.resolver_no_control"})
-
-
-# === what to ask ==============================================================================
-
-def _description(targets: TargetSet, what: str) -> str:
-    return printable(f"netprobe {targets.name}: {what}", 200)
-
-
-def definitions(targets: TargetSet, measure: Iterable[str] = MEASURES) -> list[dict[str, Any]]:
-    """Atlas measurement definitions for a target set, controls first.  Each definition is
-    exactly what is POSTed; `netprobe_role` is kept aside in the state file, not sent."""
-    measure = set(measure)
-    names = [d.name for d in targets.control_domains] + [d.name for d in targets.domains]
-    names = list(dict.fromkeys(names))
-    out: list[dict[str, Any]] = []
-    if "dns" in measure:
-        for name in names:
-            for qtype in QTYPES:
-                out.append({"type": "dns", "af": 4, "description": _description(targets, f"DNS {qtype} {name}"),
-                            "query_class": "IN", "query_type": qtype, "query_argument": name,
-                            "use_probe_resolver": True, "set_rd_bit": True, "protocol": "UDP",
-                            "include_abuf": True})
-    if "tls" in measure:
-        for name in names:
-            # resolve_on_probe: the probe's own resolver picks the address, as a user's device would.
-            out.append({"type": "sslcert", "af": 4, "description": _description(targets, f"TLS {name}"),
-                        "target": name, "hostname": name, "port": 443, "resolve_on_probe": True})
-    if "tcp" in measure:
-        endpoints = list(dict.fromkeys([*targets.controls, *(t.endpoint for t in targets.endpoints)]))
-        for endpoint in endpoints:
-            out.append({"type": "traceroute", "af": endpoint.family,
-                        "description": _description(targets, f"TCP {endpoint}"),
-                        "target": str(endpoint.ip), "protocol": "TCP", "port": endpoint.port,
-                        "packets": TRACEROUTE_PACKETS, "size": TRACEROUTE_SIZE,
-                        "max_hops": TRACEROUTE_MAX_HOPS})
-    return out
-
-
-def result_cost(definition: dict[str, Any]) -> int:
-    """Credits one result of a periodic measurement costs (see the table above)."""
-    kind = definition.get("type")
-    size_factor = int(definition.get("size", 48) or 0) // 1500 + 1
-    if kind == "dns":
-        return 20 if str(definition.get("protocol", "UDP")).upper() == "TCP" else 10
-    if kind == "sslcert":
-        return 10
-    if kind == "traceroute":
-        return 10 * int(definition.get("packets", 3)) * size_factor
-    if kind == "ping":
-        return int(definition.get("packets", 3)) * size_factor
-    raise ValueError(f"no credit cost known for {kind!r} measurements")
-
-
-def estimate_credits(defs: Sequence[dict[str, Any]], probes: int) -> dict[str, Any]:
-    """The cost of one-off `defs` on `probes` probes, if every probe delivers every result."""
-    by_type: dict[str, dict[str, int]] = {}
-    for definition in defs:
-        entry = by_type.setdefault(definition["type"], {"measurements": 0, "credits_per_probe": 0})
-        entry["measurements"] += 1
-        entry["credits_per_probe"] += result_cost(definition) * ONE_OFF_FACTOR
-    per_probe = sum(e["credits_per_probe"] for e in by_type.values())
-    return {"measurements": len(defs), "probes": probes, "per_probe": per_probe, "total": per_probe * probes,
-            "by_type": by_type, "one_off_factor": ONE_OFF_FACTOR}
-
-
-def probe_sources(countries: Sequence[str], asns: Sequence[int], probe_ids: Sequence[int],
-                  count: int) -> list[dict[str, Any]]:
-    """Atlas probe selection: `count` probes per country and per ASN, and the listed probes."""
-    sources = [{"type": "country", "value": cc.upper(), "requested": count} for cc in countries]
-    sources += [{"type": "asn", "value": int(asn), "requested": count} for asn in asns]
-    if probe_ids:
-        ids = list(dict.fromkeys(int(p) for p in probe_ids))
-        sources.append({"type": "probes", "value": ",".join(map(str, ids)), "requested": len(ids)})
-    return sources
-
-
-def role_of(definition: dict[str, Any], targets: TargetSet) -> str | None:
-    """"control" or "service" for one of our definitions; None when the target set does not name it."""
-    index = TargetIndex(targets)
-    if definition.get("type") == "traceroute":
-        try:
-            ip = str(parse_ip(str(definition.get("target"))))
-        except ValueError:
-            return None
-        return index.endpoint_role(ip, definition.get("port"))
-    name = definition.get("query_argument") or definition.get("target")
-    return index.name_role(str(name or ""))
-
-
-# === what the answers say ========================================================================
-
-def normalize_name(name: object) -> str:
-    return printable(name, 253).strip().lower().rstrip(".")
-
-
-class TargetIndex:
-    """Which names and endpoints of a target set a result is about, and in which role."""
-
-    def __init__(self, targets: TargetSet):
-        self.targets = targets
-        self.domains = {d.name: d for d in targets.domains}
-        self.control_domains = {d.name: d for d in targets.control_domains}
-        self.endpoints = {(str(t.endpoint.ip), t.endpoint.port): t for t in targets.endpoints}
-        self.controls = {(str(e.ip), e.port) for e in targets.controls}
-        self.ports: dict[str, set[int]] = defaultdict(set)
-        for ip, port in [*self.endpoints, *self.controls]:
-            self.ports[ip].add(port)
-
-    def name_role(self, name: str) -> str | None:
-        name = normalize_name(name)
-        if name in self.control_domains:
-            return "control"
-        return "service" if name in self.domains else None
-
-    def domain(self, name: str) -> Domain | None:
-        return self.control_domains.get(name) or self.domains.get(name)
-
-    def endpoint_role(self, ip: str, port: object) -> str | None:
-        if (ip, port) in self.controls:
-            return "control"
-        if (ip, port) in self.endpoints:
-            return "service"
-        try:
-            inside = in_networks(parse_ip(ip), self.targets.networks)
-        except ValueError:
-            return None
-        return "service" if inside and isinstance(port, int) else None
-
-    def only_port(self, ip: str) -> int | None:
-        ports = self.ports.get(ip, set())
-        return next(iter(ports)) if len(ports) == 1 else None
-
-
-@dataclass
-class Piece:
-    """One Atlas result, parsed by sagan and reduced to what netprobe judges (capped)."""
-
-    kind: str                 # dns | sslcert | traceroute
-    prb: int
-    msm: int
-    ts: int
-    fw: int | None
-    target: str | None = None  # dns, sslcert: the name; traceroute: the address
-    qtype: str | None = None
-    port: int | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-def parse_result(raw: object, definitions_by_msm: dict[int, dict[str, Any]] | None = None) -> Piece:
-    """One raw Atlas result (a dict from the API or a file) as a Piece, or Skip."""
-    from ripe.atlas.sagan import Result as SaganResult
-
-    if not isinstance(raw, dict):
-        raise Skip("not a result object", unparseable=True)
-    kind = raw.get("type")
-    if kind not in ("dns", "sslcert", "traceroute"):
-        label = printable(kind, 20) if isinstance(kind, str) else "untyped"
-        raise Skip(f"{label} results (netprobe judges dns, sslcert and TCP traceroute)",
-                   unparseable=not isinstance(kind, str))
-    prb = integer(raw.get("prb_id"), 1, 10**9)
-    msm = integer(raw.get("msm_id"), 1, 10**10)
-    ts = integer(raw.get("timestamp"), *TIME_RANGE)
-    if prb is None or msm is None or ts is None:
-        raise Skip("results without a valid prb_id, msm_id or timestamp", unparseable=True)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parsed = SaganResult.get(raw, on_error=SaganResult.ACTION_IGNORE,
-                                     on_malformation=SaganResult.ACTION_IGNORE)
-            definition = (definitions_by_msm or {}).get(msm, {})
-            fw = raw.get("fw")  # an integer, or a string of digits in some old results
-            fw = integer(int(fw) if isinstance(fw, str) and fw.isdigit() and len(fw) < 8 else fw, 0, 10**6)
-            piece = Piece(kind, prb, msm, ts, fw)
-            if kind == "dns":
-                _dns_piece(piece, parsed, raw, definition)
-            elif kind == "sslcert":
-                _sslcert_piece(piece, parsed, raw, definition)
-            else:
-                _traceroute_piece(piece, parsed, raw, definition)
-    except Skip:
-        raise
-    except Exception as exc:  # sagan (or the result) failed in a way it does not classify itself
-        raise Skip("results sagan could not parse", unparseable=True) from exc
-    return piece
-
-
-def _dns_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
-    entries: list[dict[str, Any]] = []
-    question: tuple[str, str] | None = None
-    for response in parsed.responses[:MAX_RESPONSES]:
-        data = response.raw_data if isinstance(response.raw_data, dict) else {}
-        entry: dict[str, Any] = {"resolver": ip_text(response.destination_address),
-                                 "transport": "tcp" if response.protocol == "TCP" else "udp"}
-        rt = nonnegative(response.response_time, 1e9)
-        if rt is not None:
-            entry["rt_ms"] = rt
-        error = data.get("error")
-        if error:
-            entry.update(error=printable(error, MAX_TEXT), error_reason=atlas_dns_error_reason(error))
-        else:
-            abuf = response.abuf
-            if abuf is None:
-                raise Skip("DNS results without an answer buffer (abuf)")
-            if abuf.is_malformed or abuf.header is None:
-                entry.update(error="unreadable answer buffer", error_reason="dns.malformed")
-            else:
-                if abuf.questions and question is None:
-                    question = (normalize_name(abuf.questions[0].name), printable(abuf.questions[0].type, 10))
-                entry.update(_answers(abuf, definition.get("query_type") or (question or ("", ""))[1]))
-        entries.append(entry)
-    if not parsed.responses and raw.get("error"):
-        entries.append({"resolver": ip_text(raw.get("dst_addr")), "error": printable(raw["error"], MAX_TEXT),
-                        "error_reason": atlas_dns_error_reason(raw["error"])})
-    if not entries:
-        raise Skip("DNS results with neither an answer nor an error", unparseable=True)
-    name = definition.get("query_argument") or (question[0] if question else None)
-    piece.target = normalize_name(name) if name else None
-    qtype = definition.get("query_type") or (question[1] if question else None)
-    piece.qtype = str(qtype).upper() if qtype else None
-    piece.data["entries"] = entries
-
-
-def _answers(abuf, qtype: str) -> dict[str, Any]:
-    answers, addresses, total, malformed = [], [], 0, False
-    for answer in abuf.answers:
-        total += 1
-        kind = printable(answer.type, 12) if answer.type else "?"
-        if kind == qtype and (answer.klass in (None, "IN")) and len(addresses) < MAX_ANSWERS:
-            address = ip_text(getattr(answer, "address", None))
-            if address is None:
-                malformed = True
-            else:
-                addresses.append(address)
-        if len(answers) < MAX_ANSWERS:
-            data = getattr(answer, "address", None) or getattr(answer, "target", None) or getattr(answer, "rdata", "")
-            answers.append({"name": printable(answer.name or "", 253), "type": kind, "ttl": answer.ttl,
-                            "data": printable(data or "", 256)})
-    entry: dict[str, Any] = {"rcode": printable(abuf.header.return_code or "?", 16), "answers": answers,
-                             "answers_dropped": total - len(answers), "addresses": addresses}
-    if malformed:
-        entry["error_reason"] = "dns.malformed"
-    return entry
-
-
-def _sslcert_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
-    name = raw.get("dst_name") or definition.get("hostname") or definition.get("target")
-    if not name:
-        raise Skip("sslcert results without a name (dst_name)")
-    piece.target = normalize_name(name)
-    piece.port = integer(parsed.port, 1, 65535) or integer(definition.get("port"), 1, 65535) or 443
-    data: dict[str, Any] = {"dst_addr": ip_text(parsed.destination_address), "af": integer(parsed.af, 4, 6)}
-    for key in ("dnserr", "err", "error", "sockerr"):
-        if raw.get(key):
-            data[key] = printable(raw[key], MAX_TEXT)
-    if parsed.alert is not None:
-        data["alert"] = {"level": parsed.alert.level, "description": parsed.alert.description,
-                         "name": printable(parsed.alert.description_string, 40)}
-    certs = raw.get("cert")
-    if isinstance(certs, list):
-        data["certs"] = [c for c in certs[:10] if isinstance(c, str)]
-    for key, value in (("method", parsed.method), ("version", parsed.version)):
-        if value:
-            data[key] = printable(value, 20)
-    for key, value in (("rt_ms", parsed.response_time), ("ttc_ms", parsed.time_to_connect)):
-        number = nonnegative(value, 1e9)
-        if number is not None:
-            data[key] = number
-    if raw.get("server_cipher"):
-        data["server_cipher"] = printable(raw["server_cipher"], 12)
-    piece.data = data
-
-
-def _traceroute_piece(piece: Piece, parsed, raw: dict, definition: dict) -> None:
-    if parsed.protocol != "TCP":
-        raise Skip(f"traceroutes over {printable(parsed.protocol or 'an unknown protocol', 10)} "
-                   "(netprobe judges TCP traceroutes: a port's reachability)")
-    dst = ip_text(parsed.destination_address) or ip_text(definition.get("target"))
-    piece.target = dst
-    piece.port = integer(definition.get("port"), 1, 65535)
-    data: dict[str, Any] = {"af": integer(parsed.af, 4, 6), "total_hops": parsed.total_hops}
-    if raw.get("error"):
-        data["error"] = printable(raw["error"], MAX_TEXT)
-    hops = []
-    for hop in parsed.hops[:MAX_HOPS]:
-        replies = []
-        for packet in hop.packets[:16]:
-            packet_raw = packet.raw_data if isinstance(packet.raw_data, dict) else {}
-            if packet_raw.get("x") == "*" or not packet.origin:
-                replies.append({"x": "*"})
-                continue
-            reply: dict[str, Any] = {"from": ip_text(packet.origin) or "?", "ttl": integer(packet.ttl, 0, 255),
-                                     "rtt": nonnegative(packet.rtt, 1e9)}
-            if packet_raw.get("flags") is not None:
-                reply["flags"] = printable(packet_raw["flags"], 8)
-            if packet_raw.get("err") is not None:
-                reply["err"] = printable(packet_raw["err"], 8)
-                reply["icmp"] = ATLAS_ICMP_ERRORS.get(reply["err"], "unreachable (ICMP code)")
-            replies.append(reply)
-        entry: dict[str, Any] = {"hop": integer(hop.index, 0, 255), "replies": replies}
-        if hop.is_error:
-            entry["error"] = printable(hop.error_message, MAX_TEXT)
-        hops.append(entry)
-    data["hops"] = hops
-    piece.data = data
 
 
 # --- records ----------------------------------------------------------------------------------

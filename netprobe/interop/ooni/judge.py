@@ -23,7 +23,7 @@ from netprobe.interop.ooni.read import (
 from netprobe.records import Result, RunInfo, encode
 from netprobe.timeutil import canonical_time
 
-# --- one measurement -> records ------------------------------------------------------------
+# --- the record of one operation, and the rule that judges it ---------------------------------
 
 @dataclass(frozen=True)
 class OoniContext:
