@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import ipaddress
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -153,7 +154,6 @@ def match_blockpage(status: int | None, headers: dict[str, str], body_prefix: by
 @functools.cache
 def dns_fingerprints() -> dict[str, Fingerprint]:
     """The packaged DNS list, address -> fingerprint: every row is an exact address (`full`)."""
-    import ipaddress
 
     raw = resources.files("netprobe").joinpath(DNS_FILE).read_bytes().decode("utf-8")
     found: dict[str, Fingerprint] = {}

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Iterable, Sequence
+from urllib.parse import urlsplit
 
 from netprobe.addresses import IPAddress, IPNetwork, in_networks, is_bogon, is_teredo, parse_ip
 
@@ -395,6 +396,7 @@ class ConnectionClosed(Exception):
 def _dns_exception_failures() -> tuple[tuple[type[BaseException], str], ...]:
     """dnspython's exceptions and the failure each means; dnspython is imported here,
     on the first DNS failure, so that a run without DNS probes never loads it."""
+    # lazy: dnspython 50 ms; TCP-only sweep (test_startup)
     import dns.exception
     import dns.query
     import dns.resolver
@@ -428,6 +430,7 @@ def dns_reason(exc: BaseException) -> str:
 
 def doh_reason(exc: BaseException) -> str:
     """Reason for a failed DNS-over-HTTPS exchange (requests' exceptions)."""
+    # lazy: requests 89 ms; TCP-only sweep (test_startup)
     import requests
 
     if isinstance(exc, requests.exceptions.Timeout):
@@ -499,6 +502,7 @@ def tls_failure(exc: BaseException) -> str:
     An SSLError's `errno` is OpenSSL's SSL_ERROR_* code, not an OS errno, so
     SSL errors are read here and never handed to errno_failure.
     """
+    # lazy: ssl 10 ms; TCP-only sweep (test_startup)
     import ssl
     if isinstance(exc, ssl.SSLCertVerificationError):
         return "bad_certificate"
@@ -675,7 +679,6 @@ def host_on_service(host: str, domains: Iterable[str]) -> bool:
 def location_target(location: str, domains: Iterable[str],
                     networks: Iterable[IPNetwork]) -> tuple[str | None, bool, str | None]:
     """Where a redirect points: (host, still on the service, parse error)."""
-    from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(location.strip())

@@ -38,6 +38,7 @@ from netprobe.classify import choose_addresses, choose_control_addresses
 from netprobe.diagnosis import Diagnosis
 from netprobe.plan import Plan, Task
 from netprobe.probes.kinds import CONNECT, DNS, KINDS, WEB, family_of
+from netprobe.probes.tcp import ConnectPool, probe_tcp
 from netprobe.records import Result
 from netprobe.sweep_loop import Cancellable, EventLoop, Interrupted, SweepLoop, Waitable
 from netprobe.vantage import (
@@ -123,7 +124,6 @@ def usable_concurrency(requested: int) -> tuple[int, str | None]:
 def connects_only(plan: Plan) -> bool:
     """Whether every probe of the plan, controls included, is one TCP connect (a sweep):
     such a run needs no coroutine, so it runs without asyncio (Runner.run_connects)."""
-    from netprobe.probes.tcp import ConnectPool
     return ConnectPool.available and all(family_of(kind) == CONNECT for kind in plan.kinds) and all(
         stage_of(task) in CONNECT_STAGES for task in plan.controls())
 
@@ -160,6 +160,7 @@ def drive(runner: Runner, sweep: bool, signals: tuple[int, ...] = (),
         finally:
             loop.close()
         return runner.outcome
+    # lazy: asyncio 29 ms; TCP-only sweep (test_startup)
     import asyncio
 
     async def main() -> RunOutcome:
@@ -201,20 +202,23 @@ async def execute_control(task: Task, plan: Plan, settings: Settings, prepared: 
     """A control measured exactly as the service's probes of its stage are."""
     stage = stage_of(task)
     if stage in CONNECT_STAGES:
-        from netprobe.probes.tcp import probe_tcp
         return await probe_tcp(task.endpoint, settings.timeout, kind="control", context=dict(task.context))
     if stage in PATH_CHECK_STAGES:
+        # lazy: probes.mtproto 91 ms; TCP-only sweep (test_startup)
         from netprobe.probes.mtproto import probe_mtproto
         return await probe_mtproto(task.endpoint, "intermediate", settings.timeout, context=dict(task.context))
     name, pinned = task.domain.name, task.domain.addresses
     if stage == "dns":
+        # lazy: probes.dns 102 ms; TCP-only sweep (test_startup)
         from netprobe.probes.dns import probe_dns
         return await probe_dns(name, task.resolver, plan.targets.networks, settings.timeout,
                                ca_bundle=settings.ca_bundle, control_addresses=pinned)
     if stage == "dns_injection":
+        # lazy: probes.dns 102 ms; TCP-only sweep (test_startup)
         from netprobe.probes.dns import probe_dns_injection
         return await probe_dns_injection(name, task.resolver, settings.timeout, plan.targets.networks,
                                          control_addresses=pinned)
+    # lazy: probes.https 56 ms; TCP-only sweep (test_startup)
     from netprobe.probes.https import probe_http, probe_https
     if stage == "tls":
         return await probe_https(name, networks=(), timeout=settings.timeout, ca_bundle=settings.ca_bundle,
@@ -248,6 +252,7 @@ def overrun_result(task: Task, reason: str, started: float, note: str) -> Result
 
 async def guarded(task: Task, plan: Plan, settings: Settings, prepared: dict | None = None) -> Result:
     """A probe that cannot outlive --timeout by more than PROBE_MARGIN_S."""
+    # lazy: asyncio 29 ms; TCP-only sweep (test_startup)
     import asyncio
     started = time.monotonic()
     try:
@@ -299,6 +304,7 @@ class Runner:
 
     async def run(self) -> RunOutcome:
         """The run under asyncio's running loop; cancelled, it keeps what it measured and re-raises."""
+        # lazy: asyncio 29 ms; TCP-only sweep (test_startup)
         import asyncio
         started = self.begin(asyncio.get_running_loop())
         with self.ending(asyncio.CancelledError):
@@ -358,7 +364,6 @@ class Runner:
         self.judgment = Judgment(len(controls))
         self.tasks = _chain(controls, self.plan.tasks())
         if any(family_of(k) == CONNECT for k in self.plan.kinds) or controls:
-            from netprobe.probes.tcp import ConnectPool
             if ConnectPool.available:
                 self.pool = ConnectPool(loop, self.settings.timeout, self.done)
         return started

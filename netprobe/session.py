@@ -12,6 +12,7 @@ import dataclasses
 import os
 import signal
 import sys
+import threading
 
 import click
 
@@ -19,6 +20,7 @@ from netprobe.commands.common import ExitCode, UserError
 from netprobe.engine import Runner, Settings, default_deadline, drive, on_sweep_loop
 from netprobe.output import FLUSH_INTERVAL_S, OutputError, RecordSink, default_format
 from netprobe.records import RunInfo, encode
+from netprobe.report_lines import closing_lines
 from netprobe.text import one_line
 
 # The signals that interrupt a run, and the exit code each ends it with.
@@ -30,8 +32,8 @@ def daemon_executor():
     thread per call.  A call the probe's deadline abandoned (a resolver that drips its answer)
     then neither delays later calls, as a small pool would, nor holds the process past the
     run deadline, as asyncio.run's executor shutdown and the interpreter's exit would."""
+    # lazy: concurrent.futures 4 ms; only DNS-over-HTTPS runs need it; TCP-only sweep (test_startup)
     import concurrent.futures
-    import threading
 
     class DaemonThreads(concurrent.futures.ThreadPoolExecutor):
         def submit(self, fn, /, *args, **kwargs):
@@ -127,12 +129,14 @@ class PlanRun:
         # rich (a quarter of a small sweep's start-up) only where it shows something: the table, and
         # a terminal's stderr (colours, the progress bar); elsewhere the closing report is plain lines.
         if self.fmt == "table" or _rich_stderr():
+            # lazy: rich 23 ms; TCP-only sweep (test_startup)
             from rich.console import Console
             self.err_console = Console(stderr=True, highlight=False)
 
     def start_progress(self) -> None:
         console = self.err_console
         if console is not None and console.is_terminal and not self.quiet and not console.no_color:
+            # lazy: rich.progress 38 ms; TCP-only sweep (test_startup)
             from rich.progress import Progress
             self.progress = Progress(console=console, transient=True)
             self.progress_task = self.progress.add_task("probing", total=len(self.plan))
@@ -183,9 +187,11 @@ class PlanRun:
         if stdout is None:
             return
         if fmt == "ooni":  # the run as one OONI measurement (netprobe.interop.ooni)
+            # lazy: interop.ooni 52 ms; TCP-only sweep (test_startup)
             from netprobe.interop.ooni import runs_as_ooni
             sys.stdout.write(runs_as_ooni(stdout.kept, self.options.get("probe_cc"), self.options.get("probe_asn")))
         if fmt == "table":
+            # lazy: rich 23 ms, render 65 ms; TCP-only sweep (test_startup)
             from rich.console import Console
 
             from netprobe.render import print_report
@@ -196,11 +202,11 @@ class PlanRun:
         if fmt == "json":
             sys.stdout.write(stdout.json_text())
         if self.err_console is not None:
+            # lazy: render 65 ms; TCP-only sweep (test_startup)
             from netprobe.render import print_report
             print_report(self.err_console, [], outcome.counts, outcome.vantage, notes, outcome.findings,
                          summary=summary)
         else:
-            from netprobe.report_lines import closing_lines
             sys.stderr.write("".join(line + "\n" for line in closing_lines(
                 outcome.counts, outcome.vantage, notes, outcome.findings, summary)))
 

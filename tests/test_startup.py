@@ -3,6 +3,7 @@ modules its probe kinds need (checked with `python -X importtime`)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import subprocess
@@ -27,7 +28,7 @@ def imported(*args: str, tmp_path: Path | None = None) -> set[str]:
 HEAVY_FOR_VERSION = ("asyncio", "rich", "dns", "cryptography", "netprobe.engine", "netprobe.targets",
                      "netprobe.report", "netprobe.probes", "netprobe.interop")
 PROBE_MODULES = ("dns", "cryptography", "netprobe.probes.dns", "netprobe.probes.https", "netprobe.probes.mtproto",
-                 "netprobe.mtproto_wire", "requests", "netprobe.interop")
+                 "netprobe.mtproto_wire", "requests", "netprobe.interop", "asyncio", "ssl", "rich")
 
 
 def loaded(modules: set[str], prefix: str) -> list[str]:
@@ -52,3 +53,41 @@ def test_a_tcp_run_imports_no_other_probe(tmp_path):
     assert "netprobe.probes.tcp" in modules
     for other in PROBE_MODULES:
         assert not loaded(modules, other), (other, loaded(modules, other))
+
+
+def undeclared_lazy_imports(path: Path) -> list[int]:
+    """Lines of imports inside functions without a `# lazy:` reason on their line or above
+    their block of imports (ARCHITECTURE.md, "Deferred imports")."""
+    lines = path.read_text().splitlines()
+    missing = []
+    for function in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or "# lazy:" in lines[node.lineno - 1]:
+                continue
+            above = node.lineno - 2
+            while above >= 0 and (not lines[above].strip() or lines[above].lstrip().startswith(("import ", "from "))):
+                above -= 1
+            if above < 0 or not lines[above].lstrip().startswith("# lazy:"):
+                missing.append(node.lineno)
+    return missing
+
+
+@pytest.mark.parametrize("source, missing", [
+    ("def f():\n    # lazy: heavy\n    import a\n\n    from b import c\n", []),
+    ("def f():\n    import a  # lazy: cycle\n", []),
+    ("import a\ndef f():\n    x = 1\n    import b\n", [4]),
+    ("# lazy: not this one\nx = 1\ndef f():\n    import b\n", [4]),
+])
+def test_the_lazy_comment_rule(tmp_path, source, missing):
+    module = tmp_path / "m.py"
+    module.write_text(source)
+    assert undeclared_lazy_imports(module) == missing
+
+
+def test_every_import_inside_a_function_says_why():
+    """Imports go at the top unless deferred for a measured cost or a cycle, and then say which."""
+    missing = {str(path.relative_to(REPO)): lines for path in sorted((REPO / "netprobe").rglob("*.py"))
+               if "interop" not in path.parts and (lines := undeclared_lazy_imports(path))}
+    assert not missing, missing

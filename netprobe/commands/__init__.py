@@ -6,8 +6,9 @@
     atlas     atlas submit, atlas fetch (RIPE Atlas)
     reasons   reasons
 
-Only click is imported at module level, so that `netprobe --version` and
-`--help` stay fast for cron; each command imports what it uses, and a command's
+Only click and light modules are imported at module level, so that `netprobe
+--version` and `--help` stay fast for cron; each command imports its heavy
+modules inside the function (marked `# lazy:`), and a command's
 module is imported only when that command runs (or --help lists it): `run`
 does not pay for the options of atlas, ooni and report, a sixth of a small
 sweep's start-up.  Every common option can also be set as NETPROBE_<OPTION> in
@@ -17,6 +18,7 @@ the environment.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import click
@@ -80,7 +82,6 @@ def _terminate(signum, frame):
 
 def main(argv=None) -> None:
     """Entry point: user errors end in one line on stderr and exit 2, never a traceback."""
-    import signal
     # Until the run's event loop takes over SIGTERM (and after it gives it back), end
     # with the same message and exit status as during a run, not the default silent death.
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:

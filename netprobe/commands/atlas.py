@@ -23,7 +23,7 @@ import click
 
 from netprobe.commands.common import (RECORD_FORMATS, ExitCode, UserError, default_controls, load_targets,
                                       positive_seconds)
-from netprobe.text import one_line
+from netprobe.text import one_line, printable
 
 
 MAX_KEY_FILE_BYTES = 4096
@@ -73,6 +73,7 @@ def atlas():
 def read_key(key_file: str | None, required: bool) -> str | None:
     """The API key from --key-file or RIPE_ATLAS_KEY; never echoed, not even in an error."""
     if key_file:
+        # lazy: bounded_input 5 ms; --help imports every command module (test_startup)
         from netprobe.bounded_input import read_regular_file
         try:
             raw = read_regular_file(Path(key_file), MAX_KEY_FILE_BYTES)
@@ -95,6 +96,7 @@ def read_key(key_file: str | None, required: bool) -> str | None:
 
 
 def make_client(options: dict, key: str | None):
+    # lazy: interop.atlas_api 112 ms; --help imports every command module (test_startup)
     from netprobe.interop.atlas_api import AtlasClient, Leash
     return AtlasClient(options["api_server"], key, Leash(options["timeout"], time.monotonic() + options["deadline"]))
 
@@ -110,6 +112,7 @@ def api_failure(exc) -> int:
 # --- the state file -----------------------------------------------------------------------
 
 def state_path(options: dict) -> Path:
+    # lazy: interop 6 ms and up; --help imports every command module (test_startup)
     from netprobe.interop.atlas_state import default_state_path
     return Path(options["state_file"]) if options["state_file"] else default_state_path()
 
@@ -129,6 +132,7 @@ def state_path(options: dict) -> Path:
 @api_options
 def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
     """Schedule one-off measurements of the target set from RIPE Atlas probes."""
+    # lazy: interop.atlas 65 ms; --help imports every command module (test_startup)
     from netprobe.interop import atlas as model
 
     for cc in countries:
@@ -158,11 +162,13 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
         click.echo(json.dumps(post, indent=2, sort_keys=True))
         _print_cost(cost)
         return 0
+    # lazy: interop 6-112 ms; --help imports every command module (test_startup)
     from netprobe.interop.atlas_state import STATE_SCHEMA, StateError, check_writable, load_state, save_state
     path = state_path(options)
     key = read_key(options["key_file"], required=True)
     client = make_client(options, key)
     check_writable(path)
+    # lazy: interop.atlas_api 112 ms; --help imports every command module (test_startup)
     from netprobe.interop.atlas_api import AtlasError
     try:
         ids = client.create(definitions, sources)
@@ -197,6 +203,7 @@ def submit(countries, asns, probe_ids, count, measure, dry_run, **options):
 
 def _post_data(definitions: list[dict], sources: list[dict]) -> dict[str, Any]:
     """The exact body cousteau will POST (built by cousteau itself, without sending it)."""
+    # lazy: ripe.atlas.cousteau 91 ms, only to submit; --help imports every command module (test_startup)
     from ripe.atlas.cousteau import AtlasCreateRequest, AtlasSource, Dns, Sslcert, Traceroute
 
     kinds = {"dns": Dns, "sslcert": Sslcert, "traceroute": Traceroute}
@@ -237,6 +244,7 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
 
     With --from-file, classify results downloaded by other means instead.
     """
+    # lazy: interop 65-112 ms; --help imports every command module (test_startup)
     from netprobe.interop.atlas import Context
     from netprobe.interop.atlas_api import AtlasError
 
@@ -251,6 +259,7 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
             raise UserError(f"not a measurement id: {bad[:40]!r} (files need --from-file)")
         msm_ids = tuple(int(a) for a in args)
     store, ca_evidence = _trust_store(ca_bundle)
+    # lazy: interop 6 ms; --help imports every command module (test_startup)
     from netprobe.interop.atlas_state import load_state
     path = state_path(options)
     state = load_state(path, missing_ok=bool(files or msm_ids or options["state_file"] is None))
@@ -296,6 +305,7 @@ def fetch(args, from_file, lookup_probes, fmt, output, ca_bundle, quiet, **optio
 
 
 def _trust_store(ca_bundle: str | None):
+    # lazy: interop.chaincheck 126 ms; --help imports every command module (test_startup)
     from netprobe.interop.chaincheck import load_store
     if ca_bundle and not os.path.isfile(ca_bundle):
         raise UserError(f"--ca-bundle: no such file: {ca_bundle}")
@@ -307,6 +317,7 @@ def _trust_store(ca_bundle: str | None):
     if not store:
         raise UserError(f"--ca-bundle: no certificate in {ca_bundle or 'the system trust store'}")
     if ca_bundle:
+        # lazy: probes.https 56 ms; --help imports every command module (test_startup)
         from netprobe.probes.https import file_digest
         return store, {"file_sha256": file_digest(ca_bundle)}
     return store, "system"
@@ -314,6 +325,7 @@ def _trust_store(ca_bundle: str | None):
 
 def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, notes):
     """One submission's (or the named) measurements: metadata, results, probes, conversion."""
+    # lazy: interop 65-112 ms; --help imports every command module (test_startup)
     from netprobe.interop.atlas import Context
     from netprobe.interop.atlas_api import is_running, status_name
 
@@ -325,6 +337,7 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
         subs = {known[i][0].get("targets_file") for i in ids if i in known}
         targets_file = next(iter(subs)) if len(subs) == 1 else None
     targets = default_controls(load_targets(targets_file), options)
+    # lazy: interop.atlas_api 112 ms; --help imports every command module (test_startup)
     from netprobe.interop.atlas_api import AtlasError
 
     known_ids = [i for i in ids if i in known]
@@ -386,6 +399,7 @@ def _fetch_batch(client, submission, ids, known, options, store, ca_evidence, no
 
 def _probe_metadata(client, prb_ids: list[int], notes: list[str]) -> dict[int, dict]:
     """ASN and country of the probes, when the API gives them; otherwise left out, never guessed."""
+    # lazy: interop.atlas_api 112 ms; --help imports every command module (test_startup)
     from netprobe.interop.atlas_api import AtlasError
     if not prb_ids:
         return {}
@@ -397,6 +411,7 @@ def _probe_metadata(client, prb_ids: list[int], notes: list[str]) -> dict[int, d
 
 
 def _convert(raws, context, notes):
+    # lazy: interop.atlas 65 ms; --help imports every command module (test_startup)
     from netprobe.interop.atlas import convert
     result = convert(raws, context)
     if result.unparseable:
@@ -414,6 +429,7 @@ def _convert(raws, context, notes):
 def _read_files(files) -> list:
     """Results from JSON-array or JSON-lines files (bounded_input.json_array_or_lines); a line
     that is no JSON is counted, not fatal."""
+    # lazy: bounded_input 5 ms; --help imports every command module (test_startup)
     from netprobe.bounded_input import json_array_or_lines
     results: list = []
     for name in files:
@@ -432,6 +448,7 @@ def _read_files(files) -> list:
 
 def record_identity(record: dict[str, Any]) -> bytes:
     """What makes two records the same observation: run (probe, measurements, times), kind, target, address."""
+    # lazy: hashlib 3 ms; --help imports every command module (test_startup)
     import hashlib
     text = "|".join(str(record.get(k)) for k in ("run_id", "probe", "target", "address", "label"))
     return hashlib.sha256(text.encode("utf-8", "replace")).digest()[:16]
@@ -439,6 +456,7 @@ def record_identity(record: dict[str, Any]) -> bytes:
 
 def already_written(path: str, wanted: set[bytes]) -> set[bytes]:
     """Which of `wanted` are in the output file already; memory bounded by `wanted`, not by the file."""
+    # lazy: bounded_input 5 ms; --help imports every command module (test_startup)
     from netprobe.bounded_input import whole_lines
     found: set[bytes] = set()
     try:
@@ -465,6 +483,7 @@ class _Sink:
     record already in the file is neither written again nor shown."""
 
     def __init__(self, fmt: str | None, output: str | None, quiet: bool):
+        # lazy: output 25 ms; --help imports every command module (test_startup)
         from netprobe.output import RecordSink, default_format
         self.fmt = default_format(fmt)
         self.output = output
@@ -474,6 +493,7 @@ class _Sink:
         self.counts: dict[str, int] = {}
 
     def take(self, conversion, notes: list[str]) -> None:
+        # lazy: records 18 ms; --help imports every command module (test_startup)
         from netprobe.records import RunInfo, encode
 
         records = [encode(result, RunInfo(label=label, run_id=run_id))
@@ -506,11 +526,11 @@ class _Sink:
 
 
 def _print_table(records: list[dict[str, Any]]) -> None:
+    # lazy: rich 23 ms and up; --help imports every command module (test_startup)
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from netprobe.text import printable
     table = Table(title=Text("RIPE Atlas results"))
     for column in ("label", "probe", "target", "address", "verdict", "reason"):
         table.add_column(column)

@@ -2,8 +2,9 @@
 loading a target set and making a plan.  No command module imports another;
 each imports this.
 
-Only click is imported at module level, so that `netprobe --version` and
-`--help` stay fast for cron; functions import what they use.
+Only click and light modules are imported at module level, so that `netprobe
+--version` and `--help` stay fast for cron; targets, plan and probes are imported
+inside the functions that use them (each marked `# lazy:`, ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import enum
 import math
 import os
+import random
 import re
 
 import click
+
+from netprobe.text import printable
 
 
 class ExitCode(enum.IntEnum):
@@ -125,6 +129,7 @@ def parse_run_options(args: list[str]) -> tuple[list[click.Parameter], dict, dic
 
 
 def load_targets(targets_file):
+    # lazy: targets 19 ms; --version imports commands.common (test_startup)
     from netprobe.targets import load_builtin, load_target_file
     return load_target_file(targets_file) if targets_file else load_builtin()
 
@@ -132,7 +137,7 @@ def load_targets(targets_file):
 def default_controls(targets, options, keys=None, where=None, reaches=None):
     """The set with the built-in controls for the control keys its file did not write (when its
     service is on the Internet), said on stderr; unchanged under --no-default-controls."""
-    from netprobe.text import printable
+    # lazy: targets 19 ms; --version imports commands.common (test_startup)
     from netprobe.targets import CONTROL_KEYS, load_builtin, missing_controls, with_default_controls
     if options.get("no_default_controls") or not missing_controls(targets, keys or CONTROL_KEYS, reaches):
         return targets  # the built-in set (and dnspython with it) is loaded only when it is needed
@@ -151,8 +156,8 @@ def default_controls(targets, options, keys=None, where=None, reaches=None):
 
 
 def make_plan(targets, options, kinds=None, probe_controls=True):
-    import random
 
+    # lazy: plan 29 ms, probes 4 ms; --version imports commands.common (test_startup)
     from netprobe.plan import Plan, parse_probe_kinds
     from netprobe.probes.kinds import DNS, WEB, family_of
     from netprobe.resolvers import choose_resolvers
@@ -167,6 +172,7 @@ def make_plan(targets, options, kinds=None, probe_controls=True):
 
 
 def check_ca_bundle(path: str) -> None:
+    # lazy: ssl 10 ms, probes.https 56 ms; --version imports commands.common (test_startup)
     import ssl
 
     from netprobe.probes.https import make_context

@@ -9,11 +9,15 @@ stays fast; what commands share comes from netprobe.commands.common.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import sys
+from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
-from netprobe.commands.common import RECORD_FORMATS
+from netprobe.commands.common import RECORD_FORMATS, UserError, parse_run_options
 
 DEFAULT_OUTPUT = "~/netprobe/results.jsonl"
 
@@ -26,7 +30,7 @@ def _split(values: tuple[str, ...]) -> frozenset | None:
 
 def _parsed(option: str, parse, *args, **kwargs):
     """parse(*args), a HistoryError becoming a user error that names the option."""
-    from netprobe.commands.common import UserError
+    # lazy: timeutil 1 ms; --help imports every command module (test_startup)
     from netprobe.timeutil import HistoryError
     try:
         return parse(*args, **kwargs)
@@ -70,7 +74,7 @@ def report(files, since, until, labels, probes, targets, changes, techniques, ti
     in HTML, sampled range addresses, a data center's endpoints and the target
     file's groups are folded into one row each (--ungrouped keeps them apart).
     """
-    from netprobe.commands.common import UserError
+    # lazy: report.command 37 ms; --help imports every command module (test_startup)
     from netprobe.report import command
     from netprobe import timeutil as tu
     from netprobe.report.reading import Query
@@ -123,7 +127,6 @@ def schedule_for(minutes: int) -> str:
         return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
     if minutes == 1440:
         return "0 0 * * *"
-    from netprobe.commands.common import UserError
     raise UserError(f"--every: {minutes} minutes cannot be written as a cron schedule "
                     "(use 1-59, a whole number of hours below 24, or 1440)")
 
@@ -131,8 +134,6 @@ def schedule_for(minutes: int) -> str:
 def program() -> list[str]:
     """How cron should start this netprobe: the script we were started as, resolved to an
     absolute path, or this interpreter with -m (not resolved: that would leave a venv)."""
-    import shutil
-    from pathlib import Path
 
     argv0 = sys.argv[0] if sys.argv else ""
     name = os.path.basename(argv0)
@@ -159,13 +160,10 @@ def cron(every, run_options):
     the next one is due makes the next one skip instead of overlapping.  Options
     set as NETPROBE_* variables are written into the line: cron does not see them.
     """
+    # lazy: hashlib 3 ms; --help imports every command module (test_startup)
     import hashlib
-    import shlex
-    import shutil
 
-    from click.core import ParameterSource
 
-    from netprobe.commands.common import UserError, parse_run_options
 
     # Parsed with `run`'s own options, so that a bad option fails now and not every ten minutes.
     run_params, options, sources = parse_run_options(run_options)

@@ -102,6 +102,7 @@ async def open_socket(endpoint: Endpoint) -> socket.socket:
 
 
 async def _wait_writable(sock: socket.socket) -> None:
+    # lazy: asyncio 29 ms; TCP-only sweep (test_startup)
     import asyncio
     loop = asyncio.get_running_loop()
     ready = loop.create_future()
@@ -143,6 +144,7 @@ def connect_result(target: str, kind: str, context, failure: ConnectFailed | Non
 
 async def probe_tcp(endpoint: Endpoint, timeout: float, kind: str = "tcp",
                     context: dict | None = None) -> Result:
+    # lazy: asyncio 29 ms; TCP-only sweep (test_startup)
     import asyncio
     started = time.monotonic()
     failure: ConnectFailed | None = None

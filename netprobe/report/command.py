@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from netprobe.errors import NetprobeError
+from netprobe.output import default_format
+from netprobe.report import views
 from netprobe.report.fold import Fold
 from netprobe.report.machine import columns_of, write_machine
 from netprobe.report.reading import Query, Stats, fold_archives
@@ -44,7 +46,6 @@ class Request:
     grouping: str | None = None  # "group", "ungrouped", or None: by output
 
     def stdout_format(self) -> str:
-        from netprobe.output import default_format
         return default_format(self.fmt)
 
     def grouped_stdout(self) -> bool:
@@ -195,6 +196,7 @@ def report(request: Request, warn: Callable[[str], None]) -> None:
     """Read, then write the page and show the view.  Raises ReportError or HistoryError."""
     console = None
     if request.show and (request.view == "timeline" or request.stdout_format() == "table"):
+        # lazy: rich 23 ms; only a table on stdout needs it, not jsonl/csv
         from rich.console import Console
         console = Console(highlight=False, soft_wrap=False)
     folding, stats = read(request, terminal_cells=console.width if console is not None else 0)
@@ -212,7 +214,8 @@ def report(request: Request, warn: Callable[[str], None]) -> None:
 
 
 def show_view(request: Request, plan: FoldPlan, console) -> None:
-    from netprobe.report import terminal, views
+    # lazy: report.terminal 51 ms; only the terminal view needs it
+    from netprobe.report import terminal
 
     fmt = request.stdout_format()
     if request.view == "timeline":
@@ -239,7 +242,8 @@ def show_view(request: Request, plan: FoldPlan, console) -> None:
 
 def write_html(request: Request, plan: FoldPlan, stats: Stats) -> None:
     """Written next to its final name and renamed, so a web server never serves half a page."""
-    from netprobe.report import html, views
+    # lazy: report.html 59 ms; only --html needs it
+    from netprobe.report import html
 
     fold = plan.page
     states = views.current_state(fold)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
 from netprobe.classify import VERDICT_RANK, VERDICTS
 from netprobe.probes.kinds import record_order
 from netprobe.render import VERDICT_STYLES
@@ -46,9 +50,6 @@ def shares_text(counts: dict[str, int]) -> str:
 def _table(title: str, columns: Iterable[str], *, compact: bool = False):
     """A table whose names never break: long ones end in an ellipsis; the last column of a
     compact table takes what is left and wraps between words."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
     table = Table(title=Text(title, style="italic"), header_style="bold", title_justify="left",
                   box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD, pad_edge=not compact)
     columns = list(columns)
@@ -79,7 +80,6 @@ def _title(title: str, rows: list[dict]) -> str:
 
 def _details(row: dict, reason: object, counts: dict | None = None):
     """The reason, the shares of the window (worst first) and which members differ, in one cell."""
-    from rich.text import Text
     cell = Text(printable(reason or ""))
     if counts:
         total = sum(counts.values()) or 1
@@ -98,7 +98,6 @@ def _details(row: dict, reason: object, counts: dict | None = None):
 def state_table(states: list[dict]):
     """One row per target or group, under its probe kind: the last verdict, since when, how many
     runs, and then the reason, the shares over the window and the members that differ."""
-    from rich.text import Text
     labelled = _has_labels(states)
     what = "group" if "group" in states[0] else "target"
     table = _table(_title(f"Current state per {what} (observations are runs)", states),
@@ -119,7 +118,6 @@ def state_table(states: list[dict]):
 def changes_table(changes: list[dict]):
     """Every change in time order: when, where (probe kind and target or group), and what: from,
     to, the new verdict's reason, the members that differ."""
-    from rich.text import Text
     labelled = _has_labels(changes)
     what = "group" if "group" in changes[0] else "target"
     table = _table(_title("Verdict changes", changes),
@@ -145,7 +143,6 @@ def probe_order(probe: str) -> tuple:
 
 
 def techniques_table(rows: list[dict], bucket: int):
-    from rich.text import Text
     labelled = _has_labels(rows)
     table = _table(_title(f"Runs whose summary names each technique, per {duration_text(bucket)}", rows),
                    ["from (UTC)", *(["label"] if labelled else []), "runs", *TECHNIQUES, "offline"])
@@ -201,7 +198,6 @@ def segments(cells: dict[int, int], count: int) -> list[tuple[int, int, int | No
 
 def print_timeline(console, line: Timeline) -> None:
     """One row per target or group, one character per bucket, the worst verdict of the bucket."""
-    from rich.text import Text
     if not line.rows:
         console.print("no records match", highlight=False)
         return
